@@ -1,0 +1,31 @@
+# The two commands of the README:   make demo   and   make test
+# Each does its own set-up on a fresh machine: a virtualenv in .venv, the pinned
+# packages from PyPI (ziglang brings the clang that compiles the program), the build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup build demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+build: setup
+	$(BIN)/decentral program build
+
+demo: build
+	$(BIN)/decentral demo
+
+test: build
+	$(BIN)/python -m pytest -q
+
+bench: build
+	$(BIN)/python bench/compute_units.py
+
+clean:
+	rm -rf target .pytest_cache

@@ -1,0 +1,112 @@
+"""The ``decentral`` command line: thin commands over the library, rich output.
+
+Errors of the library surface in exactly one place (:func:`main`) as one readable line
+and a non-zero exit code; usage errors are click's (exit 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import uuid
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from decentral_chain.errors import DecentralError
+from decentral_chain.sbpf.build import BuildError
+from decentral_chain.sbpf.linker import LinkError
+
+console = Console(stderr=True)
+out = Console()
+
+
+@click.group()
+@click.version_option(package_name="decentral-chain")
+def cli() -> None:
+    """Settle AI-inference jobs on Solana and verify the receipts."""
+
+
+@cli.group()
+def program() -> None:
+    """Build and inspect the decentral_escrow program."""
+
+
+@program.command("build")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def program_build(as_json: bool) -> None:
+    """Compile and link target/deploy/decentral_escrow.so (reproducible)."""
+    from decentral_chain import codegen
+    from decentral_chain.sbpf.build import ROOT, build
+
+    changed = codegen.write()
+    result = build()
+    info = {"path": str(result.path.relative_to(ROOT)), "size": result.size, "sha256": result.sha256,
+            "syscalls": list(result.program.syscalls), "regenerated": [str(p.relative_to(ROOT)) for p in changed]}
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    for path in info["regenerated"]:
+        console.print(f"[yellow]regenerated[/yellow] {path}")
+    out.print(f"[green]built[/green] {info['path']}  {info['size']:,} bytes  sha256 {info['sha256']}")
+
+
+@program.command("idl")
+@click.option("--format", "fmt", type=click.Choice(["legacy", "anchor-0.30"]), default="legacy", show_default=True)
+def program_idl(fmt: str) -> None:
+    """Print the IDL (legacy: anchorpy 0.21; anchor-0.30: current Anchor tools)."""
+    from decentral_chain import codegen
+
+    idl = codegen.render_idl_legacy() if fmt == "legacy" else codegen.render_idl_anchor30()
+    click.echo(json.dumps(idl, indent=2))
+
+
+@cli.command()
+def demo() -> None:
+    """Deposit → lock → settle on an in-process SVM, printing every balance."""
+    from decentral_chain.instructions import build_lock_job, build_settle_job
+    from decentral_chain.localnet.genesis import USDC, build_genesis
+    from decentral_chain.localnet.svm import send, token_balance
+    from decentral_chain.sbpf.build import ensure_built
+
+    g = build_genesis(ensure_built())
+    client, worker = g.clients[0], g.workers[0]
+
+    def balances(stage: str) -> None:
+        credits = g.credits(client.pubkey)
+        table.add_row(stage, *(f"{v / USDC:,.6f}" for v in (
+            token_balance(g.svm, client.token), credits.free if credits else 0, credits.locked if credits else 0,
+            token_balance(g.svm, g.vault), token_balance(g.svm, worker.token), token_balance(g.svm, g.treasury.token))))
+
+    table = Table(title="decentral_escrow on LiteSVM (USDC)")
+    for col in ("step", "client wallet", "free credits", "locked", "vault", "worker", "treasury"):
+        table.add_column(col, justify="right" if col != "step" else "left")
+    balances("start")
+    g.deposit(client, 25 * USDC)
+    balances("deposit 25")
+    job_id = uuid.uuid4().bytes
+    send(g.svm, [build_lock_job(gateway=g.gateway.pubkey(), client=client.pubkey, job_id=job_id,
+                                amount=2 * USDC, worker=worker.pubkey, program_id=g.program_id)], g.gateway)
+    balances("lock_job 2")
+    response = b'{"choices":[{"message":{"content":"hello"}}]}'
+    send(g.svm, [build_settle_job(gateway=g.gateway.pubkey(), client=client.pubkey, job_id=job_id,
+                                  worker_token=worker.token, treasury=g.treasury.token, payer=g.gateway.pubkey(),
+                                  cost=1_200_000, result_hash=hashlib.sha256(response).digest(), prompt_tokens=40,
+                                  completion_tokens=80, program_id=g.program_id)], g.gateway)
+    balances("settle_job 1.2")
+    out.print(table)
+    out.print(f"job {uuid.UUID(bytes=job_id)} settled to worker {worker.pubkey} (fee {g.config().fee_bps} bps)")
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except (DecentralError, BuildError, LinkError) as exc:
+        console.print(f"[red]{type(exc).__name__}[/red]: {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

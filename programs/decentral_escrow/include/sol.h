@@ -1,0 +1,215 @@
+/* sol.h - the program's own minimal Solana SDK for sBPF v0.
+ *
+ * The only file that declares syscalls. Also: the input deserializer, the CPI structs
+ * whose layout the runtime reads (SolAccountInfo, SolInstruction, ...), a bounds-checked
+ * Borsh reader and little-endian helpers. Nothing here allocates or keeps globals: sBPF v0
+ * programs cannot have writable sections.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* 8-aligned so that comparisons are four u64 loads. Every pubkey the program touches
+ * (input buffer keys and owners, account data, its own structs) sits at a multiple of 8. */
+typedef struct {
+  uint8_t x[32];
+} __attribute__((aligned(8))) SolPubkey;
+
+/* Layout read by sol_invoke_signed_c; do not reorder. */
+typedef struct {
+  SolPubkey *key;
+  uint64_t *lamports;
+  uint64_t data_len;
+  uint8_t *data;
+  SolPubkey *owner;
+  uint64_t rent_epoch;
+  bool is_signer;
+  bool is_writable;
+  bool executable;
+} SolAccountInfo;
+
+typedef struct {
+  const SolPubkey *pubkey;
+  bool is_writable;
+  bool is_signer;
+} SolAccountMeta;
+
+typedef struct {
+  const SolPubkey *program_id;
+  const SolAccountMeta *accounts;
+  uint64_t account_len;
+  const uint8_t *data;
+  uint64_t data_len;
+} SolInstruction;
+
+typedef struct {
+  const uint8_t *addr;
+  uint64_t len;
+} SolSignerSeed, SolBytes;
+
+typedef struct {
+  const SolSignerSeed *addr;
+  uint64_t len;
+} SolSignerSeeds;
+
+typedef struct {
+  uint64_t slot;
+  int64_t epoch_start_timestamp;
+  uint64_t epoch;
+  uint64_t leader_schedule_epoch;
+  int64_t unix_timestamp;
+} SolClock;
+
+/* ---------------------------------------------------------------- syscalls */
+extern void sol_log_(const char *msg, uint64_t len);
+extern void sol_log_64_(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+extern void sol_log_data(const SolBytes *slices, uint64_t count);
+extern void sol_memcpy_(void *dst, const void *src, uint64_t n);
+extern void sol_memset_(void *dst, int c, uint64_t n);
+extern uint64_t sol_create_program_address(const SolSignerSeed *seeds, uint64_t n,
+                                           const SolPubkey *program_id, SolPubkey *out);
+extern uint64_t sol_try_find_program_address(const SolSignerSeed *seeds, uint64_t n,
+                                             const SolPubkey *program_id, SolPubkey *out,
+                                             uint8_t *bump);
+extern uint64_t sol_invoke_signed_c(const SolInstruction *ix, const SolAccountInfo *infos,
+                                    int n_infos, const SolSignerSeeds *seeds, int n_seeds);
+extern uint64_t sol_get_clock_sysvar(void *out);
+extern uint64_t sol_get_rent_sysvar(void *out);
+
+#define sol_log(s) sol_log_((s), sizeof(s) - 1)
+
+/* -------------------------------------------------------------- helpers */
+#define TRY(expr)                  \
+  do {                             \
+    uint64_t _err = (expr);        \
+    if (_err != 0) return _err;    \
+  } while (0)
+
+static inline bool pubkey_eq(const SolPubkey *a, const SolPubkey *b) {
+  const uint64_t *x = (const uint64_t *)a->x;
+  const uint64_t *y = (const uint64_t *)b->x;
+  return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
+}
+
+static inline bool pubkey_is_zero(const SolPubkey *a) {
+  const uint64_t *x = (const uint64_t *)a->x;
+  return (x[0] | x[1] | x[2] | x[3]) == 0;
+}
+
+/* Little-endian loads from possibly unaligned bytes. */
+static inline uint64_t load_le(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+static inline void store_le(uint8_t *p, uint64_t v, int n) {
+  for (int i = 0; i < n; i++) {
+    p[i] = (uint8_t)v;
+    v >>= 8;
+  }
+}
+
+/* ------------------------------------------------------ Borsh argument reader
+ * Every read is bounds-checked; a short read clears `ok`, and rd_done() also requires
+ * that the data was consumed exactly (oversized instruction data is rejected). */
+typedef struct {
+  const uint8_t *p;
+  uint64_t len;
+  bool ok;
+} Reader;
+
+static inline const uint8_t *rd_take(Reader *r, uint64_t n) {
+  if (!r->ok || r->len < n) {
+    r->ok = false;
+    return 0;
+  }
+  const uint8_t *at = r->p;
+  r->p += n;
+  r->len -= n;
+  return at;
+}
+
+static inline uint64_t rd_uint(Reader *r, int n) {
+  const uint8_t *at = rd_take(r, (uint64_t)n);
+  return at ? load_le(at, n) : 0;
+}
+
+static inline uint8_t rd_u8(Reader *r) { return (uint8_t)rd_uint(r, 1); }
+static inline uint16_t rd_u16(Reader *r) { return (uint16_t)rd_uint(r, 2); }
+static inline uint32_t rd_u32(Reader *r) { return (uint32_t)rd_uint(r, 4); }
+static inline uint64_t rd_u64(Reader *r) { return rd_uint(r, 8); }
+static inline int64_t rd_i64(Reader *r) { return (int64_t)rd_uint(r, 8); }
+
+/* Borsh bool / Option tag: exactly 0 or 1. */
+static inline bool rd_bool(Reader *r) {
+  uint8_t b = rd_u8(r);
+  if (b > 1) r->ok = false;
+  return b == 1;
+}
+
+static inline void rd_bytes(Reader *r, void *out, uint64_t n) {
+  const uint8_t *at = rd_take(r, n);
+  if (at) sol_memcpy_(out, at, n);
+}
+
+static inline bool rd_done(const Reader *r) { return r->ok && r->len == 0; }
+
+/* ------------------------------------------------------- input deserializer */
+#define SOL_MAX_ACCOUNTS 16
+#define MAX_PERMITTED_DATA_INCREASE (10 * 1024)
+#define NON_DUP_MARKER 0xff
+
+typedef struct {
+  SolAccountInfo ka[SOL_MAX_ACCOUNTS];
+  uint64_t ka_num; /* accounts stored in ka (extras beyond SOL_MAX_ACCOUNTS are skipped) */
+  const uint8_t *data;
+  uint64_t data_len;
+  const SolPubkey *program_id;
+} SolParameters;
+
+/* Parses the loader's aligned serialization:
+ *   u64 n; per account: u8 dup (0xff unique, else index of the original) then, when
+ *   unique: u8 signer, u8 writable, u8 executable, [4] pad, key[32], owner[32],
+ *   u64 lamports, u64 data_len, data, 10 KiB realloc room, pad to 8, u64 rent_epoch;
+ *   u64 ix_data_len, ix_data, program_id[32]. */
+static void sol_deserialize(uint8_t *input, SolParameters *p) {
+  uint64_t n = *(uint64_t *)input;
+  input += 8;
+  uint64_t stored = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    uint8_t dup = input[0];
+    SolAccountInfo *ka = i < SOL_MAX_ACCOUNTS ? &p->ka[i] : 0;
+    if (dup == NON_DUP_MARKER) {
+      if (ka) {
+        ka->is_signer = input[1] != 0;
+        ka->is_writable = input[2] != 0;
+        ka->executable = input[3] != 0;
+        ka->key = (SolPubkey *)(input + 8);
+        ka->owner = (SolPubkey *)(input + 40);
+        ka->lamports = (uint64_t *)(input + 72);
+        ka->data_len = *(uint64_t *)(input + 80);
+        ka->data = input + 88;
+      }
+      uint64_t data_len = *(uint64_t *)(input + 80);
+      input += 88 + data_len + MAX_PERMITTED_DATA_INCREASE;
+      input = (uint8_t *)(((uint64_t)input + 7) & ~(uint64_t)7);
+      if (ka) ka->rent_epoch = *(uint64_t *)input;
+      input += 8;
+    } else {
+      if (ka) *ka = p->ka[dup]; /* same pointers: a duplicate has the same key */
+      input += 8;
+    }
+    if (ka) stored++;
+  }
+  p->ka_num = stored;
+  p->data_len = *(uint64_t *)input;
+  p->data = input + 8;
+  p->program_id = (const SolPubkey *)(input + 8 + p->data_len);
+}
+
+/* The serialized data length sits right before the data: the runtime reads it back, so
+ * writing it shrinks (or grows, within the realloc room) the account. */
+static inline uint64_t *account_len_slot(const SolAccountInfo *a) { return (uint64_t *)(a->data - 8); }

@@ -1,0 +1,93 @@
+/* Client instructions: deposit and withdraw.
+ * The vault's authority is the Config PDA; it signs only withdraw (and settle). */
+#include "validate.h"
+
+static void emit_credits_event(uint64_t disc, const Credits *c, uint64_t amount) {
+  CreditsDepositedEvent ev; /* CreditsWithdrawn has the same fields */
+  _Static_assert(CREDITS_DEPOSITED_EVENT_LEN == CREDITS_WITHDRAWN_EVENT_LEN, "same layout");
+  ev.discriminator = disc;
+  ev.owner = c->owner;
+  ev.amount = amount;
+  ev.free = c->free;
+  emit_event(&ev, CREDITS_DEPOSITED_EVENT_LEN);
+}
+
+/* Anchor's `init_if_needed` with seeds ["credits", owner]: a new account is created at
+ * the canonical PDA; an existing one must be ours and belong to the owner. */
+static uint64_t credits_for_deposit(SolParameters *p, SolAccountInfo *owner, SolAccountInfo *account,
+                                    Credits **out) {
+  if (require_uninitialized(account, 1) != 0) {
+    TRY(load_credits(p, account, out));
+    return require_key(owner, &(*out)->owner, ERR_CREDITS_OWNER_MISMATCH);
+  }
+  uint8_t bump;
+  const SolSignerSeed find[2] = {{(const uint8_t *)SEED_CREDITS, SEED_CREDITS_LEN}, {owner->key->x, 32}};
+  TRY(require_canonical_pda(find, 2, p->program_id, account, &bump));
+  const SolSignerSeed seeds[3] = {find[0], find[1], {&bump, 1}};
+  const SolSignerSeeds signer = {seeds, 3};
+  TRY(create_pda_account(owner, account, CREDITS_LEN, p->program_id, &signer));
+  Credits *c = (Credits *)account->data;
+  c->discriminator = ACCOUNT_CREDITS;
+  c->owner = *owner->key;
+  c->bump = bump;
+  *out = c;
+  return 0;
+}
+
+static uint64_t process_deposit(SolParameters *p) {
+  DepositAccounts a;
+  DepositArgs args;
+  Config *cfg;
+  Credits *credits;
+  TokenAccountHead *source;
+  // 1. Accounts, signer, writable, program ids, arguments
+  TRY(parse_deposit(p, &a, &args));
+  // 2. Config and state
+  TRY(load_config(p, a.config, &cfg));
+  if (cfg->paused) return ERR_PROGRAM_PAUSED;
+  if (args.amount == 0) return ERR_ZERO_AMOUNT;
+  // 3. Token accounts: the config vault; the owner's own account of the config mint
+  TRY(require_key(a.vault, &cfg->vault, ERR_VAULT_MISMATCH));
+  TRY(load_token_account(a.source, &cfg->mint, &source));
+  TRY(require_token_owner(source, a.owner->key));
+  // 4. Credits of this owner (created on first deposit)
+  TRY(credits_for_deposit(p, a.owner, a.credits, &credits));
+
+  // Effects
+  TRY(token_transfer(a.source, a.vault, a.owner, args.amount, 0));
+  TRY(checked_add(&credits->free, args.amount));
+  TRY(checked_add(&credits->total_deposited, args.amount));
+  TRY(checked_add(&cfg->total_deposited, args.amount));
+  emit_credits_event(EVENT_CREDITS_DEPOSITED, credits, args.amount);
+  return 0;
+}
+
+static uint64_t process_withdraw(SolParameters *p) {
+  WithdrawAccounts a;
+  WithdrawArgs args;
+  Config *cfg;
+  Credits *credits;
+  TokenAccountHead *destination;
+  // 1. Accounts, signer, writable, program ids, arguments
+  TRY(parse_withdraw(p, &a, &args));
+  // 2. Config (withdraw stays open while paused: funds are never trapped)
+  TRY(load_config(p, a.config, &cfg));
+  if (args.amount == 0) return ERR_ZERO_AMOUNT;
+  // 3. The signer's own Credits, and only its free balance
+  TRY(load_credits(p, a.credits, &credits));
+  TRY(require_key(a.owner, &credits->owner, ERR_CREDITS_OWNER_MISMATCH));
+  if (args.amount > credits->free) return ERR_INSUFFICIENT_CREDITS;
+  // 4. Token accounts
+  TRY(require_key(a.vault, &cfg->vault, ERR_VAULT_MISMATCH));
+  TRY(load_token_account(a.destination, &cfg->mint, &destination));
+  TRY(require_token_owner(destination, a.owner->key));
+
+  // Effects
+  const SolSignerSeed seeds[2] = {{(const uint8_t *)SEED_CONFIG, SEED_CONFIG_LEN}, {&cfg->bump, 1}};
+  const SolSignerSeeds signer = {seeds, 2};
+  TRY(token_transfer(a.vault, a.destination, a.config, args.amount, &signer));
+  credits->free -= args.amount;
+  TRY(checked_add(&cfg->total_withdrawn, args.amount));
+  emit_credits_event(EVENT_CREDITS_WITHDRAWN, credits, args.amount);
+  return 0;
+}

@@ -1,0 +1,172 @@
+/* Gateway instructions: lock_job, settle_job, refund_job.
+ * A Job binds (client, worker, amount, payer) at lock; settle and refund take every one of
+ * those from the Job, never from the caller, and close it so it ends exactly once. */
+#include "validate.h"
+
+static uint64_t process_lock_job(SolParameters *p) {
+  LockJobAccounts a;
+  LockJobArgs args;
+  Config *cfg;
+  Credits *credits;
+  // 1. Accounts, signer, writable, program ids, arguments
+  TRY(parse_lock_job(p, &a, &args));
+  // 2. Config: only its gateway, not while paused
+  TRY(load_config(p, a.config, &cfg));
+  TRY(require_key(a.gateway, &cfg->gateway, ERR_NOT_GATEWAY));
+  if (cfg->paused) return ERR_PROGRAM_PAUSED;
+  // 3. Arguments
+  if (args.amount == 0) return ERR_ZERO_AMOUNT;
+  static const uint8_t zero_id[16] = {0};
+  if (bytes_eq(args.job_id, zero_id, 16)) return ERR_INVALID_JOB_ID;
+  if (pubkey_is_zero(&args.worker) || pubkey_eq(&args.worker, a.config->key) || pubkey_eq(&args.worker, &cfg->vault))
+    return ERR_INVALID_WORKER;
+  // 4. Client credits
+  TRY(load_credits(p, a.credits, &credits));
+  if (args.amount > credits->free) return ERR_INSUFFICIENT_CREDITS;
+  if (credits->open_jobs == UINT32_MAX) return ERR_ARITHMETIC_OVERFLOW;
+  // 5. Job: canonical PDA of the id, not open yet
+  uint8_t bump;
+  const SolSignerSeed find[2] = {{(const uint8_t *)SEED_JOB, SEED_JOB_LEN}, {args.job_id, 16}};
+  TRY(require_canonical_pda(find, 2, p->program_id, a.job, &bump));
+  TRY(require_uninitialized(a.job, ERR_JOB_ALREADY_EXISTS));
+
+  // Effects
+  const SolSignerSeed seeds[3] = {find[0], find[1], {&bump, 1}};
+  const SolSignerSeeds signer = {seeds, 3};
+  TRY(create_pda_account(a.gateway, a.job, JOB_LEN, p->program_id, &signer));
+  Job *job = (Job *)a.job->data;
+  job->discriminator = ACCOUNT_JOB;
+  sol_memcpy_(job->job_id, args.job_id, 16);
+  job->client = credits->owner;
+  job->worker = args.worker;
+  job->payer = *a.gateway->key;
+  job->amount = args.amount;
+  job->created_at = unix_now();
+  if (__builtin_add_overflow(job->created_at, cfg->refund_timeout, &job->expires_at)) return ERR_ARITHMETIC_OVERFLOW;
+  job->bump = bump;
+  credits->free -= args.amount;
+  TRY(checked_add(&credits->locked, args.amount));
+  credits->open_jobs += 1;
+
+  JobLockedEvent ev;
+  ev.discriminator = EVENT_JOB_LOCKED;
+  sol_memcpy_(ev.job_id, job->job_id, 16);
+  ev.client = job->client;
+  ev.worker = job->worker;
+  ev.payer = job->payer;
+  ev.amount = job->amount;
+  ev.expires_at = job->expires_at;
+  emit_event(&ev, JOB_LOCKED_EVENT_LEN);
+  return 0;
+}
+
+/* The job's locked amount leaves `locked`; `back` of it returns to `free`. */
+static uint64_t release_job(Credits *credits, const Job *job, uint64_t back) {
+  TRY(checked_sub(&credits->locked, job->amount));
+  TRY(checked_add(&credits->free, back));
+  if (credits->open_jobs == 0) return ERR_ARITHMETIC_OVERFLOW;
+  credits->open_jobs -= 1;
+  return 0;
+}
+
+/* What settle and refund both load: Config, the Job, the job client's Credits, and the
+ * account the Job rent goes back to. */
+typedef struct {
+  SolAccountInfo *config, *job, *credits, *payer;
+} JobAccounts;
+typedef struct {
+  Config *cfg;
+  Job *job;
+  Credits *credits;
+} JobState;
+
+static uint64_t load_job_state(SolParameters *p, const JobAccounts *a, JobState *s) {
+  TRY(load_config(p, a->config, &s->cfg));
+  TRY(load_job(p, a->job, &s->job));
+  TRY(load_credits(p, a->credits, &s->credits));
+  TRY(require_key(a->payer, &s->job->payer, ERR_PAYER_MISMATCH));
+  return pubkey_eq(&s->credits->owner, &s->job->client) ? 0 : ERR_CREDITS_MISMATCH;
+}
+
+static uint64_t process_settle_job(SolParameters *p) {
+  SettleJobAccounts a;
+  SettleJobArgs args;
+  JobState s;
+  TokenAccountHead *worker_token;
+  // 1. Accounts, signer, writable, program ids, arguments
+  TRY(parse_settle_job(p, &a, &args));
+  // 2. Config, Job, the job's client Credits and rent payer; only the gateway settles
+  const JobAccounts ja = {a.config, a.job, a.credits, a.payer};
+  TRY(load_job_state(p, &ja, &s));
+  Config *cfg = s.cfg;
+  Job *job = s.job;
+  Credits *credits = s.credits;
+  TRY(require_key(a.gateway, &cfg->gateway, ERR_NOT_GATEWAY));
+  // 3. Token accounts: config vault and treasury; the worker bound at lock
+  TRY(require_key(a.vault, &cfg->vault, ERR_VAULT_MISMATCH));
+  TRY(require_key(a.treasury, &cfg->treasury, ERR_TREASURY_MISMATCH));
+  TRY(load_token_account(a.worker_token, &cfg->mint, &worker_token));
+  TRY(require_token_owner(worker_token, &job->worker));
+  TRY(require_distinct(a.worker_token, a.treasury));
+  // 4. Amounts: fee = floor(cost * fee_bps / 10,000), computed without overflow
+  if (args.cost > job->amount) return ERR_COST_EXCEEDS_LOCKED;
+  uint64_t fee = (args.cost / BPS_DENOMINATOR) * cfg->fee_bps + (args.cost % BPS_DENOMINATOR) * cfg->fee_bps / BPS_DENOMINATOR;
+  uint64_t pay = args.cost - fee;
+
+  // Effects
+  const SolSignerSeed seeds[2] = {{(const uint8_t *)SEED_CONFIG, SEED_CONFIG_LEN}, {&cfg->bump, 1}};
+  const SolSignerSeeds signer = {seeds, 2};
+  if (pay > 0) TRY(token_transfer(a.vault, a.worker_token, a.config, pay, &signer));
+  if (fee > 0) TRY(token_transfer(a.vault, a.treasury, a.config, fee, &signer));
+  TRY(release_job(credits, job, job->amount - args.cost));
+  TRY(checked_add(&credits->total_spent, args.cost));
+  TRY(checked_add(&cfg->total_paid, pay));
+  TRY(checked_add(&cfg->total_fees, fee));
+  TRY(checked_add(&cfg->jobs_settled, 1));
+
+  JobSettledEvent ev;
+  ev.discriminator = EVENT_JOB_SETTLED;
+  sol_memcpy_(ev.job_id, job->job_id, 16);
+  ev.client = job->client;
+  ev.worker = job->worker;
+  sol_memcpy_(ev.result_hash, args.result_hash, 32);
+  ev.cost = args.cost;
+  ev.fee = fee;
+  ev.refunded = job->amount - args.cost;
+  ev.prompt_tokens = args.prompt_tokens;
+  ev.completion_tokens = args.completion_tokens;
+  TRY(close_account(a.job, a.payer));
+  emit_event(&ev, JOB_SETTLED_EVENT_LEN);
+  return 0;
+}
+
+static uint64_t process_refund_job(SolParameters *p) {
+  RefundJobAccounts a;
+  JobState s;
+  // 1. Accounts, signer, writable
+  TRY(parse_refund_job(p, &a));
+  // 2. Config, Job, the job's client Credits and rent payer
+  const JobAccounts ja = {a.config, a.job, a.credits, a.payer};
+  TRY(load_job_state(p, &ja, &s));
+  Config *cfg = s.cfg;
+  Job *job = s.job;
+  Credits *credits = s.credits;
+  // 3. The gateway at any time; the client once the job expired
+  if (!pubkey_eq(a.authority->key, &cfg->gateway)) {
+    if (!pubkey_eq(a.authority->key, &job->client)) return ERR_NOT_JOB_PARTY;
+    if (unix_now() < job->expires_at) return ERR_JOB_NOT_EXPIRED;
+  }
+
+  // Effects
+  TRY(release_job(credits, job, job->amount));
+  TRY(checked_add(&cfg->jobs_refunded, 1));
+  JobRefundedEvent ev;
+  ev.discriminator = EVENT_JOB_REFUNDED;
+  sol_memcpy_(ev.job_id, job->job_id, 16);
+  ev.client = job->client;
+  ev.authority = *a.authority->key;
+  ev.amount = job->amount;
+  TRY(close_account(a.job, a.payer));
+  emit_event(&ev, JOB_REFUNDED_EVENT_LEN);
+  return 0;
+}
