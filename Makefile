@@ -22,6 +22,7 @@ demo: build
 	$(BIN)/decentral demo
 
 test: build
+	$(BIN)/ruff check decentral_chain tests bench
 	$(BIN)/python -m pytest -q
 
 bench: build

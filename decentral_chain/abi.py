@@ -348,7 +348,9 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (
             AccountSpec("owner", True, True, "Client wallet; pays Credits rent on first use"),
             AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS),
-            AccountSpec("credits", True, doc="Credits PDA [\"credits\", owner] (created if missing)", pda=_CREDITS_SEEDS),
+            AccountSpec(
+                "credits", True, doc="Credits PDA [\"credits\", owner] (created if missing)", pda=_CREDITS_SEEDS
+            ),
             AccountSpec("source", True, doc="Owner's token account of the mint"),
             AccountSpec("vault", True, doc="Vault PDA", pda=_VAULT_SEEDS),
             _TOKEN,
@@ -376,7 +378,9 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
             AccountSpec("gateway", True, True, "Config gateway; pays Job rent"),
             AccountSpec("config", doc="Config PDA", pda=_CONFIG_SEEDS),
             AccountSpec("credits", True, doc="Client's Credits PDA"),
-            AccountSpec("job", True, doc="Job PDA [\"job\", job_id] (created)", pda=(("const", SEED_JOB), ("arg", "job_id"))),
+            AccountSpec(
+                "job", True, doc="Job PDA [\"job\", job_id] (created)", pda=(("const", SEED_JOB), ("arg", "job_id"))
+            ),
             _SYSTEM,
         ),
         "Lock amount of the client's free credits for one job bound to worker.",

@@ -222,7 +222,8 @@ def render_ix_header() -> str:
         for f in ix.args:
             if isinstance(f.type, Option) and _opt_c(f.type.inner) not in seen:
                 seen.add(_opt_c(f.type.inner))
-                out.append(f"typedef struct {{ bool is_some; {_c_decl(f.type.inner, 'value')}; }} {_opt_c(f.type.inner)};")
+                decl = _c_decl(f.type.inner, "value")
+                out.append(f"typedef struct {{ bool is_some; {decl}; }} {_opt_c(f.type.inner)};")
     out.append("")
     for ix in abi.INSTRUCTIONS:
         out += _ix_c(ix)

@@ -57,8 +57,8 @@ def send(svm: LiteSVM, instructions: Sequence[Instruction], payer: Keypair,
 
 
 def failure_to_error(result: FailedTransactionMetadata, signature: str | None = None) -> TransactionFailed:
-    logs = list(result.meta.logs)
-    err = result.err
+    logs = list(result.meta().logs())
+    err = result.err()
     if isinstance(err, TransactionErrorInstructionError) and isinstance(err.err, InstructionErrorCustom):
         return ProgramError(err.err.code, err.index, logs, signature)
     return TransactionFailed(err, logs, signature)

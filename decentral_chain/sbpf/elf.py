@@ -190,7 +190,7 @@ def write_program_elf(
     out += shstrtab
     shoff = _pad_to(out, 8)
     shdrs = bytearray(_SHDR.size)  # NULL section
-    for i, (name, typ, flags, off, size, link, info, align, entsize) in enumerate(headers):
+    for i, (_name, typ, flags, off, size, link, info, align, entsize) in enumerate(headers):
         shdrs += _SHDR.pack(name_idx[i], typ, flags, off, off, size, link, info, align, entsize)
     shdrs += _SHDR.pack(name_idx[-1], SHT_STRTAB, 0, 0, shstrtab_off, len(shstrtab), 0, 0, 1, 0)
     out += shdrs

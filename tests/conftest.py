@@ -1,0 +1,140 @@
+"""Shared fixtures: the built program and a fresh chain (LiteSVM + real SPL Token) per test."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from solders.instruction import Instruction
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from decentral_chain import pda
+from decentral_chain.accounts import Job
+from decentral_chain.errors import EscrowError, ProgramError
+from decentral_chain.instructions import (
+    build_deposit,
+    build_lock_job,
+    build_refund_job,
+    build_settle_job,
+    build_withdraw,
+)
+from decentral_chain.localnet.genesis import USDC, Genesis, Wallet, build_genesis
+from decentral_chain.localnet.svm import send, token_balance
+from decentral_chain.sbpf.build import ensure_built
+
+
+@pytest.fixture(scope="session")
+def program_elf() -> bytes:
+    return ensure_built()
+
+
+@dataclass
+class Chain:
+    """A Genesis plus one-line helpers for the escrow's instructions."""
+
+    g: Genesis
+
+    def __getattr__(self, name: str):  # delegate svm, gateway, workers, ... to Genesis
+        return getattr(self.g, name)
+
+    @property
+    def client(self) -> Wallet:
+        return self.g.clients[0]
+
+    @property
+    def worker(self) -> Wallet:
+        return self.g.workers[0]
+
+    def send(self, ixs: Instruction | Sequence[Instruction], payer: Keypair, *signers: Keypair):
+        self.g.svm.expire_blockhash()  # a retried identical transaction is a new one
+        return send(self.g.svm, [ixs] if isinstance(ixs, Instruction) else list(ixs), payer, signers)
+
+    def balance(self, account: Pubkey) -> int:
+        return token_balance(self.g.svm, account)
+
+    def deposit(self, client: Wallet | None = None, amount: int = 100 * USDC):
+        client = client or self.client
+        return self.send(build_deposit(owner=client.pubkey, source=client.token, amount=amount,
+                                       program_id=self.g.program_id), client.keypair)
+
+    def withdraw(self, client: Wallet | None = None, amount: int = USDC):
+        client = client or self.client
+        return self.send(build_withdraw(owner=client.pubkey, destination=client.token, amount=amount,
+                                        program_id=self.g.program_id), client.keypair)
+
+    def lock_ix(self, job_id: bytes, amount: int = 10 * USDC, client: Wallet | None = None,
+                worker: Pubkey | None = None) -> Instruction:
+        return build_lock_job(gateway=self.g.gateway.pubkey(), client=(client or self.client).pubkey,
+                              job_id=job_id, amount=amount, worker=worker or self.worker.pubkey,
+                              program_id=self.g.program_id)
+
+    def lock(self, amount: int = 10 * USDC, client: Wallet | None = None, worker: Pubkey | None = None,
+             job_id: bytes | None = None) -> bytes:
+        job_id = job_id or uuid.uuid4().bytes
+        self.send(self.lock_ix(job_id, amount, client, worker), self.g.gateway)
+        return job_id
+
+    def settle_ix(self, job_id: bytes, cost: int, *, client: Wallet | None = None,
+                  worker_token: Pubkey | None = None, treasury: Pubkey | None = None,
+                  payer: Pubkey | None = None, gateway: Pubkey | None = None,
+                  result: bytes = b"response") -> Instruction:
+        return build_settle_job(
+            gateway=gateway or self.g.gateway.pubkey(), client=(client or self.client).pubkey, job_id=job_id,
+            worker_token=worker_token or self.worker.token, treasury=treasury or self.g.treasury.token,
+            payer=payer or self.g.gateway.pubkey(), cost=cost, result_hash=hashlib.sha256(result).digest(),
+            prompt_tokens=11, completion_tokens=22, program_id=self.g.program_id)
+
+    def settle(self, job_id: bytes, cost: int, **kw):
+        return self.send(self.settle_ix(job_id, cost, **kw), self.g.gateway)
+
+    def refund_ix(self, job_id: bytes, authority: Pubkey | None = None, client: Wallet | None = None,
+                  payer: Pubkey | None = None) -> Instruction:
+        return build_refund_job(authority=authority or self.g.gateway.pubkey(),
+                                client=(client or self.client).pubkey, job_id=job_id,
+                                payer=payer or self.g.gateway.pubkey(), program_id=self.g.program_id)
+
+    def refund(self, job_id: bytes, signer: Keypair | None = None, **kw):
+        signer = signer or self.g.gateway
+        return self.send(self.refund_ix(job_id, authority=signer.pubkey(), **kw), signer)
+
+    def job(self, job_id: bytes) -> Job | None:
+        acc = self.g.svm.get_account(pda.job_address(job_id, self.g.program_id))
+        return Job.from_bytes(bytes(acc.data)) if acc is not None and len(acc.data) else None
+
+    def free(self, client: Wallet | None = None) -> int:
+        credits = self.g.credits((client or self.client).pubkey)
+        return credits.free if credits else 0
+
+    def locked(self, client: Wallet | None = None) -> int:
+        credits = self.g.credits((client or self.client).pubkey)
+        return credits.locked if credits else 0
+
+    def warp(self, seconds: int) -> None:
+        clock = self.g.svm.get_clock()
+        clock.unix_timestamp += seconds
+        clock.slot += 1
+        self.g.svm.set_clock(clock)
+
+
+@pytest.fixture
+def chain(program_elf: bytes) -> Chain:
+    return Chain(build_genesis(program_elf, clients=2))
+
+
+@pytest.fixture
+def raw_genesis(program_elf: bytes) -> Genesis:
+    """Program deployed, mint and wallets ready, Config not initialized yet."""
+    return build_genesis(program_elf, initialize=False)
+
+
+@contextmanager
+def raises_escrow(error: EscrowError) -> Iterator[None]:
+    """Assert that the block fails with exactly this custom error of the escrow."""
+    with pytest.raises(ProgramError) as info:
+        yield
+    assert info.value.error == error, f"expected {error.name}, got {info.value}\n" + "\n".join(info.value.logs)
