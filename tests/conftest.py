@@ -17,10 +17,15 @@ from decentral_chain import pda
 from decentral_chain.accounts import Job
 from decentral_chain.errors import EscrowError, ProgramError
 from decentral_chain.instructions import (
+    build_accept_admin,
     build_deposit,
+    build_initialize,
     build_lock_job,
+    build_propose_admin,
     build_refund_job,
+    build_set_treasury,
     build_settle_job,
+    build_update_config,
     build_withdraw,
 )
 from decentral_chain.localnet.genesis import USDC, Genesis, Wallet, build_genesis
@@ -138,3 +143,27 @@ def raises_escrow(error: EscrowError) -> Iterator[None]:
     with pytest.raises(ProgramError) as info:
         yield
     assert info.value.error == error, f"expected {error.name}, got {info.value}\n" + "\n".join(info.value.logs)
+
+
+def valid_instructions(chain: Chain) -> dict[str, tuple[Instruction, list[Keypair]]]:
+    """One instruction per name that would pass the account-flag checks."""
+    chain.deposit(amount=10 * USDC)
+    job = chain.lock(amount=2 * USDC)
+    other = chain.lock(amount=2 * USDC)
+    c, pid, admin = chain.client, chain.program_id, chain.admin
+    return {
+        "initialize": (build_initialize(admin=admin.pubkey(), mint=chain.mint, gateway=chain.gateway.pubkey(),
+                                        treasury=chain.treasury.token, fee_bps=1, refund_timeout=60,
+                                        program_id=pid), [admin]),
+        "deposit": (build_deposit(owner=c.pubkey, source=c.token, amount=1, program_id=pid), [c.keypair]),
+        "withdraw": (build_withdraw(owner=c.pubkey, destination=c.token, amount=1, program_id=pid), [c.keypair]),
+        "lock_job": (chain.lock_ix(uuid.uuid4().bytes, 1), [chain.gateway]),
+        "settle_job": (chain.settle_ix(job, 1), [chain.gateway]),
+        "refund_job": (chain.refund_ix(other), [chain.gateway]),
+        "update_config": (build_update_config(admin=admin.pubkey(), fee_bps=1, program_id=pid), [admin]),
+        "set_treasury": (build_set_treasury(admin=admin.pubkey(), treasury=chain.treasury.token, program_id=pid),
+                         [admin]),
+        "propose_admin": (build_propose_admin(admin=admin.pubkey(), new_admin=admin.pubkey(), program_id=pid),
+                          [admin]),
+        "accept_admin": (build_accept_admin(new_admin=admin.pubkey(), program_id=pid), [admin]),
+    }

@@ -35,7 +35,7 @@ from decentral_chain.instructions import (
 )
 from decentral_chain.localnet.genesis import USDC
 from decentral_chain.localnet.svm import create_mint, create_token_account
-from tests.conftest import Chain, raises_escrow
+from tests.conftest import Chain, raises_escrow, valid_instructions
 
 E = EscrowError
 
@@ -454,30 +454,6 @@ def test_instruction_data_framing(chain):
 # ------------------------------------------------ generated: every account position
 
 
-def _valid_instructions(chain: Chain) -> dict[str, tuple[Instruction, list[Keypair]]]:
-    """One instruction per name that would pass the account-flag checks."""
-    chain.deposit(amount=10 * USDC)
-    job = chain.lock(amount=2 * USDC)
-    other = chain.lock(amount=2 * USDC)
-    c, pid, admin = chain.client, chain.program_id, chain.admin
-    return {
-        "initialize": (build_initialize(admin=admin.pubkey(), mint=chain.mint, gateway=chain.gateway.pubkey(),
-                                        treasury=chain.treasury.token, fee_bps=1, refund_timeout=60,
-                                        program_id=pid), [admin]),
-        "deposit": (build_deposit(owner=c.pubkey, source=c.token, amount=1, program_id=pid), [c.keypair]),
-        "withdraw": (build_withdraw(owner=c.pubkey, destination=c.token, amount=1, program_id=pid), [c.keypair]),
-        "lock_job": (chain.lock_ix(uuid.uuid4().bytes, 1), [chain.gateway]),
-        "settle_job": (chain.settle_ix(job, 1), [chain.gateway]),
-        "refund_job": (chain.refund_ix(other), [chain.gateway]),
-        "update_config": (build_update_config(admin=admin.pubkey(), fee_bps=1, program_id=pid), [admin]),
-        "set_treasury": (build_set_treasury(admin=admin.pubkey(), treasury=chain.treasury.token, program_id=pid),
-                         [admin]),
-        "propose_admin": (build_propose_admin(admin=admin.pubkey(), new_admin=admin.pubkey(), program_id=pid),
-                          [admin]),
-        "accept_admin": (build_accept_admin(new_admin=admin.pubkey(), program_id=pid), [admin]),
-    }
-
-
 POSITIONS = [
     pytest.param(ix.name, i, flag, id=f"{ix.name}-{acc.name}-{flag}")
     for ix in INSTRUCTIONS
@@ -489,7 +465,7 @@ POSITIONS = [
 
 @pytest.mark.parametrize("name,index,flag", POSITIONS)
 def test_account_position_requires_its_flag(chain, name, index, flag):
-    ix, signers = _valid_instructions(chain)[name]
+    ix, signers = valid_instructions(chain)[name]
     fee_payer = funded(chain)
     meta = ix.accounts[index]
     if flag == "signer":
@@ -509,7 +485,7 @@ def test_account_position_requires_its_flag(chain, name, index, flag):
 
 @pytest.mark.parametrize("name", [ix.name for ix in INSTRUCTIONS])
 def test_missing_last_account_is_refused(chain, name):
-    ix, signers = _valid_instructions(chain)[name]
+    ix, signers = valid_instructions(chain)[name]
     short = Instruction(ix.program_id, bytes(ix.data), list(ix.accounts)[:-1])
     with raises_escrow(E.NotEnoughAccounts):
         chain.send(short, funded(chain), *signers)
