@@ -172,17 +172,17 @@ CONFIG = Struct(
         Field("vault", PUBKEY, "Token account holding every deposited credit"),
         Field("treasury", PUBKEY, "Token account that receives settlement fees"),
         Field("refund_timeout", I64, "Seconds after lock when the client may refund itself"),
+        Field("fee_bps", U16, "Fee in basis points of each settled cost"),
+        Field("paused", BOOL, "Blocks deposit and lock_job; exits stay open"),
+        Field("bump", U8),
+        Field("vault_bump", U8),
+        Field("reserved", byte_array(3)),
         Field("total_deposited", U64),
         Field("total_withdrawn", U64),
         Field("total_paid", U64, "Paid to workers (cost - fee)"),
         Field("total_fees", U64, "Paid to the treasury"),
         Field("jobs_settled", U64),
         Field("jobs_refunded", U64),
-        Field("fee_bps", U16, "Fee in basis points of each settled cost"),
-        Field("paused", BOOL, "Blocks deposit and lock_job; exits stay open"),
-        Field("bump", U8),
-        Field("vault_bump", U8),
-        Field("reserved", byte_array(3)),
     ),
     "Singleton at PDA [\"config\"]",
 )
@@ -224,16 +224,22 @@ ACCOUNTS: tuple[Struct, ...] = (CONFIG, CREDITS, JOB)
 
 # -------------------------------------------------------------------------- events
 
+# Each event starts with a run of fields in the same order as in an account (noted per
+# event), so the program copies that run in one sol_memcpy_.
 EVENTS: tuple[Struct, ...] = (
     Struct(
         "CreditsDeposited",
         "event",
-        (Field("owner", PUBKEY), Field("amount", U64), Field("free", U64)),
+        (Field("owner", PUBKEY), Field("free", U64, "After the deposit"), Field("locked", U64),
+         Field("amount", U64)),
+        "owner..locked as in Credits",
     ),
     Struct(
         "CreditsWithdrawn",
         "event",
-        (Field("owner", PUBKEY), Field("amount", U64), Field("free", U64)),
+        (Field("owner", PUBKEY), Field("free", U64, "After the withdrawal"), Field("locked", U64),
+         Field("amount", U64)),
+        "owner..locked as in Credits",
     ),
     Struct(
         "JobLocked",
@@ -244,8 +250,10 @@ EVENTS: tuple[Struct, ...] = (
             Field("worker", PUBKEY),
             Field("payer", PUBKEY),
             Field("amount", U64),
+            Field("created_at", I64),
             Field("expires_at", I64),
         ),
+        "job_id..expires_at as in Job",
     ),
     Struct(
         "JobSettled",
@@ -261,6 +269,7 @@ EVENTS: tuple[Struct, ...] = (
             Field("prompt_tokens", U32),
             Field("completion_tokens", U32),
         ),
+        "job_id..worker as in Job",
     ),
     Struct(
         "JobRefunded",
@@ -271,18 +280,23 @@ EVENTS: tuple[Struct, ...] = (
             Field("authority", PUBKEY, "Gateway, or the client after expires_at"),
             Field("amount", U64),
         ),
+        "job_id..client as in Job",
     ),
     Struct(
         "ConfigUpdated",
         "event",
         (
             Field("admin", PUBKEY),
+            Field("pending_admin", PUBKEY),
             Field("gateway", PUBKEY),
+            Field("mint", PUBKEY),
+            Field("vault", PUBKEY),
             Field("treasury", PUBKEY),
             Field("refund_timeout", I64),
             Field("fee_bps", U16),
             Field("paused", BOOL),
         ),
+        "admin..paused as in Config",
     ),
 )
 

@@ -40,17 +40,17 @@ class Config:
     vault: Pubkey
     treasury: Pubkey
     refund_timeout: int
+    fee_bps: int
+    paused: bool
+    bump: int
+    vault_bump: int
+    reserved: bytes
     total_deposited: int
     total_withdrawn: int
     total_paid: int
     total_fees: int
     jobs_settled: int
     jobs_refunded: int
-    fee_bps: int
-    paused: bool
-    bump: int
-    vault_bump: int
-    reserved: bytes
 
     @staticmethod
     def from_bytes(data: bytes) -> Config:

@@ -151,20 +151,17 @@ def _arg_decl(f: Field) -> str:
     return _c_decl(f.type, f.name)
 
 
-def _read_stmt(f: Field) -> list[str]:
-    ty = f.type.inner if isinstance(f.type, Option) else f.type
-    reader = {
-        "u8": "rd_u8", "bool": "rd_bool", "u16": "rd_u16", "u32": "rd_u32",
-        "u64": "rd_u64", "i64": "rd_i64",
-    }.get(ty.idl30 if isinstance(ty.idl30, str) else "")
-    target = f"args->{f.name}.value" if isinstance(f.type, Option) else f"args->{f.name}"
-    if reader is not None:
-        read = f"{target} = {reader}(&r);"
-    else:
-        read = f"rd_bytes(&r, {'&' if ty is abi.PUBKEY else ''}{target}, {ty.size});"
-    if isinstance(f.type, Option):
-        return [f"  args->{f.name}.is_some = rd_bool(&r);", f"  if (args->{f.name}.is_some) {read}"]
-    return [f"  {read}"]
+def _arg_table(ix: InstructionSpec) -> str:
+    """One ArgField per argument: wire size, where the value (and Option tag) goes, flags."""
+    P = pascal(ix.name)
+    rows = []
+    for f in ix.args:
+        ty = f.type.inner if isinstance(f.type, Option) else f.type
+        flags = [x for x, on in (("ARG_OPTION", isinstance(f.type, Option)), ("ARG_BOOL", ty is abi.BOOL)) if on]
+        value = f"offsetof({P}Args, {f.name}.value)" if isinstance(f.type, Option) else f"offsetof({P}Args, {f.name})"
+        tag = f"offsetof({P}Args, {f.name}.is_some)" if isinstance(f.type, Option) else "0"
+        rows.append(f"{{{' | '.join(flags) or '0'}, {ty.size}, {value}, {tag}}}")
+    return ", ".join(rows)
 
 
 def _ix_c(ix: InstructionSpec) -> list[str]:
@@ -177,26 +174,27 @@ def _ix_c(ix: InstructionSpec) -> list[str]:
         lines.append(f" * {i}. [{flags}] {acc.name} - {acc.doc}")
     lines.append(" */")
     lines.append(f"#define {U}_NUM_ACCOUNTS {len(ix.accounts)}")
-    lines.append("typedef struct {")
+    lines.append("typedef union {")
+    lines.append("  struct {")
     for acc in ix.accounts:
-        lines.append(f"  SolAccountInfo *{acc.name};")
+        lines.append(f"    SolAccountInfo *{acc.name};")
+    lines.append("  };")
+    lines.append(f"  SolAccountInfo *at[{U}_NUM_ACCOUNTS];")
     lines.append(f"}} {P}Accounts;")
+    flags = ", ".join(
+        "|".join(f for f, on in (("ACC_SIGNER", acc.signer), ("ACC_WRITABLE", acc.writable)) if on) or "0"
+        for acc in ix.accounts
+    )
+    lines.append(f"static const uint8_t {U}_FLAGS[{U}_NUM_ACCOUNTS] = {{{flags}}};")
     if ix.args:
         lines.append("typedef struct {")
         for f in ix.args:
             lines.append(f"  {_arg_decl(f)};")
         lines.append(f"}} {P}Args;")
+        lines.append(f"static const ArgField {U}_ARGS[{len(ix.args)}] = {{{_arg_table(ix)}}};")
     args_param = f", {P}Args *args" if ix.args else ""
     lines.append(f"static uint64_t parse_{ix.name}(SolParameters *p, {P}Accounts *a{args_param}) {{")
-    lines.append(f"  if (p->ka_num < {U}_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;")
-    for i, acc in enumerate(ix.accounts):
-        lines.append(f"  a->{acc.name} = &p->ka[{i}];")
-    for acc in ix.accounts:
-        if acc.signer:
-            lines.append(f"  if (!a->{acc.name}->is_signer) return ERR_MISSING_SIGNER;")
-    for acc in ix.accounts:
-        if acc.writable:
-            lines.append(f"  if (!a->{acc.name}->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;")
+    lines.append(f"  TRY(bind_accounts(p, a->at, {U}_FLAGS, {U}_NUM_ACCOUNTS));")
     for acc in ix.accounts:
         if acc.address is not None:
             const, err = {
@@ -204,18 +202,35 @@ def _ix_c(ix: InstructionSpec) -> list[str]:
                 abi.SYSTEM_PROGRAM_ID: ("SYSTEM_PROGRAM_ID", "ERR_INVALID_SYSTEM_PROGRAM"),
             }[acc.address]
             lines.append(f"  if (!pubkey_eq(a->{acc.name}->key, &{const})) return {err};")
-    lines.append("  Reader r = {p->data + 8, p->data_len - 8, true};")
     if ix.args:
-        for f in ix.args:
-            lines += _read_stmt(f)
-    lines.append("  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;")
-    lines.append("  return 0;")
+        lines.append(f"  return read_args(p, (uint8_t *)args, {U}_ARGS, {len(ix.args)});")
+    else:
+        lines.append("  return read_args(p, 0, 0, 0);")
     lines.append("}")
     return lines + [""]
 
 
 def render_ix_header() -> str:
     out = [_BANNER, "#pragma once", '#include "escrow_abi.h"', ""]
+    out.append("/* Account flags of the IDL, enforced by bind_accounts() (validate.c): account count,")
+    out.append(" * then every signer, then every writable account, each with its own error. */")
+    out.append("#define ACC_SIGNER 1")
+    out.append("#define ACC_WRITABLE 2")
+    out.append("static uint64_t bind_accounts(SolParameters *p, SolAccountInfo **at, const uint8_t *flags, uint64_t n);")
+    out.append("")
+    out.append("/* Borsh arguments, by read_args() (validate.c): Borsh and sBPF are both little endian, so")
+    out.append(" * every fixed-size value is copied as is; bools and Option tags must be 0 or 1, and the")
+    out.append(" * data must be consumed exactly. */")
+    out.append("#define ARG_OPTION 1")
+    out.append("#define ARG_BOOL 2")
+    out.append("typedef struct {")
+    out.append("  uint8_t flags;")
+    out.append("  uint8_t size;    /* bytes on the wire (the value, after any Option tag) */")
+    out.append("  uint16_t offset; /* of the value in the Args struct */")
+    out.append("  uint16_t tag;    /* of is_some in the Args struct (ARG_OPTION) */")
+    out.append("} ArgField;")
+    out.append("static uint64_t read_args(const SolParameters *p, uint8_t *out, const ArgField *fields, uint64_t n);")
+    out.append("")
     out.append("/* Optional arguments: Borsh Option<T>, a 0/1 tag then T. */")
     seen = set()
     for ix in abi.INSTRUCTIONS:

@@ -25,15 +25,17 @@ from decentral_chain.errors import DecodeError
 @dataclass(frozen=True, slots=True)
 class CreditsDeposited:
     owner: Pubkey
-    amount: int
     free: int
+    locked: int
+    amount: int
 
 
 @dataclass(frozen=True, slots=True)
 class CreditsWithdrawn:
     owner: Pubkey
-    amount: int
     free: int
+    locked: int
+    amount: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,7 @@ class JobLocked:
     worker: Pubkey
     payer: Pubkey
     amount: int
+    created_at: int
     expires_at: int
 
 
@@ -70,7 +73,10 @@ class JobRefunded:
 @dataclass(frozen=True, slots=True)
 class ConfigUpdated:
     admin: Pubkey
+    pending_admin: Pubkey
     gateway: Pubkey
+    mint: Pubkey
+    vault: Pubkey
     treasury: Pubkey
     refund_timeout: int
     fee_bps: int

@@ -54,7 +54,7 @@ def test_deposit_creates_credits_then_adds(chain):
     assert chain.balance(chain.client.token) == wallet_before - 7 * USDC - 3
     assert chain.balance(chain.vault) == 7 * USDC + 3
     assert parse_events(meta.logs(), chain.program_id) == [
-        CreditsDeposited(owner=chain.client.pubkey, amount=7 * USDC + 3, free=7 * USDC + 3)]
+        CreditsDeposited(owner=chain.client.pubkey, free=7 * USDC + 3, locked=0, amount=7 * USDC + 3)]
     chain.deposit(amount=1)
     credits = chain.credits(chain.client.pubkey)
     assert (credits.free, credits.total_deposited, credits.owner) == (7 * USDC + 4, 7 * USDC + 4, chain.client.pubkey)
@@ -70,7 +70,7 @@ def test_withdraw_returns_free_credits(chain):
     assert chain.balance(chain.vault) == 6 * USDC - 1
     assert chain.config().total_withdrawn == 4 * USDC + 1
     assert parse_events(meta.logs(), chain.program_id) == [
-        CreditsWithdrawn(owner=chain.client.pubkey, amount=4 * USDC + 1, free=6 * USDC - 1)]
+        CreditsWithdrawn(owner=chain.client.pubkey, free=6 * USDC - 1, locked=0, amount=4 * USDC + 1)]
 
 
 def test_lock_job_moves_free_to_locked_and_records_the_job(chain):
@@ -91,7 +91,7 @@ def test_lock_job_moves_free_to_locked_and_records_the_job(chain):
     assert chain.svm.get_balance(chain.gateway.pubkey()) == gateway_lamports - rent - 5000
     assert parse_events(meta.logs(), chain.program_id) == [JobLocked(
         job_id=job_id, client=chain.client.pubkey, worker=chain.worker.pubkey, payer=chain.gateway.pubkey(),
-        amount=3 * USDC, expires_at=now + 600)]
+        amount=3 * USDC, created_at=now, expires_at=now + 600)]
 
 
 def test_settle_job_pays_worker_and_treasury_and_returns_the_rest(chain):
@@ -169,8 +169,8 @@ def test_update_config_changes_only_what_is_given(chain):
     cfg = chain.config()
     assert (cfg.fee_bps, cfg.gateway, cfg.refund_timeout, cfg.paused) == (1_000, new_gateway, 600, False)
     assert parse_events(meta.logs(), chain.program_id) == [ConfigUpdated(
-        admin=chain.admin.pubkey(), gateway=new_gateway, treasury=chain.treasury.token, refund_timeout=600,
-        fee_bps=1_000, paused=False)]
+        admin=chain.admin.pubkey(), pending_admin=Pubkey.default(), gateway=new_gateway, mint=chain.mint,
+        vault=chain.vault, treasury=chain.treasury.token, refund_timeout=600, fee_bps=1_000, paused=False)]
     chain.send(build_update_config(admin=chain.admin.pubkey(), refund_timeout=30, paused=True,
                                    program_id=chain.program_id), chain.admin)
     cfg = chain.config()

@@ -105,17 +105,17 @@ typedef struct {
   SolPubkey vault; /* [136..168) Token account holding every deposited credit */
   SolPubkey treasury; /* [168..200) Token account that receives settlement fees */
   int64_t refund_timeout; /* [200..208) Seconds after lock when the client may refund itself */
-  uint64_t total_deposited; /* [208..216) */
-  uint64_t total_withdrawn; /* [216..224) */
-  uint64_t total_paid; /* [224..232) Paid to workers (cost - fee) */
-  uint64_t total_fees; /* [232..240) Paid to the treasury */
-  uint64_t jobs_settled; /* [240..248) */
-  uint64_t jobs_refunded; /* [248..256) */
-  uint16_t fee_bps; /* [256..258) Fee in basis points of each settled cost */
-  uint8_t paused; /* [258..259) Blocks deposit and lock_job; exits stay open */
-  uint8_t bump; /* [259..260) */
-  uint8_t vault_bump; /* [260..261) */
-  uint8_t reserved[3]; /* [261..264) */
+  uint16_t fee_bps; /* [208..210) Fee in basis points of each settled cost */
+  uint8_t paused; /* [210..211) Blocks deposit and lock_job; exits stay open */
+  uint8_t bump; /* [211..212) */
+  uint8_t vault_bump; /* [212..213) */
+  uint8_t reserved[3]; /* [213..216) */
+  uint64_t total_deposited; /* [216..224) */
+  uint64_t total_withdrawn; /* [224..232) */
+  uint64_t total_paid; /* [232..240) Paid to workers (cost - fee) */
+  uint64_t total_fees; /* [240..248) Paid to the treasury */
+  uint64_t jobs_settled; /* [248..256) */
+  uint64_t jobs_refunded; /* [256..264) */
 } Config;
 #define CONFIG_LEN 264
 _Static_assert(sizeof(Config) == CONFIG_LEN, "Config layout is pinned");
@@ -126,17 +126,17 @@ _Static_assert(offsetof(Config, mint) == 104, "Config.mint");
 _Static_assert(offsetof(Config, vault) == 136, "Config.vault");
 _Static_assert(offsetof(Config, treasury) == 168, "Config.treasury");
 _Static_assert(offsetof(Config, refund_timeout) == 200, "Config.refund_timeout");
-_Static_assert(offsetof(Config, total_deposited) == 208, "Config.total_deposited");
-_Static_assert(offsetof(Config, total_withdrawn) == 216, "Config.total_withdrawn");
-_Static_assert(offsetof(Config, total_paid) == 224, "Config.total_paid");
-_Static_assert(offsetof(Config, total_fees) == 232, "Config.total_fees");
-_Static_assert(offsetof(Config, jobs_settled) == 240, "Config.jobs_settled");
-_Static_assert(offsetof(Config, jobs_refunded) == 248, "Config.jobs_refunded");
-_Static_assert(offsetof(Config, fee_bps) == 256, "Config.fee_bps");
-_Static_assert(offsetof(Config, paused) == 258, "Config.paused");
-_Static_assert(offsetof(Config, bump) == 259, "Config.bump");
-_Static_assert(offsetof(Config, vault_bump) == 260, "Config.vault_bump");
-_Static_assert(offsetof(Config, reserved) == 261, "Config.reserved");
+_Static_assert(offsetof(Config, fee_bps) == 208, "Config.fee_bps");
+_Static_assert(offsetof(Config, paused) == 210, "Config.paused");
+_Static_assert(offsetof(Config, bump) == 211, "Config.bump");
+_Static_assert(offsetof(Config, vault_bump) == 212, "Config.vault_bump");
+_Static_assert(offsetof(Config, reserved) == 213, "Config.reserved");
+_Static_assert(offsetof(Config, total_deposited) == 216, "Config.total_deposited");
+_Static_assert(offsetof(Config, total_withdrawn) == 224, "Config.total_withdrawn");
+_Static_assert(offsetof(Config, total_paid) == 232, "Config.total_paid");
+_Static_assert(offsetof(Config, total_fees) == 240, "Config.total_fees");
+_Static_assert(offsetof(Config, jobs_settled) == 248, "Config.jobs_settled");
+_Static_assert(offsetof(Config, jobs_refunded) == 256, "Config.jobs_refunded");
 
 /* account:Credits - One per client at PDA ["credits", owner] */
 typedef struct {
@@ -186,33 +186,37 @@ _Static_assert(offsetof(Job, expires_at) == 136, "Job.expires_at");
 _Static_assert(offsetof(Job, bump) == 144, "Job.bump");
 _Static_assert(offsetof(Job, reserved) == 145, "Job.reserved");
 
-/* event:CreditsDeposited */
+/* event:CreditsDeposited - owner..locked as in Credits */
 typedef struct {
   uint64_t discriminator; /* [0..8) */
   SolPubkey owner; /* [8..40) */
-  uint64_t amount; /* [40..48) */
-  uint64_t free; /* [48..56) */
+  uint64_t free; /* [40..48) After the deposit */
+  uint64_t locked; /* [48..56) */
+  uint64_t amount; /* [56..64) */
 } CreditsDepositedEvent;
-#define CREDITS_DEPOSITED_EVENT_LEN 56
+#define CREDITS_DEPOSITED_EVENT_LEN 64
 _Static_assert(sizeof(CreditsDepositedEvent) >= CREDITS_DEPOSITED_EVENT_LEN, "CreditsDepositedEvent holds the event");
 _Static_assert(offsetof(CreditsDepositedEvent, owner) == 8, "CreditsDepositedEvent.owner");
-_Static_assert(offsetof(CreditsDepositedEvent, amount) == 40, "CreditsDepositedEvent.amount");
-_Static_assert(offsetof(CreditsDepositedEvent, free) == 48, "CreditsDepositedEvent.free");
+_Static_assert(offsetof(CreditsDepositedEvent, free) == 40, "CreditsDepositedEvent.free");
+_Static_assert(offsetof(CreditsDepositedEvent, locked) == 48, "CreditsDepositedEvent.locked");
+_Static_assert(offsetof(CreditsDepositedEvent, amount) == 56, "CreditsDepositedEvent.amount");
 
-/* event:CreditsWithdrawn */
+/* event:CreditsWithdrawn - owner..locked as in Credits */
 typedef struct {
   uint64_t discriminator; /* [0..8) */
   SolPubkey owner; /* [8..40) */
-  uint64_t amount; /* [40..48) */
-  uint64_t free; /* [48..56) */
+  uint64_t free; /* [40..48) After the withdrawal */
+  uint64_t locked; /* [48..56) */
+  uint64_t amount; /* [56..64) */
 } CreditsWithdrawnEvent;
-#define CREDITS_WITHDRAWN_EVENT_LEN 56
+#define CREDITS_WITHDRAWN_EVENT_LEN 64
 _Static_assert(sizeof(CreditsWithdrawnEvent) >= CREDITS_WITHDRAWN_EVENT_LEN, "CreditsWithdrawnEvent holds the event");
 _Static_assert(offsetof(CreditsWithdrawnEvent, owner) == 8, "CreditsWithdrawnEvent.owner");
-_Static_assert(offsetof(CreditsWithdrawnEvent, amount) == 40, "CreditsWithdrawnEvent.amount");
-_Static_assert(offsetof(CreditsWithdrawnEvent, free) == 48, "CreditsWithdrawnEvent.free");
+_Static_assert(offsetof(CreditsWithdrawnEvent, free) == 40, "CreditsWithdrawnEvent.free");
+_Static_assert(offsetof(CreditsWithdrawnEvent, locked) == 48, "CreditsWithdrawnEvent.locked");
+_Static_assert(offsetof(CreditsWithdrawnEvent, amount) == 56, "CreditsWithdrawnEvent.amount");
 
-/* event:JobLocked */
+/* event:JobLocked - job_id..expires_at as in Job */
 typedef struct {
   uint64_t discriminator; /* [0..8) */
   uint8_t job_id[16]; /* [8..24) */
@@ -220,18 +224,20 @@ typedef struct {
   SolPubkey worker; /* [56..88) */
   SolPubkey payer; /* [88..120) */
   uint64_t amount; /* [120..128) */
-  int64_t expires_at; /* [128..136) */
+  int64_t created_at; /* [128..136) */
+  int64_t expires_at; /* [136..144) */
 } JobLockedEvent;
-#define JOB_LOCKED_EVENT_LEN 136
+#define JOB_LOCKED_EVENT_LEN 144
 _Static_assert(sizeof(JobLockedEvent) >= JOB_LOCKED_EVENT_LEN, "JobLockedEvent holds the event");
 _Static_assert(offsetof(JobLockedEvent, job_id) == 8, "JobLockedEvent.job_id");
 _Static_assert(offsetof(JobLockedEvent, client) == 24, "JobLockedEvent.client");
 _Static_assert(offsetof(JobLockedEvent, worker) == 56, "JobLockedEvent.worker");
 _Static_assert(offsetof(JobLockedEvent, payer) == 88, "JobLockedEvent.payer");
 _Static_assert(offsetof(JobLockedEvent, amount) == 120, "JobLockedEvent.amount");
-_Static_assert(offsetof(JobLockedEvent, expires_at) == 128, "JobLockedEvent.expires_at");
+_Static_assert(offsetof(JobLockedEvent, created_at) == 128, "JobLockedEvent.created_at");
+_Static_assert(offsetof(JobLockedEvent, expires_at) == 136, "JobLockedEvent.expires_at");
 
-/* event:JobSettled */
+/* event:JobSettled - job_id..worker as in Job */
 typedef struct {
   uint64_t discriminator; /* [0..8) */
   uint8_t job_id[16]; /* [8..24) */
@@ -256,7 +262,7 @@ _Static_assert(offsetof(JobSettledEvent, refunded) == 136, "JobSettledEvent.refu
 _Static_assert(offsetof(JobSettledEvent, prompt_tokens) == 144, "JobSettledEvent.prompt_tokens");
 _Static_assert(offsetof(JobSettledEvent, completion_tokens) == 148, "JobSettledEvent.completion_tokens");
 
-/* event:JobRefunded */
+/* event:JobRefunded - job_id..client as in Job */
 typedef struct {
   uint64_t discriminator; /* [0..8) */
   uint8_t job_id[16]; /* [8..24) */
@@ -271,21 +277,27 @@ _Static_assert(offsetof(JobRefundedEvent, client) == 24, "JobRefundedEvent.clien
 _Static_assert(offsetof(JobRefundedEvent, authority) == 56, "JobRefundedEvent.authority");
 _Static_assert(offsetof(JobRefundedEvent, amount) == 88, "JobRefundedEvent.amount");
 
-/* event:ConfigUpdated */
+/* event:ConfigUpdated - admin..paused as in Config */
 typedef struct {
   uint64_t discriminator; /* [0..8) */
   SolPubkey admin; /* [8..40) */
-  SolPubkey gateway; /* [40..72) */
-  SolPubkey treasury; /* [72..104) */
-  int64_t refund_timeout; /* [104..112) */
-  uint16_t fee_bps; /* [112..114) */
-  uint8_t paused; /* [114..115) */
+  SolPubkey pending_admin; /* [40..72) */
+  SolPubkey gateway; /* [72..104) */
+  SolPubkey mint; /* [104..136) */
+  SolPubkey vault; /* [136..168) */
+  SolPubkey treasury; /* [168..200) */
+  int64_t refund_timeout; /* [200..208) */
+  uint16_t fee_bps; /* [208..210) */
+  uint8_t paused; /* [210..211) */
 } ConfigUpdatedEvent;
-#define CONFIG_UPDATED_EVENT_LEN 115
+#define CONFIG_UPDATED_EVENT_LEN 211
 _Static_assert(sizeof(ConfigUpdatedEvent) >= CONFIG_UPDATED_EVENT_LEN, "ConfigUpdatedEvent holds the event");
 _Static_assert(offsetof(ConfigUpdatedEvent, admin) == 8, "ConfigUpdatedEvent.admin");
-_Static_assert(offsetof(ConfigUpdatedEvent, gateway) == 40, "ConfigUpdatedEvent.gateway");
-_Static_assert(offsetof(ConfigUpdatedEvent, treasury) == 72, "ConfigUpdatedEvent.treasury");
-_Static_assert(offsetof(ConfigUpdatedEvent, refund_timeout) == 104, "ConfigUpdatedEvent.refund_timeout");
-_Static_assert(offsetof(ConfigUpdatedEvent, fee_bps) == 112, "ConfigUpdatedEvent.fee_bps");
-_Static_assert(offsetof(ConfigUpdatedEvent, paused) == 114, "ConfigUpdatedEvent.paused");
+_Static_assert(offsetof(ConfigUpdatedEvent, pending_admin) == 40, "ConfigUpdatedEvent.pending_admin");
+_Static_assert(offsetof(ConfigUpdatedEvent, gateway) == 72, "ConfigUpdatedEvent.gateway");
+_Static_assert(offsetof(ConfigUpdatedEvent, mint) == 104, "ConfigUpdatedEvent.mint");
+_Static_assert(offsetof(ConfigUpdatedEvent, vault) == 136, "ConfigUpdatedEvent.vault");
+_Static_assert(offsetof(ConfigUpdatedEvent, treasury) == 168, "ConfigUpdatedEvent.treasury");
+_Static_assert(offsetof(ConfigUpdatedEvent, refund_timeout) == 200, "ConfigUpdatedEvent.refund_timeout");
+_Static_assert(offsetof(ConfigUpdatedEvent, fee_bps) == 208, "ConfigUpdatedEvent.fee_bps");
+_Static_assert(offsetof(ConfigUpdatedEvent, paused) == 210, "ConfigUpdatedEvent.paused");

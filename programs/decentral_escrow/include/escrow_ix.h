@@ -3,6 +3,25 @@
 #pragma once
 #include "escrow_abi.h"
 
+/* Account flags of the IDL, enforced by bind_accounts() (validate.c): account count,
+ * then every signer, then every writable account, each with its own error. */
+#define ACC_SIGNER 1
+#define ACC_WRITABLE 2
+static uint64_t bind_accounts(SolParameters *p, SolAccountInfo **at, const uint8_t *flags, uint64_t n);
+
+/* Borsh arguments, by read_args() (validate.c): Borsh and sBPF are both little endian, so
+ * every fixed-size value is copied as is; bools and Option tags must be 0 or 1, and the
+ * data must be consumed exactly. */
+#define ARG_OPTION 1
+#define ARG_BOOL 2
+typedef struct {
+  uint8_t flags;
+  uint8_t size;    /* bytes on the wire (the value, after any Option tag) */
+  uint16_t offset; /* of the value in the Args struct */
+  uint16_t tag;    /* of is_some in the Args struct (ARG_OPTION) */
+} ArgField;
+static uint64_t read_args(const SolParameters *p, uint8_t *out, const ArgField *fields, uint64_t n);
+
 /* Optional arguments: Borsh Option<T>, a 0/1 tag then T. */
 typedef struct { bool is_some; uint16_t value; } OptU16;
 typedef struct { bool is_some; int64_t value; } OptI64;
@@ -23,45 +42,32 @@ typedef struct { bool is_some; uint8_t value; } OptBool;
  * 9. [] system_program - System program
  */
 #define INITIALIZE_NUM_ACCOUNTS 10
-typedef struct {
-  SolAccountInfo *admin;
-  SolAccountInfo *config;
-  SolAccountInfo *vault;
-  SolAccountInfo *mint;
-  SolAccountInfo *gateway;
-  SolAccountInfo *treasury;
-  SolAccountInfo *program;
-  SolAccountInfo *program_data;
-  SolAccountInfo *token_program;
-  SolAccountInfo *system_program;
+typedef union {
+  struct {
+    SolAccountInfo *admin;
+    SolAccountInfo *config;
+    SolAccountInfo *vault;
+    SolAccountInfo *mint;
+    SolAccountInfo *gateway;
+    SolAccountInfo *treasury;
+    SolAccountInfo *program;
+    SolAccountInfo *program_data;
+    SolAccountInfo *token_program;
+    SolAccountInfo *system_program;
+  };
+  SolAccountInfo *at[INITIALIZE_NUM_ACCOUNTS];
 } InitializeAccounts;
+static const uint8_t INITIALIZE_FLAGS[INITIALIZE_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0, 0, 0, 0, 0, 0, 0};
 typedef struct {
   uint16_t fee_bps;
   int64_t refund_timeout;
 } InitializeArgs;
+static const ArgField INITIALIZE_ARGS[2] = {{0, 2, offsetof(InitializeArgs, fee_bps), 0}, {0, 8, offsetof(InitializeArgs, refund_timeout), 0}};
 static uint64_t parse_initialize(SolParameters *p, InitializeAccounts *a, InitializeArgs *args) {
-  if (p->ka_num < INITIALIZE_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->admin = &p->ka[0];
-  a->config = &p->ka[1];
-  a->vault = &p->ka[2];
-  a->mint = &p->ka[3];
-  a->gateway = &p->ka[4];
-  a->treasury = &p->ka[5];
-  a->program = &p->ka[6];
-  a->program_data = &p->ka[7];
-  a->token_program = &p->ka[8];
-  a->system_program = &p->ka[9];
-  if (!a->admin->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->admin->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->vault->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  TRY(bind_accounts(p, a->at, INITIALIZE_FLAGS, INITIALIZE_NUM_ACCOUNTS));
   if (!pubkey_eq(a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
   if (!pubkey_eq(a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  args->fee_bps = rd_u16(&r);
-  args->refund_timeout = rd_i64(&r);
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  return read_args(p, (uint8_t *)args, INITIALIZE_ARGS, 2);
 }
 
 /* deposit(amount: u64)
@@ -75,39 +81,28 @@ static uint64_t parse_initialize(SolParameters *p, InitializeAccounts *a, Initia
  * 6. [] system_program - System program
  */
 #define DEPOSIT_NUM_ACCOUNTS 7
-typedef struct {
-  SolAccountInfo *owner;
-  SolAccountInfo *config;
-  SolAccountInfo *credits;
-  SolAccountInfo *source;
-  SolAccountInfo *vault;
-  SolAccountInfo *token_program;
-  SolAccountInfo *system_program;
+typedef union {
+  struct {
+    SolAccountInfo *owner;
+    SolAccountInfo *config;
+    SolAccountInfo *credits;
+    SolAccountInfo *source;
+    SolAccountInfo *vault;
+    SolAccountInfo *token_program;
+    SolAccountInfo *system_program;
+  };
+  SolAccountInfo *at[DEPOSIT_NUM_ACCOUNTS];
 } DepositAccounts;
+static const uint8_t DEPOSIT_FLAGS[DEPOSIT_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0, 0};
 typedef struct {
   uint64_t amount;
 } DepositArgs;
+static const ArgField DEPOSIT_ARGS[1] = {{0, 8, offsetof(DepositArgs, amount), 0}};
 static uint64_t parse_deposit(SolParameters *p, DepositAccounts *a, DepositArgs *args) {
-  if (p->ka_num < DEPOSIT_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->owner = &p->ka[0];
-  a->config = &p->ka[1];
-  a->credits = &p->ka[2];
-  a->source = &p->ka[3];
-  a->vault = &p->ka[4];
-  a->token_program = &p->ka[5];
-  a->system_program = &p->ka[6];
-  if (!a->owner->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->owner->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->credits->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->source->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->vault->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  TRY(bind_accounts(p, a->at, DEPOSIT_FLAGS, DEPOSIT_NUM_ACCOUNTS));
   if (!pubkey_eq(a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
   if (!pubkey_eq(a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  args->amount = rd_u64(&r);
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  return read_args(p, (uint8_t *)args, DEPOSIT_ARGS, 1);
 }
 
 /* withdraw(amount: u64)
@@ -120,35 +115,26 @@ static uint64_t parse_deposit(SolParameters *p, DepositAccounts *a, DepositArgs 
  * 5. [] token_program - Classic SPL Token program
  */
 #define WITHDRAW_NUM_ACCOUNTS 6
-typedef struct {
-  SolAccountInfo *owner;
-  SolAccountInfo *config;
-  SolAccountInfo *credits;
-  SolAccountInfo *destination;
-  SolAccountInfo *vault;
-  SolAccountInfo *token_program;
+typedef union {
+  struct {
+    SolAccountInfo *owner;
+    SolAccountInfo *config;
+    SolAccountInfo *credits;
+    SolAccountInfo *destination;
+    SolAccountInfo *vault;
+    SolAccountInfo *token_program;
+  };
+  SolAccountInfo *at[WITHDRAW_NUM_ACCOUNTS];
 } WithdrawAccounts;
+static const uint8_t WITHDRAW_FLAGS[WITHDRAW_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0};
 typedef struct {
   uint64_t amount;
 } WithdrawArgs;
+static const ArgField WITHDRAW_ARGS[1] = {{0, 8, offsetof(WithdrawArgs, amount), 0}};
 static uint64_t parse_withdraw(SolParameters *p, WithdrawAccounts *a, WithdrawArgs *args) {
-  if (p->ka_num < WITHDRAW_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->owner = &p->ka[0];
-  a->config = &p->ka[1];
-  a->credits = &p->ka[2];
-  a->destination = &p->ka[3];
-  a->vault = &p->ka[4];
-  a->token_program = &p->ka[5];
-  if (!a->owner->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->credits->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->destination->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->vault->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  TRY(bind_accounts(p, a->at, WITHDRAW_FLAGS, WITHDRAW_NUM_ACCOUNTS));
   if (!pubkey_eq(a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  args->amount = rd_u64(&r);
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  return read_args(p, (uint8_t *)args, WITHDRAW_ARGS, 1);
 }
 
 /* lock_job(job_id: [u8; 16], amount: u64, worker: Pubkey)
@@ -160,36 +146,27 @@ static uint64_t parse_withdraw(SolParameters *p, WithdrawAccounts *a, WithdrawAr
  * 4. [] system_program - System program
  */
 #define LOCK_JOB_NUM_ACCOUNTS 5
-typedef struct {
-  SolAccountInfo *gateway;
-  SolAccountInfo *config;
-  SolAccountInfo *credits;
-  SolAccountInfo *job;
-  SolAccountInfo *system_program;
+typedef union {
+  struct {
+    SolAccountInfo *gateway;
+    SolAccountInfo *config;
+    SolAccountInfo *credits;
+    SolAccountInfo *job;
+    SolAccountInfo *system_program;
+  };
+  SolAccountInfo *at[LOCK_JOB_NUM_ACCOUNTS];
 } LockJobAccounts;
+static const uint8_t LOCK_JOB_FLAGS[LOCK_JOB_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE, 0, ACC_WRITABLE, ACC_WRITABLE, 0};
 typedef struct {
   uint8_t job_id[16];
   uint64_t amount;
   SolPubkey worker;
 } LockJobArgs;
+static const ArgField LOCK_JOB_ARGS[3] = {{0, 16, offsetof(LockJobArgs, job_id), 0}, {0, 8, offsetof(LockJobArgs, amount), 0}, {0, 32, offsetof(LockJobArgs, worker), 0}};
 static uint64_t parse_lock_job(SolParameters *p, LockJobAccounts *a, LockJobArgs *args) {
-  if (p->ka_num < LOCK_JOB_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->gateway = &p->ka[0];
-  a->config = &p->ka[1];
-  a->credits = &p->ka[2];
-  a->job = &p->ka[3];
-  a->system_program = &p->ka[4];
-  if (!a->gateway->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->gateway->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->credits->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->job->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  TRY(bind_accounts(p, a->at, LOCK_JOB_FLAGS, LOCK_JOB_NUM_ACCOUNTS));
   if (!pubkey_eq(a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  rd_bytes(&r, args->job_id, 16);
-  args->amount = rd_u64(&r);
-  rd_bytes(&r, &args->worker, 32);
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  return read_args(p, (uint8_t *)args, LOCK_JOB_ARGS, 3);
 }
 
 /* settle_job(cost: u64, result_hash: [u8; 32], prompt_tokens: u32, completion_tokens: u32)
@@ -205,50 +182,32 @@ static uint64_t parse_lock_job(SolParameters *p, LockJobAccounts *a, LockJobArgs
  * 8. [] token_program - Classic SPL Token program
  */
 #define SETTLE_JOB_NUM_ACCOUNTS 9
-typedef struct {
-  SolAccountInfo *gateway;
-  SolAccountInfo *config;
-  SolAccountInfo *job;
-  SolAccountInfo *credits;
-  SolAccountInfo *vault;
-  SolAccountInfo *worker_token;
-  SolAccountInfo *treasury;
-  SolAccountInfo *payer;
-  SolAccountInfo *token_program;
+typedef union {
+  struct {
+    SolAccountInfo *gateway;
+    SolAccountInfo *config;
+    SolAccountInfo *job;
+    SolAccountInfo *credits;
+    SolAccountInfo *vault;
+    SolAccountInfo *worker_token;
+    SolAccountInfo *treasury;
+    SolAccountInfo *payer;
+    SolAccountInfo *token_program;
+  };
+  SolAccountInfo *at[SETTLE_JOB_NUM_ACCOUNTS];
 } SettleJobAccounts;
+static const uint8_t SETTLE_JOB_FLAGS[SETTLE_JOB_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0};
 typedef struct {
   uint64_t cost;
   uint8_t result_hash[32];
   uint32_t prompt_tokens;
   uint32_t completion_tokens;
 } SettleJobArgs;
+static const ArgField SETTLE_JOB_ARGS[4] = {{0, 8, offsetof(SettleJobArgs, cost), 0}, {0, 32, offsetof(SettleJobArgs, result_hash), 0}, {0, 4, offsetof(SettleJobArgs, prompt_tokens), 0}, {0, 4, offsetof(SettleJobArgs, completion_tokens), 0}};
 static uint64_t parse_settle_job(SolParameters *p, SettleJobAccounts *a, SettleJobArgs *args) {
-  if (p->ka_num < SETTLE_JOB_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->gateway = &p->ka[0];
-  a->config = &p->ka[1];
-  a->job = &p->ka[2];
-  a->credits = &p->ka[3];
-  a->vault = &p->ka[4];
-  a->worker_token = &p->ka[5];
-  a->treasury = &p->ka[6];
-  a->payer = &p->ka[7];
-  a->token_program = &p->ka[8];
-  if (!a->gateway->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->job->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->credits->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->vault->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->worker_token->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->treasury->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->payer->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  TRY(bind_accounts(p, a->at, SETTLE_JOB_FLAGS, SETTLE_JOB_NUM_ACCOUNTS));
   if (!pubkey_eq(a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  args->cost = rd_u64(&r);
-  rd_bytes(&r, args->result_hash, 32);
-  args->prompt_tokens = rd_u32(&r);
-  args->completion_tokens = rd_u32(&r);
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  return read_args(p, (uint8_t *)args, SETTLE_JOB_ARGS, 4);
 }
 
 /* refund_job()
@@ -260,28 +219,20 @@ static uint64_t parse_settle_job(SolParameters *p, SettleJobAccounts *a, SettleJ
  * 4. [writable] payer - job.payer; receives the Job rent
  */
 #define REFUND_JOB_NUM_ACCOUNTS 5
-typedef struct {
-  SolAccountInfo *authority;
-  SolAccountInfo *config;
-  SolAccountInfo *job;
-  SolAccountInfo *credits;
-  SolAccountInfo *payer;
+typedef union {
+  struct {
+    SolAccountInfo *authority;
+    SolAccountInfo *config;
+    SolAccountInfo *job;
+    SolAccountInfo *credits;
+    SolAccountInfo *payer;
+  };
+  SolAccountInfo *at[REFUND_JOB_NUM_ACCOUNTS];
 } RefundJobAccounts;
+static const uint8_t REFUND_JOB_FLAGS[REFUND_JOB_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE};
 static uint64_t parse_refund_job(SolParameters *p, RefundJobAccounts *a) {
-  if (p->ka_num < REFUND_JOB_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->authority = &p->ka[0];
-  a->config = &p->ka[1];
-  a->job = &p->ka[2];
-  a->credits = &p->ka[3];
-  a->payer = &p->ka[4];
-  if (!a->authority->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->job->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->credits->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  if (!a->payer->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  TRY(bind_accounts(p, a->at, REFUND_JOB_FLAGS, REFUND_JOB_NUM_ACCOUNTS));
+  return read_args(p, 0, 0, 0);
 }
 
 /* update_config(fee_bps: Option<u16>, refund_timeout: Option<i64>, gateway: Option<Pubkey>, paused: Option<bool>)
@@ -290,33 +241,24 @@ static uint64_t parse_refund_job(SolParameters *p, RefundJobAccounts *a) {
  * 1. [writable] config - Config PDA
  */
 #define UPDATE_CONFIG_NUM_ACCOUNTS 2
-typedef struct {
-  SolAccountInfo *admin;
-  SolAccountInfo *config;
+typedef union {
+  struct {
+    SolAccountInfo *admin;
+    SolAccountInfo *config;
+  };
+  SolAccountInfo *at[UPDATE_CONFIG_NUM_ACCOUNTS];
 } UpdateConfigAccounts;
+static const uint8_t UPDATE_CONFIG_FLAGS[UPDATE_CONFIG_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
 typedef struct {
   OptU16 fee_bps;
   OptI64 refund_timeout;
   OptPubkey gateway;
   OptBool paused;
 } UpdateConfigArgs;
+static const ArgField UPDATE_CONFIG_ARGS[4] = {{ARG_OPTION, 2, offsetof(UpdateConfigArgs, fee_bps.value), offsetof(UpdateConfigArgs, fee_bps.is_some)}, {ARG_OPTION, 8, offsetof(UpdateConfigArgs, refund_timeout.value), offsetof(UpdateConfigArgs, refund_timeout.is_some)}, {ARG_OPTION, 32, offsetof(UpdateConfigArgs, gateway.value), offsetof(UpdateConfigArgs, gateway.is_some)}, {ARG_OPTION | ARG_BOOL, 1, offsetof(UpdateConfigArgs, paused.value), offsetof(UpdateConfigArgs, paused.is_some)}};
 static uint64_t parse_update_config(SolParameters *p, UpdateConfigAccounts *a, UpdateConfigArgs *args) {
-  if (p->ka_num < UPDATE_CONFIG_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->admin = &p->ka[0];
-  a->config = &p->ka[1];
-  if (!a->admin->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  args->fee_bps.is_some = rd_bool(&r);
-  if (args->fee_bps.is_some) args->fee_bps.value = rd_u16(&r);
-  args->refund_timeout.is_some = rd_bool(&r);
-  if (args->refund_timeout.is_some) args->refund_timeout.value = rd_i64(&r);
-  args->gateway.is_some = rd_bool(&r);
-  if (args->gateway.is_some) rd_bytes(&r, &args->gateway.value, 32);
-  args->paused.is_some = rd_bool(&r);
-  if (args->paused.is_some) args->paused.value = rd_bool(&r);
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  TRY(bind_accounts(p, a->at, UPDATE_CONFIG_FLAGS, UPDATE_CONFIG_NUM_ACCOUNTS));
+  return read_args(p, (uint8_t *)args, UPDATE_CONFIG_ARGS, 4);
 }
 
 /* set_treasury()
@@ -326,21 +268,18 @@ static uint64_t parse_update_config(SolParameters *p, UpdateConfigAccounts *a, U
  * 2. [] treasury - New fee token account of the mint
  */
 #define SET_TREASURY_NUM_ACCOUNTS 3
-typedef struct {
-  SolAccountInfo *admin;
-  SolAccountInfo *config;
-  SolAccountInfo *treasury;
+typedef union {
+  struct {
+    SolAccountInfo *admin;
+    SolAccountInfo *config;
+    SolAccountInfo *treasury;
+  };
+  SolAccountInfo *at[SET_TREASURY_NUM_ACCOUNTS];
 } SetTreasuryAccounts;
+static const uint8_t SET_TREASURY_FLAGS[SET_TREASURY_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, 0};
 static uint64_t parse_set_treasury(SolParameters *p, SetTreasuryAccounts *a) {
-  if (p->ka_num < SET_TREASURY_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->admin = &p->ka[0];
-  a->config = &p->ka[1];
-  a->treasury = &p->ka[2];
-  if (!a->admin->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  TRY(bind_accounts(p, a->at, SET_TREASURY_FLAGS, SET_TREASURY_NUM_ACCOUNTS));
+  return read_args(p, 0, 0, 0);
 }
 
 /* propose_admin(new_admin: Pubkey)
@@ -349,23 +288,21 @@ static uint64_t parse_set_treasury(SolParameters *p, SetTreasuryAccounts *a) {
  * 1. [writable] config - Config PDA
  */
 #define PROPOSE_ADMIN_NUM_ACCOUNTS 2
-typedef struct {
-  SolAccountInfo *admin;
-  SolAccountInfo *config;
+typedef union {
+  struct {
+    SolAccountInfo *admin;
+    SolAccountInfo *config;
+  };
+  SolAccountInfo *at[PROPOSE_ADMIN_NUM_ACCOUNTS];
 } ProposeAdminAccounts;
+static const uint8_t PROPOSE_ADMIN_FLAGS[PROPOSE_ADMIN_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
 typedef struct {
   SolPubkey new_admin;
 } ProposeAdminArgs;
+static const ArgField PROPOSE_ADMIN_ARGS[1] = {{0, 32, offsetof(ProposeAdminArgs, new_admin), 0}};
 static uint64_t parse_propose_admin(SolParameters *p, ProposeAdminAccounts *a, ProposeAdminArgs *args) {
-  if (p->ka_num < PROPOSE_ADMIN_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->admin = &p->ka[0];
-  a->config = &p->ka[1];
-  if (!a->admin->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  rd_bytes(&r, &args->new_admin, 32);
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  TRY(bind_accounts(p, a->at, PROPOSE_ADMIN_FLAGS, PROPOSE_ADMIN_NUM_ACCOUNTS));
+  return read_args(p, (uint8_t *)args, PROPOSE_ADMIN_ARGS, 1);
 }
 
 /* accept_admin()
@@ -374,17 +311,15 @@ static uint64_t parse_propose_admin(SolParameters *p, ProposeAdminAccounts *a, P
  * 1. [writable] config - Config PDA
  */
 #define ACCEPT_ADMIN_NUM_ACCOUNTS 2
-typedef struct {
-  SolAccountInfo *new_admin;
-  SolAccountInfo *config;
+typedef union {
+  struct {
+    SolAccountInfo *new_admin;
+    SolAccountInfo *config;
+  };
+  SolAccountInfo *at[ACCEPT_ADMIN_NUM_ACCOUNTS];
 } AcceptAdminAccounts;
+static const uint8_t ACCEPT_ADMIN_FLAGS[ACCEPT_ADMIN_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
 static uint64_t parse_accept_admin(SolParameters *p, AcceptAdminAccounts *a) {
-  if (p->ka_num < ACCEPT_ADMIN_NUM_ACCOUNTS) return ERR_NOT_ENOUGH_ACCOUNTS;
-  a->new_admin = &p->ka[0];
-  a->config = &p->ka[1];
-  if (!a->new_admin->is_signer) return ERR_MISSING_SIGNER;
-  if (!a->config->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
-  Reader r = {p->data + 8, p->data_len - 8, true};
-  if (!rd_done(&r)) return ERR_INVALID_INSTRUCTION_DATA;
-  return 0;
+  TRY(bind_accounts(p, a->at, ACCEPT_ADMIN_FLAGS, ACCEPT_ADMIN_NUM_ACCOUNTS));
+  return read_args(p, 0, 0, 0);
 }

@@ -87,7 +87,8 @@ extern uint64_t sol_get_rent_sysvar(void *out);
     if (_err != 0) return _err;    \
   } while (0)
 
-static inline bool pubkey_eq(const SolPubkey *a, const SolPubkey *b) {
+/* Out of line on purpose: inlined at ~40 call sites it cost more bytes than it saves CU. */
+__attribute__((noinline)) static bool pubkey_eq(const SolPubkey *a, const SolPubkey *b) {
   const uint64_t *x = (const uint64_t *)a->x;
   const uint64_t *y = (const uint64_t *)b->x;
   return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0;
@@ -99,63 +100,18 @@ static inline bool pubkey_is_zero(const SolPubkey *a) {
 }
 
 /* Little-endian loads from possibly unaligned bytes. */
-static inline uint64_t load_le(const uint8_t *p, int n) {
+__attribute__((noinline)) static uint64_t load_le(const uint8_t *p, int n) {
   uint64_t v = 0;
   for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
   return v;
 }
 
-static inline void store_le(uint8_t *p, uint64_t v, int n) {
+__attribute__((noinline)) static void store_le(uint8_t *p, uint64_t v, int n) {
   for (int i = 0; i < n; i++) {
     p[i] = (uint8_t)v;
     v >>= 8;
   }
 }
-
-/* ------------------------------------------------------ Borsh argument reader
- * Every read is bounds-checked; a short read clears `ok`, and rd_done() also requires
- * that the data was consumed exactly (oversized instruction data is rejected). */
-typedef struct {
-  const uint8_t *p;
-  uint64_t len;
-  bool ok;
-} Reader;
-
-static inline const uint8_t *rd_take(Reader *r, uint64_t n) {
-  if (!r->ok || r->len < n) {
-    r->ok = false;
-    return 0;
-  }
-  const uint8_t *at = r->p;
-  r->p += n;
-  r->len -= n;
-  return at;
-}
-
-static inline uint64_t rd_uint(Reader *r, int n) {
-  const uint8_t *at = rd_take(r, (uint64_t)n);
-  return at ? load_le(at, n) : 0;
-}
-
-static inline uint8_t rd_u8(Reader *r) { return (uint8_t)rd_uint(r, 1); }
-static inline uint16_t rd_u16(Reader *r) { return (uint16_t)rd_uint(r, 2); }
-static inline uint32_t rd_u32(Reader *r) { return (uint32_t)rd_uint(r, 4); }
-static inline uint64_t rd_u64(Reader *r) { return rd_uint(r, 8); }
-static inline int64_t rd_i64(Reader *r) { return (int64_t)rd_uint(r, 8); }
-
-/* Borsh bool / Option tag: exactly 0 or 1. */
-static inline bool rd_bool(Reader *r) {
-  uint8_t b = rd_u8(r);
-  if (b > 1) r->ok = false;
-  return b == 1;
-}
-
-static inline void rd_bytes(Reader *r, void *out, uint64_t n) {
-  const uint8_t *at = rd_take(r, n);
-  if (at) sol_memcpy_(out, at, n);
-}
-
-static inline bool rd_done(const Reader *r) { return r->ok && r->len == 0; }
 
 /* ------------------------------------------------------- input deserializer */
 #define SOL_MAX_ACCOUNTS 16

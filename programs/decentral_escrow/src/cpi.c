@@ -45,25 +45,25 @@ static uint64_t rent_exempt_minimum(uint64_t space, uint64_t *out) {
   return 0;
 }
 
-static uint64_t invoke(const SolPubkey *program, const SolAccountMeta *metas, uint64_t n_metas,
-                       const uint8_t *data, uint64_t len, const SolAccountInfo *infos, int n_infos,
-                       const SolSignerSeeds *signer) {
-  const SolInstruction ix = {program, metas, n_metas, data, len};
-  return sol_invoke_signed_c(&ix, infos, n_infos, signer, signer ? 1 : 0);
+/* The runtime charges per account info handed to a CPI, so each call passes only the
+ * accounts its instruction names (copies: the runtime writes back through the pointers). */
+static uint64_t invoke(const SolInstruction *ix, const SolAccountInfo *infos, const SolSignerSeeds *signer) {
+  return sol_invoke_signed_c(ix, infos, (int)ix->account_len, signer, signer ? 1 : 0);
 }
 
-/* One system instruction: u32 tag, then its fields little endian. */
+/* One system instruction: u32 tag, then its fields little endian. `from` (when set) funds
+ * `to`; `signer` signs for the PDA `to`. */
 typedef struct {
   uint32_t tag;
-  uint64_t lamports; /* CreateAccount, Transfer */
-  uint64_t space;    /* CreateAccount, Allocate */
+  const SolAccountInfo *from;
+  SolAccountInfo *to;
+  uint64_t lamports;      /* CreateAccount, Transfer */
+  uint64_t space;         /* CreateAccount, Allocate */
   const SolPubkey *owner; /* CreateAccount, Assign */
+  const SolSignerSeeds *signer;
 } SystemIx;
 
-/* `from` funds `to` (CreateAccount, Transfer); with from == 0 the instruction acts on
- * `to` alone (Allocate, Assign). `signer` signs for the PDA `to`. */
-static uint64_t invoke_system(SolAccountInfo *from, SolAccountInfo *to, const SystemIx *s,
-                              const SolSignerSeeds *signer) {
+static uint64_t invoke_system(const SystemIx *s) {
   uint8_t data[52];
   uint64_t len = 4;
   store_le(data, s->tag, 4);
@@ -79,57 +79,72 @@ static uint64_t invoke_system(SolAccountInfo *from, SolAccountInfo *to, const Sy
     sol_memcpy_(data + len, s->owner->x, 32);
     len += 32;
   }
-  if (from == 0) {
-    const SolAccountMeta metas[1] = {{to->key, true, true}};
-    return invoke(&SYSTEM_PROGRAM_ID, metas, 1, data, len, to, 1, signer);
-  }
-  const SolAccountMeta metas[2] = {{from->key, true, true}, {to->key, true, s->tag == SYS_CREATE_ACCOUNT}};
-  const SolAccountInfo infos[2] = {*from, *to};
-  return invoke(&SYSTEM_PROGRAM_ID, metas, 2, data, len, infos, 2, signer);
+  const SolAccountMeta metas[2] = {{s->from ? s->from->key : s->to->key, true, true},
+                                   {s->to->key, true, s->tag != SYS_TRANSFER}};
+  const SolAccountInfo infos[2] = {s->from ? *s->from : *s->to, *s->to};
+  const SolInstruction ix = {&SYSTEM_PROGRAM_ID, s->from ? metas : metas + 1, s->from ? 2 : 1, data, len};
+  TRY(invoke(&ix, s->from ? infos : infos + 1, s->signer));
+  s->to->data_len = *account_len_slot(s->to); /* the runtime updated the buffer, not our info */
+  return 0;
 }
 
 /* Anchor's `init` for a PDA: CreateAccount, or - when someone pre-funded the address to
  * block CreateAccount - top up, Allocate and Assign. The caller checked the address is
  * the canonical PDA and uninitialized. */
-static uint64_t create_pda_account(SolAccountInfo *payer, SolAccountInfo *target, uint64_t space,
-                                   const SolPubkey *owner, const SolSignerSeeds *signer) {
+typedef struct {
+  const SolAccountInfo *payer;
+  SolAccountInfo *target;
+  uint64_t space;
+  const SolPubkey *owner;
+  const SolSignerSeeds *signer;
+} CreatePda;
+
+static uint64_t create_pda_account(const CreatePda *c) {
   uint64_t needed;
-  TRY(rent_exempt_minimum(space, &needed));
-  uint64_t have = *target->lamports;
+  TRY(rent_exempt_minimum(c->space, &needed));
+  uint64_t have = *c->target->lamports;
   if (have == 0) {
-    const SystemIx create = {SYS_CREATE_ACCOUNT, needed, space, owner};
-    TRY(invoke_system(payer, target, &create, signer));
+    const SystemIx create = {SYS_CREATE_ACCOUNT, c->payer, c->target, needed, c->space, c->owner, c->signer};
+    TRY(invoke_system(&create));
   } else {
     if (needed > have) {
-      const SystemIx top_up = {SYS_TRANSFER, needed - have, 0, 0};
-      TRY(invoke_system(payer, target, &top_up, 0));
+      const SystemIx top_up = {SYS_TRANSFER, c->payer, c->target, needed - have, 0, 0, 0};
+      TRY(invoke_system(&top_up));
     }
-    const SystemIx allocate = {SYS_ALLOCATE, 0, space, 0};
-    const SystemIx assign = {SYS_ASSIGN, 0, 0, owner};
-    TRY(invoke_system(0, target, &allocate, signer));
-    TRY(invoke_system(0, target, &assign, signer));
+    const SystemIx allocate = {SYS_ALLOCATE, 0, c->target, 0, c->space, 0, c->signer};
+    const SystemIx assign = {SYS_ASSIGN, 0, c->target, 0, 0, c->owner, c->signer};
+    TRY(invoke_system(&allocate));
+    TRY(invoke_system(&assign));
   }
-  target->data_len = *account_len_slot(target); /* the runtime updated the serialized length */
   return 0;
 }
 
-static uint64_t token_transfer(SolAccountInfo *from, SolAccountInfo *to, SolAccountInfo *authority,
-                               uint64_t amount, const SolSignerSeeds *signer) {
+typedef struct {
+  const SolAccountInfo *from, *to, *authority;
+  uint64_t amount;
+  const SolSignerSeeds *signer; /* the Config PDA's seeds when it is the authority */
+} TokenTransfer;
+
+static uint64_t token_transfer(const TokenTransfer *t) {
   uint8_t data[9];
   data[0] = TOKEN_TRANSFER;
-  store_le(data + 1, amount, 8);
-  const SolAccountMeta metas[3] = {{from->key, true, false}, {to->key, true, false}, {authority->key, false, true}};
-  const SolAccountInfo infos[3] = {*from, *to, *authority};
-  return invoke(&TOKEN_PROGRAM_ID, metas, 3, data, sizeof(data), infos, 3, signer);
+  store_le(data + 1, t->amount, 8);
+  const SolAccountMeta metas[3] = {{t->from->key, true, false}, {t->to->key, true, false},
+                                   {t->authority->key, false, true}};
+  const SolAccountInfo infos[3] = {*t->from, *t->to, *t->authority};
+  const SolInstruction ix = {&TOKEN_PROGRAM_ID, metas, 3, data, sizeof(data)};
+  return invoke(&ix, infos, t->signer);
 }
 
-static uint64_t token_initialize_account3(SolAccountInfo *account, SolAccountInfo *mint, const SolPubkey *owner) {
+static uint64_t token_initialize_account3(const SolAccountInfo *account,
+                                          const SolAccountInfo *mint, const SolPubkey *owner) {
   uint8_t data[33];
   data[0] = TOKEN_INITIALIZE_ACCOUNT3;
   sol_memcpy_(data + 1, owner->x, 32);
   const SolAccountMeta metas[2] = {{account->key, true, false}, {mint->key, false, false}};
   const SolAccountInfo infos[2] = {*account, *mint};
-  return invoke(&TOKEN_PROGRAM_ID, metas, 2, data, sizeof(data), infos, 2, 0);
+  const SolInstruction ix = {&TOKEN_PROGRAM_ID, metas, 2, data, sizeof(data)};
+  return invoke(&ix, infos, 0);
 }
 
 /* Anchor's `close = payer`: move every lamport, zero the data, shrink to 0 bytes and give

@@ -5,12 +5,7 @@
 static void emit_config_updated(const Config *cfg) {
   ConfigUpdatedEvent ev;
   ev.discriminator = EVENT_CONFIG_UPDATED;
-  ev.admin = cfg->admin;
-  ev.gateway = cfg->gateway;
-  ev.treasury = cfg->treasury;
-  ev.refund_timeout = cfg->refund_timeout;
-  ev.fee_bps = cfg->fee_bps;
-  ev.paused = cfg->paused;
+  COPY_RUN(ev, cfg, admin, paused);
   emit_event(&ev, CONFIG_UPDATED_EVENT_LEN);
 }
 

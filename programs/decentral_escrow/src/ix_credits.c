@@ -6,9 +6,8 @@ static void emit_credits_event(uint64_t disc, const Credits *c, uint64_t amount)
   CreditsDepositedEvent ev; /* CreditsWithdrawn has the same fields */
   _Static_assert(CREDITS_DEPOSITED_EVENT_LEN == CREDITS_WITHDRAWN_EVENT_LEN, "same layout");
   ev.discriminator = disc;
-  ev.owner = c->owner;
+  COPY_RUN(ev, c, owner, locked);
   ev.amount = amount;
-  ev.free = c->free;
   emit_event(&ev, CREDITS_DEPOSITED_EVENT_LEN);
 }
 
@@ -25,7 +24,8 @@ static uint64_t credits_for_deposit(SolParameters *p, SolAccountInfo *owner, Sol
   TRY(require_canonical_pda(find, 2, p->program_id, account, &bump));
   const SolSignerSeed seeds[3] = {find[0], find[1], {&bump, 1}};
   const SolSignerSeeds signer = {seeds, 3};
-  TRY(create_pda_account(owner, account, CREDITS_LEN, p->program_id, &signer));
+  const CreatePda create = {owner, account, CREDITS_LEN, p->program_id, &signer};
+  TRY(create_pda_account(&create));
   Credits *c = (Credits *)account->data;
   c->discriminator = ACCOUNT_CREDITS;
   c->owner = *owner->key;
@@ -54,7 +54,8 @@ static uint64_t process_deposit(SolParameters *p) {
   TRY(credits_for_deposit(p, a.owner, a.credits, &credits));
 
   // Effects
-  TRY(token_transfer(a.source, a.vault, a.owner, args.amount, 0));
+  const TokenTransfer transfer = {a.source, a.vault, a.owner, args.amount, 0};
+  TRY(token_transfer(&transfer));
   TRY(checked_add(&credits->free, args.amount));
   TRY(checked_add(&credits->total_deposited, args.amount));
   TRY(checked_add(&cfg->total_deposited, args.amount));
@@ -85,7 +86,8 @@ static uint64_t process_withdraw(SolParameters *p) {
   // Effects
   const SolSignerSeed seeds[2] = {{(const uint8_t *)SEED_CONFIG, SEED_CONFIG_LEN}, {&cfg->bump, 1}};
   const SolSignerSeeds signer = {seeds, 2};
-  TRY(token_transfer(a.vault, a.destination, a.config, args.amount, &signer));
+  const TokenTransfer transfer = {a.vault, a.destination, a.config, args.amount, &signer};
+  TRY(token_transfer(&transfer));
   credits->free -= args.amount;
   TRY(checked_add(&cfg->total_withdrawn, args.amount));
   emit_credits_event(EVENT_CREDITS_WITHDRAWN, credits, args.amount);

@@ -33,8 +33,10 @@ static uint64_t process_initialize(SolParameters *p) {
   const SolSignerSeeds config_signer = {config_seeds, 2};
   const SolSignerSeed vault_seeds[2] = {{(const uint8_t *)SEED_VAULT, SEED_VAULT_LEN}, {&vault_bump, 1}};
   const SolSignerSeeds vault_signer = {vault_seeds, 2};
-  TRY(create_pda_account(a.admin, a.config, CONFIG_LEN, p->program_id, &config_signer));
-  TRY(create_pda_account(a.admin, a.vault, TOKEN_ACCOUNT_LEN, &TOKEN_PROGRAM_ID, &vault_signer));
+  const CreatePda config = {a.admin, a.config, CONFIG_LEN, p->program_id, &config_signer};
+  const CreatePda vault = {a.admin, a.vault, TOKEN_ACCOUNT_LEN, &TOKEN_PROGRAM_ID, &vault_signer};
+  TRY(create_pda_account(&config));
+  TRY(create_pda_account(&vault));
   TRY(token_initialize_account3(a.vault, a.mint, a.config->key));
 
   Config *cfg = (Config *)a.config->data;

@@ -33,7 +33,8 @@ static uint64_t process_lock_job(SolParameters *p) {
   // Effects
   const SolSignerSeed seeds[3] = {find[0], find[1], {&bump, 1}};
   const SolSignerSeeds signer = {seeds, 3};
-  TRY(create_pda_account(a.gateway, a.job, JOB_LEN, p->program_id, &signer));
+  const CreatePda create = {a.gateway, a.job, JOB_LEN, p->program_id, &signer};
+  TRY(create_pda_account(&create));
   Job *job = (Job *)a.job->data;
   job->discriminator = ACCOUNT_JOB;
   sol_memcpy_(job->job_id, args.job_id, 16);
@@ -50,12 +51,7 @@ static uint64_t process_lock_job(SolParameters *p) {
 
   JobLockedEvent ev;
   ev.discriminator = EVENT_JOB_LOCKED;
-  sol_memcpy_(ev.job_id, job->job_id, 16);
-  ev.client = job->client;
-  ev.worker = job->worker;
-  ev.payer = job->payer;
-  ev.amount = job->amount;
-  ev.expires_at = job->expires_at;
+  COPY_RUN(ev, job, job_id, expires_at);
   emit_event(&ev, JOB_LOCKED_EVENT_LEN);
   return 0;
 }
@@ -116,8 +112,10 @@ static uint64_t process_settle_job(SolParameters *p) {
   // Effects
   const SolSignerSeed seeds[2] = {{(const uint8_t *)SEED_CONFIG, SEED_CONFIG_LEN}, {&cfg->bump, 1}};
   const SolSignerSeeds signer = {seeds, 2};
-  if (pay > 0) TRY(token_transfer(a.vault, a.worker_token, a.config, pay, &signer));
-  if (fee > 0) TRY(token_transfer(a.vault, a.treasury, a.config, fee, &signer));
+  const TokenTransfer to_worker = {a.vault, a.worker_token, a.config, pay, &signer};
+  const TokenTransfer to_treasury = {a.vault, a.treasury, a.config, fee, &signer};
+  if (pay > 0) TRY(token_transfer(&to_worker));
+  if (fee > 0) TRY(token_transfer(&to_treasury));
   TRY(release_job(credits, job, job->amount - args.cost));
   TRY(checked_add(&credits->total_spent, args.cost));
   TRY(checked_add(&cfg->total_paid, pay));
@@ -126,9 +124,7 @@ static uint64_t process_settle_job(SolParameters *p) {
 
   JobSettledEvent ev;
   ev.discriminator = EVENT_JOB_SETTLED;
-  sol_memcpy_(ev.job_id, job->job_id, 16);
-  ev.client = job->client;
-  ev.worker = job->worker;
+  COPY_RUN(ev, job, job_id, worker);
   sol_memcpy_(ev.result_hash, args.result_hash, 32);
   ev.cost = args.cost;
   ev.fee = fee;
@@ -162,8 +158,7 @@ static uint64_t process_refund_job(SolParameters *p) {
   TRY(checked_add(&cfg->jobs_refunded, 1));
   JobRefundedEvent ev;
   ev.discriminator = EVENT_JOB_REFUNDED;
-  sol_memcpy_(ev.job_id, job->job_id, 16);
-  ev.client = job->client;
+  COPY_RUN(ev, job, job_id, client);
   ev.authority = *a.authority->key;
   ev.amount = job->amount;
   TRY(close_account(a.job, a.payer));

@@ -10,6 +10,38 @@
  */
 #include "validate.h"
 
+/* The IDL's account constraints (count, signer, writable), from the generated flag table. */
+static uint64_t bind_accounts(SolParameters *p, SolAccountInfo **at, const uint8_t *flags, uint64_t n) {
+  if (p->ka_num < n) return ERR_NOT_ENOUGH_ACCOUNTS;
+  for (uint64_t i = 0; i < n; i++) at[i] = &p->ka[i];
+  for (uint64_t i = 0; i < n; i++)
+    if ((flags[i] & ACC_SIGNER) && !p->ka[i].is_signer) return ERR_MISSING_SIGNER;
+  for (uint64_t i = 0; i < n; i++)
+    if ((flags[i] & ACC_WRITABLE) && !p->ka[i].is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+  return 0;
+}
+
+static uint64_t read_args(const SolParameters *p, uint8_t *out, const ArgField *fields, uint64_t n) {
+  const uint8_t *d = p->data + 8;
+  uint64_t left = p->data_len - 8;
+  for (uint64_t i = 0; i < n; i++) {
+    const ArgField *f = &fields[i];
+    if (f->flags & ARG_OPTION) {
+      if (left == 0 || d[0] > 1) return ERR_INVALID_INSTRUCTION_DATA;
+      out[f->tag] = d[0];
+      d++;
+      left--;
+      if (out[f->tag] == 0) continue;
+    }
+    if (left < f->size) return ERR_INVALID_INSTRUCTION_DATA;
+    if ((f->flags & ARG_BOOL) && d[0] > 1) return ERR_INVALID_INSTRUCTION_DATA;
+    sol_memcpy_(out + f->offset, d, f->size);
+    d += f->size;
+    left -= f->size;
+  }
+  return left == 0 ? 0 : ERR_INVALID_INSTRUCTION_DATA;
+}
+
 static uint64_t require_key(const SolAccountInfo *a, const SolPubkey *expected, uint64_t err) {
   return pubkey_eq(a->key, expected) ? 0 : err;
 }
