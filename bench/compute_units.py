@@ -5,7 +5,8 @@
 
 `total` is what the transaction's escrow instruction consumed; `own` excludes the units
 consumed inside the programs it invoked, read from the invoke frames of the log (SPL
-Token reports its units; the builtin system program logs none and charges a fixed 150). Measured on LiteSVM (solders 0.26) with its bundled SPL Token program.
+Token reports its units; the builtin system program logs none and charges a fixed 150).
+Measured on LiteSVM (solders 0.26) with its bundled SPL Token program.
 """
 
 from __future__ import annotations

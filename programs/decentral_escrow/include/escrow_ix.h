@@ -7,7 +7,8 @@
  * then every signer, then every writable account, each with its own error. */
 #define ACC_SIGNER 1
 #define ACC_WRITABLE 2
-static uint64_t bind_accounts(SolParameters *p, SolAccountInfo **at, const uint8_t *flags, uint64_t n);
+static uint64_t bind_accounts(SolParameters *p, SolAccountInfo **at, const uint8_t *flags,
+                              uint64_t n);
 
 /* Borsh arguments, by read_args() (validate.c): Borsh and sBPF are both little endian, so
  * every fixed-size value is copied as is; bools and Option tags must be 0 or 1, and the
