@@ -64,15 +64,14 @@ typedef struct {
 } SystemIx;
 
 static uint64_t invoke_system(const SystemIx *s) {
-  uint8_t data[52];
+  uint8_t data[52] = {(uint8_t)s->tag, 0, 0, 0}; /* u32 tag < 256 */
   uint64_t len = 4;
-  store_le(data, s->tag, 4);
   if (s->tag == SYS_CREATE_ACCOUNT || s->tag == SYS_TRANSFER) {
-    store_le(data + len, s->lamports, 8);
+    sol_memcpy_(data + len, &s->lamports, 8); /* sBPF is little endian, like the wire */
     len += 8;
   }
   if (s->tag == SYS_CREATE_ACCOUNT || s->tag == SYS_ALLOCATE) {
-    store_le(data + len, s->space, 8);
+    sol_memcpy_(data + len, &s->space, 8);
     len += 8;
   }
   if (s->tag == SYS_CREATE_ACCOUNT || s->tag == SYS_ASSIGN) {
@@ -128,7 +127,7 @@ typedef struct {
 static uint64_t token_transfer(const TokenTransfer *t) {
   uint8_t data[9];
   data[0] = TOKEN_TRANSFER;
-  store_le(data + 1, t->amount, 8);
+  sol_memcpy_(data + 1, &t->amount, 8); /* little endian on both sides */
   const SolAccountMeta metas[3] = {{t->from->key, true, false}, {t->to->key, true, false},
                                    {t->authority->key, false, true}};
   const SolAccountInfo infos[3] = {*t->from, *t->to, *t->authority};

@@ -5,7 +5,8 @@ uint64_t entrypoint(uint8_t *input) {
   SolParameters p;
   sol_deserialize(input, &p);
   if (p.data_len < 8) return ERR_INSTRUCTION_MISSING;
-  switch (load_le(p.data, 8)) {
+  /* Instruction data follows an 8-aligned u64 length in the input buffer: an aligned load. */
+  switch (*(const uint64_t *)p.data) {
     case IX_INITIALIZE: return process_initialize(&p);
     case IX_DEPOSIT: return process_deposit(&p);
     case IX_WITHDRAW: return process_withdraw(&p);

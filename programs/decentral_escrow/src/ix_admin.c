@@ -28,7 +28,7 @@ static uint64_t process_update_config(SolParameters *p) {
 
   if (args.fee_bps.is_some) cfg->fee_bps = args.fee_bps.value;
   if (args.refund_timeout.is_some) cfg->refund_timeout = args.refund_timeout.value;
-  if (args.gateway.is_some) cfg->gateway = args.gateway.value;
+  if (args.gateway.is_some) pubkey_copy(&cfg->gateway, &args.gateway.value);
   if (args.paused.is_some) cfg->paused = args.paused.value;
   emit_config_updated(cfg);
   return 0;
@@ -44,7 +44,7 @@ static uint64_t process_set_treasury(SolParameters *p) {
   // Fees paid into the vault would back no credits: vault != Σ free + Σ locked.
   if (pubkey_eq(a.treasury->key, &cfg->vault)) return ERR_INVALID_TREASURY;
 
-  cfg->treasury = *a.treasury->key;
+  pubkey_copy(&cfg->treasury, a.treasury->key);
   emit_config_updated(cfg);
   return 0;
 }
@@ -55,7 +55,7 @@ static uint64_t process_propose_admin(SolParameters *p) {
   Config *cfg;
   TRY(parse_propose_admin(p, &a, &args));
   TRY(load_config_as_admin(p, a.admin, a.config, &cfg));
-  cfg->pending_admin = args.new_admin; /* all zeros cancels a pending handover */
+  pubkey_copy(&cfg->pending_admin, &args.new_admin); /* all zeros cancels a pending handover */
   return 0;
 }
 
@@ -67,7 +67,7 @@ static uint64_t process_accept_admin(SolParameters *p) {
   if (pubkey_is_zero(&cfg->pending_admin)) return ERR_NO_PENDING_ADMIN;
   TRY(require_key(a.new_admin, &cfg->pending_admin, ERR_NOT_PENDING_ADMIN));
 
-  cfg->admin = cfg->pending_admin;
+  pubkey_copy(&cfg->admin, &cfg->pending_admin);
   sol_memset_(&cfg->pending_admin, 0, sizeof(SolPubkey));
   emit_config_updated(cfg);
   return 0;

@@ -28,7 +28,7 @@ static uint64_t credits_for_deposit(SolParameters *p, SolAccountInfo *owner, Sol
   TRY(create_pda_account(&create));
   Credits *c = (Credits *)account->data;
   c->discriminator = ACCOUNT_CREDITS;
-  c->owner = *owner->key;
+  pubkey_copy(&c->owner, owner->key);
   c->bump = bump;
   *out = c;
   return 0;

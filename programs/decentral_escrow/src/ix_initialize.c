@@ -41,11 +41,11 @@ static uint64_t process_initialize(SolParameters *p) {
 
   Config *cfg = (Config *)a.config->data;
   cfg->discriminator = ACCOUNT_CONFIG;
-  cfg->admin = *a.admin->key;
-  cfg->gateway = *a.gateway->key;
-  cfg->mint = *a.mint->key;
-  cfg->vault = *a.vault->key;
-  cfg->treasury = *a.treasury->key;
+  pubkey_copy(&cfg->admin, a.admin->key);
+  pubkey_copy(&cfg->gateway, a.gateway->key);
+  pubkey_copy(&cfg->mint, a.mint->key);
+  pubkey_copy(&cfg->vault, a.vault->key);
+  pubkey_copy(&cfg->treasury, a.treasury->key);
   cfg->refund_timeout = args.refund_timeout;
   cfg->fee_bps = args.fee_bps;
   cfg->bump = config_bump;

@@ -38,9 +38,9 @@ static uint64_t process_lock_job(SolParameters *p) {
   Job *job = (Job *)a.job->data;
   job->discriminator = ACCOUNT_JOB;
   sol_memcpy_(job->job_id, args.job_id, 16);
-  job->client = credits->owner;
-  job->worker = args.worker;
-  job->payer = *a.gateway->key;
+  pubkey_copy(&job->client, &credits->owner);
+  pubkey_copy(&job->worker, &args.worker);
+  pubkey_copy(&job->payer, a.gateway->key);
   job->amount = args.amount;
   job->created_at = unix_now();
   if (__builtin_add_overflow(job->created_at, cfg->refund_timeout, &job->expires_at)) return ERR_ARITHMETIC_OVERFLOW;
@@ -159,7 +159,7 @@ static uint64_t process_refund_job(SolParameters *p) {
   JobRefundedEvent ev;
   ev.discriminator = EVENT_JOB_REFUNDED;
   COPY_RUN(ev, job, job_id, client);
-  ev.authority = *a.authority->key;
+  pubkey_copy(&ev.authority, a.authority->key);
   ev.amount = job->amount;
   TRY(close_account(a.job, a.payer));
   emit_event(&ev, JOB_REFUNDED_EVENT_LEN);

@@ -112,17 +112,18 @@ static bool bytes_eq(const uint8_t *a, const uint8_t *b, uint64_t n) {
   return diff == 0;
 }
 
-/* Anchor's `program_data.upgrade_authority_address == Some(signer)`, spelled out.
+/* Anchor's `program_data.upgrade_authority_address == Some(signer)`, spelled out (account
+ * data is 8-aligned in the input buffer, so the u32 tags are aligned loads).
  *   Program account:     u32 tag (2) | programdata address[32]
  *   ProgramData account: u32 tag (3) | u64 slot | u8 Some | authority[32] | ELF */
 static uint64_t require_upgrade_authority(const SolPubkey *program_id, const SolAccountInfo *program,
                                           const SolAccountInfo *program_data, const SolPubkey *authority) {
   if (!pubkey_eq(program->key, program_id)) return ERR_INVALID_PROGRAM_ACCOUNT;
   if (!pubkey_eq(program->owner, &BPF_LOADER_UPGRADEABLE_ID)) return ERR_INVALID_PROGRAM_ACCOUNT;
-  if (program->data_len < 36 || load_le(program->data, 4) != 2) return ERR_INVALID_PROGRAM_ACCOUNT;
+  if (program->data_len < 36 || *(const uint32_t *)program->data != 2) return ERR_INVALID_PROGRAM_ACCOUNT;
   if (!bytes_eq(program->data + 4, program_data->key->x, 32)) return ERR_INVALID_PROGRAM_DATA;
   if (!pubkey_eq(program_data->owner, &BPF_LOADER_UPGRADEABLE_ID)) return ERR_INVALID_PROGRAM_DATA;
-  if (program_data->data_len < 45 || load_le(program_data->data, 4) != 3) return ERR_INVALID_PROGRAM_DATA;
+  if (program_data->data_len < 45 || *(const uint32_t *)program_data->data != 3) return ERR_INVALID_PROGRAM_DATA;
   if (program_data->data[12] != 1) return ERR_NOT_UPGRADE_AUTHORITY;
   if (!bytes_eq(program_data->data + 13, authority->x, 32)) return ERR_NOT_UPGRADE_AUTHORITY;
   return 0;
