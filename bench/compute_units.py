@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,6 +35,7 @@ from decentral_chain.instructions import (  # noqa: E402
 )
 from decentral_chain.localnet.genesis import USDC, build_genesis  # noqa: E402
 from decentral_chain.localnet.svm import send  # noqa: E402
+from decentral_chain.pda import new_job_id  # noqa: E402
 from decentral_chain.sbpf.build import ensure_built  # noqa: E402
 
 TARGETS = {  # (kind, limit) from the program issue
@@ -93,7 +93,7 @@ def measure() -> dict:
     run("deposit", build_deposit(owner=client.pubkey, source=client.token, amount=10 * USDC), client.keypair)
     run("withdraw", build_withdraw(owner=client.pubkey, destination=client.token, amount=USDC), client.keypair)
     gw = g.gateway
-    jobs = [uuid.uuid4().bytes for _ in range(2)]
+    jobs = [new_job_id() for _ in range(2)]  # canonical bump 255: one find_program_address try
     for job in jobs:
         run("lock_job", build_lock_job(gateway=gw.pubkey(), client=client.pubkey, job_id=job, amount=2 * USDC,
                                        worker=worker.pubkey), gw)

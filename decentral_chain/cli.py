@@ -69,35 +69,50 @@ def demo() -> None:
     from decentral_chain.instructions import build_lock_job, build_settle_job
     from decentral_chain.localnet.genesis import USDC, build_genesis
     from decentral_chain.localnet.svm import send, token_balance
+    from decentral_chain.pda import new_job_id
     from decentral_chain.sbpf.build import ensure_built
 
     g = build_genesis(ensure_built())
     client, worker = g.clients[0], g.workers[0]
+    rows: dict[str, list[str]] = {name: [] for name in
+                                  ("client wallet", "free credits", "locked", "vault", "worker", "treasury")}
+    stages: list[str] = []
 
-    def balances(stage: str) -> None:
+    def snapshot(stage: str) -> None:
+        stages.append(stage)
         credits = g.credits(client.pubkey)
-        table.add_row(stage, *(f"{v / USDC:,.6f}" for v in (
-            token_balance(g.svm, client.token), credits.free if credits else 0, credits.locked if credits else 0,
-            token_balance(g.svm, g.vault), token_balance(g.svm, worker.token), token_balance(g.svm, g.treasury.token))))
+        values = (token_balance(g.svm, client.token), credits.free if credits else 0,
+                  credits.locked if credits else 0, token_balance(g.svm, g.vault),
+                  token_balance(g.svm, worker.token), token_balance(g.svm, g.treasury.token))
+        for row, value in zip(rows.values(), values, strict=True):
+            row.append(f"{value / USDC:,.6f}")
 
-    table = Table(title="decentral_escrow on LiteSVM (USDC)")
-    for col in ("step", "client wallet", "free credits", "locked", "vault", "worker", "treasury"):
-        table.add_column(col, justify="right" if col != "step" else "left")
-    balances("start")
+    snapshot("start")
     g.deposit(client, 25 * USDC)
-    balances("deposit 25")
-    job_id = uuid.uuid4().bytes
+    snapshot("deposit 25")
+    job_id = new_job_id(g.program_id)
     send(g.svm, [build_lock_job(gateway=g.gateway.pubkey(), client=client.pubkey, job_id=job_id,
                                 amount=2 * USDC, worker=worker.pubkey, program_id=g.program_id)], g.gateway)
-    balances("lock_job 2")
+    snapshot("lock 2")
     response = b'{"choices":[{"message":{"content":"hello"}}]}'
-    send(g.svm, [build_settle_job(gateway=g.gateway.pubkey(), client=client.pubkey, job_id=job_id,
-                                  worker_token=worker.token, treasury=g.treasury.token, payer=g.gateway.pubkey(),
-                                  cost=1_200_000, result_hash=hashlib.sha256(response).digest(), prompt_tokens=40,
-                                  completion_tokens=80, program_id=g.program_id)], g.gateway)
-    balances("settle_job 1.2")
+    meta = send(g.svm, [build_settle_job(gateway=g.gateway.pubkey(), client=client.pubkey, job_id=job_id,
+                                         worker_token=worker.token, treasury=g.treasury.token,
+                                         payer=g.gateway.pubkey(), cost=1_200_000,
+                                         result_hash=hashlib.sha256(response).digest(), prompt_tokens=40,
+                                         completion_tokens=80, program_id=g.program_id)], g.gateway)
+    snapshot("settle 1.2")
+
+    table = Table(title="decentral_escrow on LiteSVM (USDC)")
+    table.add_column("account")
+    for stage in stages:
+        table.add_column(stage, justify="right")
+    for name, values in rows.items():
+        table.add_row(name, *values)
     out.print(table)
-    out.print(f"job {uuid.UUID(bytes=job_id)} settled to worker {worker.pubkey} (fee {g.config().fee_bps} bps)")
+    out.print(f"job {uuid.UUID(bytes=job_id)} settled in {meta.signature()}")
+    paid, fee = token_balance(g.svm, worker.token), token_balance(g.svm, g.treasury.token)
+    out.print(f"worker {worker.pubkey} paid {paid / USDC:.6f}, treasury fee {fee / USDC:.6f} "
+              f"({g.config().fee_bps} bps)")
 
 
 def main() -> None:

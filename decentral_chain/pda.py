@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from solders.pubkey import Pubkey
 
 from decentral_chain.abi import (
@@ -30,6 +32,19 @@ def job_address(job_id: bytes, program_id: Pubkey = PROGRAM_ID) -> Pubkey:
     if len(job_id) != 16:
         raise ValueError("job_id must be 16 bytes")
     return Pubkey.find_program_address([SEED_JOB, bytes(job_id)], program_id)[0]
+
+
+def new_job_id(program_id: Pubkey = PROGRAM_ID) -> bytes:
+    """A random UUIDv4 whose Job PDA has the canonical bump 255.
+
+    The program accepts any job id and enforces the canonical bump with
+    find_program_address, which costs 1,500 CU per bump tried. Drawing ids whose first
+    try succeeds (about two draws, here, off chain) makes every lock_job cost the same.
+    """
+    while True:
+        job_id = uuid.uuid4().bytes
+        if Pubkey.find_program_address([SEED_JOB, job_id], program_id)[1] == 255:
+            return job_id
 
 
 def program_data_address(program_id: Pubkey = PROGRAM_ID) -> Pubkey:

@@ -243,3 +243,18 @@ def test_worker_without_token_account_can_be_paid_once_it_has_one(chain):
     token = create_token_account(chain.svm, worker, chain.mint, worker.pubkey())
     chain.settle(job_id, 1000, worker_token=token)
     assert chain.balance(token) == 975
+
+
+def test_new_job_ids_lock_with_one_bump_try_and_any_id_still_works(chain):
+    from decentral_chain.pda import new_job_id
+
+    chain.deposit(amount=USDC)
+    ids = [new_job_id(chain.program_id) for _ in range(4)]
+    assert all(Pubkey.find_program_address([b"job", i], chain.program_id)[1] == 255 for i in ids)
+    assert len(set(ids)) == 4 and all(i[6] >> 4 == 4 for i in ids)  # UUID version 4
+    units = {chain.send(chain.lock_ix(i, 1), chain.gateway).compute_units_consumed() for i in ids}
+    assert len(units) == 1  # same cost for every such id
+    low = next(i for i in (bytes([n]) * 16 for n in range(1, 256))
+               if Pubkey.find_program_address([b"job", i], chain.program_id)[1] < 255)
+    chain.lock(amount=1, job_id=low)  # other ids lock too, at 1,500 CU per extra bump try
+    assert chain.job(low).amount == 1
