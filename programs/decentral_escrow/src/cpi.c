@@ -45,105 +45,105 @@ static uint64_t rent_exempt_minimum(uint64_t space, uint64_t *out) {
   return 0;
 }
 
-/* The runtime charges per account info handed to a CPI, so each call passes only the
- * accounts its instruction names (copies: the runtime writes back through the pointers). */
-static uint64_t invoke(const SolInstruction *ix, const SolAccountInfo *infos, const SolSignerSeeds *signer) {
-  return sol_invoke_signed_c(ix, infos, (int)ix->account_len, signer, signer ? 1 : 0);
-}
-
-/* One system instruction: u32 tag, then its fields little endian. `from` (when set) funds
- * `to`; `signer` signs for the PDA `to`. */
+/* One CPI: the callee, its accounts with their meta flags, data and the PDA signer.
+ * The runtime charges per account info handed over, so only the named accounts go. */
+#define CPI_WRITABLE 1
+#define CPI_SIGNER 2
 typedef struct {
-  uint32_t tag;
-  const SolAccountInfo *from;
-  SolAccountInfo *to;
-  uint64_t lamports;      /* CreateAccount, Transfer */
-  uint64_t space;         /* CreateAccount, Allocate */
-  const SolPubkey *owner; /* CreateAccount, Assign */
-  const SolSignerSeeds *signer;
-} SystemIx;
+  const SolPubkey *program;
+  const SolSignerSeeds *signer; /* seeds of the one PDA that signs, or 0 */
+  const uint8_t *data;
+  uint64_t data_len;
+  uint64_t n;
+  SolAccountInfo *accounts[3];
+  uint8_t flags[3];
+} Cpi;
 
-static uint64_t invoke_system(const SystemIx *s) {
-  uint8_t data[52] = {(uint8_t)s->tag, 0, 0, 0}; /* u32 tag < 256 */
-  uint64_t len = 4;
-  if (s->tag == SYS_CREATE_ACCOUNT || s->tag == SYS_TRANSFER) {
-    sol_memcpy_(data + len, &s->lamports, 8); /* sBPF is little endian, like the wire */
-    len += 8;
+static uint64_t invoke(const Cpi *c) {
+  SolAccountMeta metas[3];
+  SolAccountInfo infos[3];
+  for (uint64_t i = 0; i < c->n; i++) {
+    metas[i].pubkey = c->accounts[i]->key;
+    metas[i].is_writable = (c->flags[i] & CPI_WRITABLE) != 0;
+    metas[i].is_signer = (c->flags[i] & CPI_SIGNER) != 0;
+    infos[i] = *c->accounts[i];
   }
-  if (s->tag == SYS_CREATE_ACCOUNT || s->tag == SYS_ALLOCATE) {
-    sol_memcpy_(data + len, &s->space, 8);
-    len += 8;
-  }
-  if (s->tag == SYS_CREATE_ACCOUNT || s->tag == SYS_ASSIGN) {
-    sol_memcpy_(data + len, s->owner->x, 32);
-    len += 32;
-  }
-  const SolAccountMeta metas[2] = {{s->from ? s->from->key : s->to->key, true, true},
-                                   {s->to->key, true, s->tag != SYS_TRANSFER}};
-  const SolAccountInfo infos[2] = {s->from ? *s->from : *s->to, *s->to};
-  const SolInstruction ix = {&SYSTEM_PROGRAM_ID, s->from ? metas : metas + 1, s->from ? 2 : 1, data, len};
-  TRY(invoke(&ix, s->from ? infos : infos + 1, s->signer));
-  s->to->data_len = *account_len_slot(s->to); /* the runtime updated the buffer, not our info */
-  return 0;
+  const SolInstruction ix = {c->program, metas, c->n, c->data, c->data_len};
+  return sol_invoke_signed_c(&ix, infos, (int)c->n, c->signer, c->signer ? 1 : 0);
 }
 
 /* Anchor's `init` for a PDA: CreateAccount, or - when someone pre-funded the address to
  * block CreateAccount - top up, Allocate and Assign. The caller checked the address is
  * the canonical PDA and uninitialized. */
 typedef struct {
-  const SolAccountInfo *payer;
+  SolAccountInfo *payer;
   SolAccountInfo *target;
   uint64_t space;
   const SolPubkey *owner;
   const SolSignerSeeds *signer;
 } CreatePda;
 
+/* System instruction data: u32 tag (< 256), then the fields the tag takes, little endian. */
+static uint64_t invoke_system(const CreatePda *c, uint32_t tag, uint64_t lamports) {
+  uint8_t data[52];
+  uint64_t len = 4;
+  sol_memset_(data, 0, 4);
+  data[0] = (uint8_t)tag;
+  if (tag == SYS_CREATE_ACCOUNT || tag == SYS_TRANSFER) {
+    sol_memcpy_(data + len, &lamports, 8); /* sBPF is little endian, like the wire */
+    len += 8;
+  }
+  if (tag == SYS_CREATE_ACCOUNT || tag == SYS_ALLOCATE) {
+    sol_memcpy_(data + len, &c->space, 8);
+    len += 8;
+  }
+  if (tag == SYS_CREATE_ACCOUNT || tag == SYS_ASSIGN) {
+    sol_memcpy_(data + len, c->owner->x, 32);
+    len += 32;
+  }
+  Cpi cpi = {&SYSTEM_PROGRAM_ID, c->signer, data, len, 2, {c->payer, c->target},
+             {CPI_WRITABLE | CPI_SIGNER, CPI_WRITABLE | CPI_SIGNER}};
+  if (tag == SYS_TRANSFER) { /* payer -> target: only the payer signs */
+    cpi.signer = 0;
+    cpi.flags[1] = CPI_WRITABLE;
+  } else if (tag != SYS_CREATE_ACCOUNT) { /* Allocate / Assign act on the PDA alone */
+    cpi.n = 1;
+    cpi.accounts[0] = c->target;
+  }
+  TRY(invoke(&cpi));
+  /* The runtime wrote the new length into the input buffer, not into our info. */
+  c->target->data_len = *account_len_slot(c->target);
+  return 0;
+}
+
 static uint64_t create_pda_account(const CreatePda *c) {
   uint64_t needed;
   TRY(rent_exempt_minimum(c->space, &needed));
   uint64_t have = *c->target->lamports;
-  if (have == 0) {
-    const SystemIx create = {SYS_CREATE_ACCOUNT, c->payer, c->target, needed, c->space, c->owner, c->signer};
-    TRY(invoke_system(&create));
-  } else {
-    if (needed > have) {
-      const SystemIx top_up = {SYS_TRANSFER, c->payer, c->target, needed - have, 0, 0, 0};
-      TRY(invoke_system(&top_up));
-    }
-    const SystemIx allocate = {SYS_ALLOCATE, 0, c->target, 0, c->space, 0, c->signer};
-    const SystemIx assign = {SYS_ASSIGN, 0, c->target, 0, 0, c->owner, c->signer};
-    TRY(invoke_system(&allocate));
-    TRY(invoke_system(&assign));
-  }
-  return 0;
+  if (have == 0) return invoke_system(c, SYS_CREATE_ACCOUNT, needed);
+  if (needed > have) TRY(invoke_system(c, SYS_TRANSFER, needed - have));
+  TRY(invoke_system(c, SYS_ALLOCATE, 0));
+  return invoke_system(c, SYS_ASSIGN, 0);
 }
 
-typedef struct {
-  const SolAccountInfo *from, *to, *authority;
-  uint64_t amount;
-  const SolSignerSeeds *signer; /* the Config PDA's seeds when it is the authority */
-} TokenTransfer;
-
-static uint64_t token_transfer(const TokenTransfer *t) {
+/* SPL Token Transfer (3): from -> to, signed by authority (or by `signer`'s PDA). */
+static uint64_t token_transfer(SolAccountInfo *from, SolAccountInfo *to, SolAccountInfo *authority,
+                               uint64_t amount, const SolSignerSeeds *signer) {
   uint8_t data[9];
   data[0] = TOKEN_TRANSFER;
-  sol_memcpy_(data + 1, &t->amount, 8); /* little endian on both sides */
-  const SolAccountMeta metas[3] = {{t->from->key, true, false}, {t->to->key, true, false},
-                                   {t->authority->key, false, true}};
-  const SolAccountInfo infos[3] = {*t->from, *t->to, *t->authority};
-  const SolInstruction ix = {&TOKEN_PROGRAM_ID, metas, 3, data, sizeof(data)};
-  return invoke(&ix, infos, t->signer);
+  sol_memcpy_(data + 1, &amount, 8);
+  const Cpi cpi = {&TOKEN_PROGRAM_ID, signer, data, sizeof(data), 3, {from, to, authority},
+                   {CPI_WRITABLE, CPI_WRITABLE, CPI_SIGNER}};
+  return invoke(&cpi);
 }
 
-static uint64_t token_initialize_account3(const SolAccountInfo *account,
-                                          const SolAccountInfo *mint, const SolPubkey *owner) {
+/* SPL Token InitializeAccount3 (18): account of mint, owned by `owner`. */
+static uint64_t token_initialize_account3(SolAccountInfo *account, SolAccountInfo *mint, const SolPubkey *owner) {
   uint8_t data[33];
   data[0] = TOKEN_INITIALIZE_ACCOUNT3;
   sol_memcpy_(data + 1, owner->x, 32);
-  const SolAccountMeta metas[2] = {{account->key, true, false}, {mint->key, false, false}};
-  const SolAccountInfo infos[2] = {*account, *mint};
-  const SolInstruction ix = {&TOKEN_PROGRAM_ID, metas, 2, data, sizeof(data)};
-  return invoke(&ix, infos, 0);
+  const Cpi cpi = {&TOKEN_PROGRAM_ID, 0, data, sizeof(data), 2, {account, mint}, {CPI_WRITABLE, 0}};
+  return invoke(&cpi);
 }
 
 /* Anchor's `close = payer`: move every lamport, zero the data, shrink to 0 bytes and give

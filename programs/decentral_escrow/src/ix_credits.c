@@ -15,10 +15,9 @@ static void emit_credits_event(uint64_t disc, const Credits *c, uint64_t amount)
  * the canonical PDA; an existing one must be ours and belong to the owner. */
 static uint64_t credits_for_deposit(SolParameters *p, SolAccountInfo *owner, SolAccountInfo *account,
                                     Credits **out) {
-  if (require_uninitialized(account, 1) != 0) {
-    TRY(load_credits(p, account, out));
-    return require_key(owner, &(*out)->owner, ERR_CREDITS_OWNER_MISMATCH);
-  }
+  uint64_t err = load_credits(p, account, out);
+  if (err == 0) return require_key(owner, &(*out)->owner, ERR_CREDITS_OWNER_MISMATCH);
+  TRY(require_uninitialized(account, err)); /* neither ours nor empty: the load error */
   uint8_t bump;
   const SolSignerSeed find[2] = {{(const uint8_t *)SEED_CREDITS, SEED_CREDITS_LEN}, {owner->key->x, 32}};
   TRY(require_canonical_pda(find, 2, p->program_id, account, &bump));
@@ -54,8 +53,7 @@ static uint64_t process_deposit(SolParameters *p) {
   TRY(credits_for_deposit(p, a.owner, a.credits, &credits));
 
   // Effects
-  const TokenTransfer transfer = {a.source, a.vault, a.owner, args.amount, 0};
-  TRY(token_transfer(&transfer));
+  TRY(token_transfer(a.source, a.vault, a.owner, args.amount, 0));
   TRY(checked_add(&credits->free, args.amount));
   TRY(checked_add(&credits->total_deposited, args.amount));
   TRY(checked_add(&cfg->total_deposited, args.amount));
@@ -86,8 +84,7 @@ static uint64_t process_withdraw(SolParameters *p) {
   // Effects
   const SolSignerSeed seeds[2] = {{(const uint8_t *)SEED_CONFIG, SEED_CONFIG_LEN}, {&cfg->bump, 1}};
   const SolSignerSeeds signer = {seeds, 2};
-  const TokenTransfer transfer = {a.vault, a.destination, a.config, args.amount, &signer};
-  TRY(token_transfer(&transfer));
+  TRY(token_transfer(a.vault, a.destination, a.config, args.amount, &signer));
   credits->free -= args.amount;
   TRY(checked_add(&cfg->total_withdrawn, args.amount));
   emit_credits_event(EVENT_CREDITS_WITHDRAWN, credits, args.amount);

@@ -112,10 +112,8 @@ static uint64_t process_settle_job(SolParameters *p) {
   // Effects
   const SolSignerSeed seeds[2] = {{(const uint8_t *)SEED_CONFIG, SEED_CONFIG_LEN}, {&cfg->bump, 1}};
   const SolSignerSeeds signer = {seeds, 2};
-  const TokenTransfer to_worker = {a.vault, a.worker_token, a.config, pay, &signer};
-  const TokenTransfer to_treasury = {a.vault, a.treasury, a.config, fee, &signer};
-  if (pay > 0) TRY(token_transfer(&to_worker));
-  if (fee > 0) TRY(token_transfer(&to_treasury));
+  if (pay > 0) TRY(token_transfer(a.vault, a.worker_token, a.config, pay, &signer));
+  if (fee > 0) TRY(token_transfer(a.vault, a.treasury, a.config, fee, &signer));
   TRY(release_job(credits, job, job->amount - args.cost));
   TRY(checked_add(&credits->total_spent, args.cost));
   TRY(checked_add(&cfg->total_paid, pay));
