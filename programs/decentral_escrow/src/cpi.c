@@ -126,6 +126,33 @@ static uint64_t create_pda_account(const CreatePda *c) {
   return invoke_system(c, SYS_ASSIGN, 0);
 }
 
+/* Anchor's `init` with `seeds = [prefix, key?], bump`: the canonical PDA of the seeds,
+ * which must not exist yet (`exists_err`), created with `space` bytes for `owner`. */
+typedef struct {
+  SolAccountInfo *payer;
+  SolAccountInfo *target;
+  const char *prefix;
+  uint64_t prefix_len;
+  const uint8_t *key; /* second seed, or 0 for a single-seed PDA */
+  uint64_t key_len;
+  uint64_t space;
+  const SolPubkey *owner;
+  uint64_t exists_err;
+  uint8_t bump; /* out: the canonical bump */
+} InitPda;
+
+static uint64_t init_pda(const SolParameters *p, InitPda *i) {
+  SolSignerSeed seeds[3] = {{(const uint8_t *)i->prefix, i->prefix_len}, {i->key, i->key_len}, {0, 0}};
+  uint64_t n = i->key ? 2 : 1;
+  TRY(require_canonical_pda(seeds, n, p->program_id, i->target, &i->bump));
+  TRY(require_uninitialized(i->target, i->exists_err));
+  seeds[n].addr = &i->bump;
+  seeds[n].len = 1;
+  const SolSignerSeeds signer = {seeds, n + 1};
+  const CreatePda c = {i->payer, i->target, i->space, i->owner, &signer};
+  return create_pda_account(&c);
+}
+
 /* SPL Token Transfer (3): from -> to, signed by authority (or by `signer`'s PDA). */
 static uint64_t token_transfer(SolAccountInfo *from, SolAccountInfo *to, SolAccountInfo *authority,
                                uint64_t amount, const SolSignerSeeds *signer) {

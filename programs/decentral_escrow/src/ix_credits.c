@@ -18,17 +18,13 @@ static uint64_t credits_for_deposit(SolParameters *p, SolAccountInfo *owner, Sol
   uint64_t err = load_credits(p, account, out);
   if (err == 0) return require_key(owner, &(*out)->owner, ERR_CREDITS_OWNER_MISMATCH);
   TRY(require_uninitialized(account, err)); /* neither ours nor empty: the load error */
-  uint8_t bump;
-  const SolSignerSeed find[2] = {{(const uint8_t *)SEED_CREDITS, SEED_CREDITS_LEN}, {owner->key->x, 32}};
-  TRY(require_canonical_pda(find, 2, p->program_id, account, &bump));
-  const SolSignerSeed seeds[3] = {find[0], find[1], {&bump, 1}};
-  const SolSignerSeeds signer = {seeds, 3};
-  const CreatePda create = {owner, account, CREDITS_LEN, p->program_id, &signer};
-  TRY(create_pda_account(&create));
+  InitPda init = {owner, account, SEED_CREDITS, SEED_CREDITS_LEN, owner->key->x, 32, CREDITS_LEN,
+                  p->program_id, err, 0};
+  TRY(init_pda(p, &init));
   Credits *c = (Credits *)account->data;
   c->discriminator = ACCOUNT_CREDITS;
   pubkey_copy(&c->owner, owner->key);
-  c->bump = bump;
+  c->bump = init.bump;
   *out = c;
   return 0;
 }

@@ -15,28 +15,19 @@ static uint64_t process_initialize(SolParameters *p) {
   if (args.fee_bps > MAX_FEE_BPS) return ERR_INVALID_FEE_BPS;
   if (args.refund_timeout < MIN_REFUND_TIMEOUT || args.refund_timeout > MAX_REFUND_TIMEOUT)
     return ERR_INVALID_REFUND_TIMEOUT;
-  // 4. Canonical PDAs, not yet initialized
-  uint8_t config_bump, vault_bump;
-  const SolSignerSeed config_find[1] = {{(const uint8_t *)SEED_CONFIG, SEED_CONFIG_LEN}};
-  const SolSignerSeed vault_find[1] = {{(const uint8_t *)SEED_VAULT, SEED_VAULT_LEN}};
-  TRY(require_canonical_pda(config_find, 1, p->program_id, a.config, &config_bump));
-  TRY(require_canonical_pda(vault_find, 1, p->program_id, a.vault, &vault_bump));
-  TRY(require_uninitialized(a.config, ERR_ACCOUNT_ALREADY_INITIALIZED));
-  TRY(require_uninitialized(a.vault, ERR_ACCOUNT_ALREADY_INITIALIZED));
-  // 5. Mint and treasury: classic SPL Token, same mint
+  // 4. Mint and treasury: classic SPL Token, same mint
   TRY(require_mint(a.mint));
   TokenAccountHead *treasury;
   TRY(load_token_account(a.treasury, a.mint->key, &treasury));
 
-  // Effects: create Config, create and initialize the vault owned by Config
-  const SolSignerSeed config_seeds[2] = {{(const uint8_t *)SEED_CONFIG, SEED_CONFIG_LEN}, {&config_bump, 1}};
-  const SolSignerSeeds config_signer = {config_seeds, 2};
-  const SolSignerSeed vault_seeds[2] = {{(const uint8_t *)SEED_VAULT, SEED_VAULT_LEN}, {&vault_bump, 1}};
-  const SolSignerSeeds vault_signer = {vault_seeds, 2};
-  const CreatePda config = {a.admin, a.config, CONFIG_LEN, p->program_id, &config_signer};
-  const CreatePda vault = {a.admin, a.vault, TOKEN_ACCOUNT_LEN, &TOKEN_PROGRAM_ID, &vault_signer};
-  TRY(create_pda_account(&config));
-  TRY(create_pda_account(&vault));
+  // Effects: Config and the vault at their canonical PDAs (neither may exist yet); the
+  // vault is a token account of the mint owned by Config.
+  InitPda config = {a.admin, a.config, SEED_CONFIG, SEED_CONFIG_LEN, 0, 0, CONFIG_LEN, p->program_id,
+                    ERR_ACCOUNT_ALREADY_INITIALIZED, 0};
+  InitPda vault = {a.admin, a.vault, SEED_VAULT, SEED_VAULT_LEN, 0, 0, TOKEN_ACCOUNT_LEN, &TOKEN_PROGRAM_ID,
+                   ERR_ACCOUNT_ALREADY_INITIALIZED, 0};
+  TRY(init_pda(p, &config));
+  TRY(init_pda(p, &vault));
   TRY(token_initialize_account3(a.vault, a.mint, a.config->key));
 
   Config *cfg = (Config *)a.config->data;
@@ -48,8 +39,8 @@ static uint64_t process_initialize(SolParameters *p) {
   pubkey_copy(&cfg->treasury, a.treasury->key);
   cfg->refund_timeout = args.refund_timeout;
   cfg->fee_bps = args.fee_bps;
-  cfg->bump = config_bump;
-  cfg->vault_bump = vault_bump;
+  cfg->bump = config.bump;
+  cfg->vault_bump = vault.bump;
   emit_config_updated(cfg);
   return 0;
 }

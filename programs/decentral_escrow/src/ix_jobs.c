@@ -24,17 +24,12 @@ static uint64_t process_lock_job(SolParameters *p) {
   TRY(load_credits(p, a.credits, &credits));
   if (args.amount > credits->free) return ERR_INSUFFICIENT_CREDITS;
   if (credits->open_jobs == UINT32_MAX) return ERR_ARITHMETIC_OVERFLOW;
-  // 5. Job: canonical PDA of the id, not open yet
-  uint8_t bump;
-  const SolSignerSeed find[2] = {{(const uint8_t *)SEED_JOB, SEED_JOB_LEN}, {args.job_id, 16}};
-  TRY(require_canonical_pda(find, 2, p->program_id, a.job, &bump));
-  TRY(require_uninitialized(a.job, ERR_JOB_ALREADY_EXISTS));
+  // 5. Job: created below at the canonical PDA of the id, which must not be open
+  InitPda init = {a.gateway, a.job, SEED_JOB, SEED_JOB_LEN, args.job_id, 16, JOB_LEN, p->program_id,
+                  ERR_JOB_ALREADY_EXISTS, 0};
 
   // Effects
-  const SolSignerSeed seeds[3] = {find[0], find[1], {&bump, 1}};
-  const SolSignerSeeds signer = {seeds, 3};
-  const CreatePda create = {a.gateway, a.job, JOB_LEN, p->program_id, &signer};
-  TRY(create_pda_account(&create));
+  TRY(init_pda(p, &init));
   Job *job = (Job *)a.job->data;
   job->discriminator = ACCOUNT_JOB;
   sol_memcpy_(job->job_id, args.job_id, 16);
@@ -44,7 +39,7 @@ static uint64_t process_lock_job(SolParameters *p) {
   job->amount = args.amount;
   job->created_at = unix_now();
   if (__builtin_add_overflow(job->created_at, cfg->refund_timeout, &job->expires_at)) return ERR_ARITHMETIC_OVERFLOW;
-  job->bump = bump;
+  job->bump = init.bump;
   credits->free -= args.amount;
   TRY(checked_add(&credits->locked, args.amount));
   credits->open_jobs += 1;
