@@ -60,8 +60,8 @@ class Genesis:
         acc = self.svm.get_account(pda.credits_address(owner, self.program_id))
         return Credits.from_bytes(bytes(acc.data)) if acc is not None and len(acc.data) else None
 
-    def new_wallet(self, usdc: int = 0, sol: int = 10 * SOL) -> Wallet:
-        kp = Keypair()
+    def new_wallet(self, usdc: int = 0, sol: int = 10 * SOL, keypair: Keypair | None = None) -> Wallet:
+        kp = keypair or Keypair()
         self.svm.airdrop(kp.pubkey(), sol)
         token = create_token_account(self.svm, kp, self.mint, kp.pubkey())
         if usdc:
