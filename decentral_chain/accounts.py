@@ -7,14 +7,14 @@ decoding verifies the discriminator and the exact length first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from solders.pubkey import Pubkey
 
 from decentral_chain.abi import CONFIG, CREDITS, JOB, Struct
 from decentral_chain.errors import DecodeError
 
-T = TypeVar("T")
+T = TypeVar("T", bound="_Account")
 
 
 def decode_struct(struct: Struct, data: bytes) -> dict[str, object]:
@@ -31,8 +31,21 @@ def decode_struct(struct: Struct, data: bytes) -> dict[str, object]:
         raise DecodeError(f"{struct.name}: {exc}") from exc
 
 
+class _Account:
+    """Accounts decode from bytes after checking discriminator and length."""
+
+    STRUCT: ClassVar[Struct]
+    __slots__ = ()
+
+    @classmethod
+    def from_bytes(cls: type[T], data: bytes) -> T:
+        return cls(**decode_struct(cls.STRUCT, data))
+
+
 @dataclass(frozen=True, slots=True)
-class Config:
+class Config(_Account):
+    STRUCT: ClassVar[Struct] = CONFIG
+
     admin: Pubkey
     pending_admin: Pubkey
     gateway: Pubkey
@@ -52,13 +65,11 @@ class Config:
     jobs_settled: int
     jobs_refunded: int
 
-    @staticmethod
-    def from_bytes(data: bytes) -> Config:
-        return Config(**decode_struct(CONFIG, data))  # type: ignore[arg-type]
-
 
 @dataclass(frozen=True, slots=True)
-class Credits:
+class Credits(_Account):
+    STRUCT: ClassVar[Struct] = CREDITS
+
     owner: Pubkey
     free: int
     locked: int
@@ -68,13 +79,11 @@ class Credits:
     bump: int
     reserved: bytes
 
-    @staticmethod
-    def from_bytes(data: bytes) -> Credits:
-        return Credits(**decode_struct(CREDITS, data))  # type: ignore[arg-type]
-
 
 @dataclass(frozen=True, slots=True)
-class Job:
+class Job(_Account):
+    STRUCT: ClassVar[Struct] = JOB
+
     job_id: bytes
     client: Pubkey
     worker: Pubkey
@@ -84,7 +93,3 @@ class Job:
     expires_at: int
     bump: int
     reserved: bytes
-
-    @staticmethod
-    def from_bytes(data: bytes) -> Job:
-        return Job(**decode_struct(JOB, data))  # type: ignore[arg-type]

@@ -27,8 +27,11 @@ from decentral_chain.instructions import (
     build_accept_admin,
     build_deposit,
     build_initialize,
+    build_lock_job,
     build_propose_admin,
+    build_refund_job,
     build_set_treasury,
+    build_settle_job,
     build_update_config,
     build_withdraw,
 )
@@ -52,8 +55,6 @@ def _cases() -> list[tuple[str, list, Instruction]]:
     a, b, c, d, e = _keys(5)
     job_id = uuid.uuid4().bytes
     digest = hashlib.sha256(b"r").digest()
-    from decentral_chain.instructions import build_lock_job, build_refund_job, build_settle_job
-
     return [
         ("initialize", [250, 600], build_initialize(admin=a, mint=b, gateway=c, treasury=d, fee_bps=250,
                                                     refund_timeout=600)),
