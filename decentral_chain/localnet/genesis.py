@@ -68,6 +68,13 @@ class Genesis:
             mint_to(self.svm, self.mint, token, usdc, self.mint_authority)
         return Wallet(kp, token)
 
+    def addresses(self) -> list[Pubkey]:
+        """Every account genesis created (for the localnet's account index)."""
+        wallets = [self.treasury, *self.workers, *self.clients]
+        return [self.program_id, pda.program_data_address(self.program_id), self.mint, self.config_address,
+                self.vault, self.admin.pubkey(), self.gateway.pubkey(), self.mint_authority.pubkey(),
+                *(w.pubkey for w in wallets), *(w.token for w in wallets)]
+
     def deposit(self, client: Wallet, amount: int) -> None:
         send(self.svm, [build_deposit(owner=client.pubkey, source=client.token, amount=amount,
                                       program_id=self.program_id)], client.keypair)

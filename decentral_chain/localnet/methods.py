@@ -1,0 +1,535 @@
+"""Solana JSON-RPC methods over a :class:`LocalChain`, in the validator's wire format.
+
+Every handler takes the chain and the request's ``params`` list and returns the ``result``
+value or raises :class:`RpcFailure`; :func:`dispatch` is the one place where a request
+becomes a response envelope (including -32601 for unknown methods, -32602 for bad params).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import based58
+from solders.hash import Hash
+from solders.message import Message, MessageV0
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.transaction import VersionedTransaction
+from solders.transaction_status import TransactionErrorFieldless, TransactionErrorType
+
+from decentral_chain.localnet.chain import (
+    LAMPORTS_PER_SIGNATURE,
+    SLOTS_PER_EPOCH,
+    TOKEN_PROGRAMS,
+    LocalChain,
+    TokenBalance,
+    TxRecord,
+)
+
+logger = logging.getLogger(__name__)
+
+SOLANA_CORE_VERSION = "2.1.21"
+FEATURE_SET = 1_725_507_508
+
+# JSON-RPC and Solana server error codes
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+PREFLIGHT_FAILURE = -32002
+SIGNATURE_VERIFICATION_FAILURE = -32003
+BLOCK_NOT_AVAILABLE = -32004
+
+
+class RpcFailure(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+Handler = Callable[[LocalChain, list], Any]
+METHODS: dict[str, Handler] = {}
+
+
+def method(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        METHODS[name] = fn
+        return fn
+
+    return register
+
+
+def dispatch(chain: LocalChain, request: Any) -> dict | None:
+    """One JSON-RPC request object → its response (None for a notification)."""
+    if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
+        return _error(request.get("id") if isinstance(request, dict) else None, INVALID_REQUEST, "Invalid request")
+    rid = request.get("id")
+    params = request.get("params", [])
+    if isinstance(params, dict):
+        params = [params]
+    if not isinstance(params, list):
+        return _error(rid, INVALID_PARAMS, "Invalid params: expected an array")
+    handler = METHODS.get(request["method"])
+    if handler is None:
+        return _error(rid, METHOD_NOT_FOUND, "Method not found")
+    try:
+        result = handler(chain, params)
+    except RpcFailure as exc:
+        return _error(rid, exc.code, exc.message, exc.data)
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        return _error(rid, INVALID_PARAMS, f"Invalid params: {exc}")
+    except Exception as exc:  # a bug of ours: answer it, keep serving, never a bare HTTP 500
+        logger.exception("internal error in %s", request["method"])
+        return _error(rid, INTERNAL_ERROR, f"Internal error: {type(exc).__name__}: {exc}")
+    return {"jsonrpc": "2.0", "result": result, "id": rid}
+
+
+def _error(rid: Any, code: int, message: str, data: Any = None) -> dict:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "error": err, "id": rid}
+
+
+# ----------------------------------------------------------------- param helpers
+
+
+def _param(params: list, i: int, default: Any = None) -> Any:
+    return params[i] if len(params) > i and params[i] is not None else default
+
+
+def _config(params: list, i: int) -> dict:
+    cfg = _param(params, i, {})
+    if not isinstance(cfg, dict):
+        raise ValueError("configuration must be an object")
+    return cfg
+
+
+def _pubkey(value: Any) -> Pubkey:
+    if not isinstance(value, str):
+        raise ValueError("expected a base-58 public key string")
+    try:
+        return Pubkey.from_string(value)
+    except Exception as exc:  # solders raises its own ValueError subclasses
+        raise ValueError(f"invalid public key {value!r}") from exc
+
+
+def _signature(value: Any) -> Signature:
+    if not isinstance(value, str):
+        raise ValueError("expected a base-58 signature string")
+    try:
+        return Signature.from_string(value)
+    except Exception as exc:
+        raise ValueError(f"invalid signature {value!r}") from exc
+
+
+def _context(chain: LocalChain, value: Any) -> dict:
+    return {"context": {"slot": chain.slot, "apiVersion": SOLANA_CORE_VERSION}, "value": value}
+
+
+def _b58(data: bytes) -> str:
+    return based58.b58encode(bytes(data)).decode()
+
+
+def tx_error_json(err: TransactionErrorType | None) -> Any:
+    """A TransactionError as the RPC spells it: "Name" or {"Name": fields}."""
+    if err is None:
+        return None
+    if isinstance(err, TransactionErrorFieldless):
+        return str(err).split(".")[-1]
+    name = type(err).__name__.removeprefix("TransactionError")
+    return {name: json.loads(err.to_json())}
+
+
+# ---------------------------------------------------------------------- encodings
+
+
+def _account_json(acc: Any, encoding: str, data_slice: dict | None) -> dict:
+    data = bytes(acc.data)
+    if data_slice:
+        off, length = int(data_slice.get("offset", 0)), int(data_slice.get("length", len(data)))
+        data = data[off: off + length]
+    if encoding == "base58":
+        if len(data) > 128:
+            raise RpcFailure(INVALID_PARAMS, "Encoded binary (base 58) data should be less than 128 bytes, "
+                                             "please use Base64 encoding.")
+        encoded: Any = [_b58(data), "base58"]
+    elif encoding in ("base64", "jsonParsed"):  # no parser for our accounts: base64, as validators do
+        encoded = [base64.b64encode(data).decode(), "base64"]
+    else:
+        raise ValueError(f"unsupported encoding {encoding!r}")
+    return {"lamports": acc.lamports, "owner": str(acc.owner), "data": encoded, "executable": acc.executable,
+            "rentEpoch": 18_446_744_073_709_551_615, "space": len(acc.data)}
+
+
+def _token_amount(amount: int, decimals: int) -> dict:
+    ui = amount / 10**decimals
+    text = f"{amount / 10**decimals:.{decimals}f}".rstrip("0").rstrip(".") if decimals else str(amount)
+    return {"amount": str(amount), "decimals": decimals, "uiAmount": ui, "uiAmountString": text}
+
+
+def _token_balance_json(tb: TokenBalance) -> dict:
+    return {"accountIndex": tb.account_index, "mint": str(tb.mint), "owner": str(tb.owner),
+            "programId": str(tb.program_id), "uiTokenAmount": _token_amount(tb.amount, tb.decimals)}
+
+
+def _message_json(msg: Message | MessageV0) -> dict:
+    header = msg.header
+    out = {
+        "header": {"numRequiredSignatures": header.num_required_signatures,
+                   "numReadonlySignedAccounts": header.num_readonly_signed_accounts,
+                   "numReadonlyUnsignedAccounts": header.num_readonly_unsigned_accounts},
+        "accountKeys": [str(k) for k in msg.account_keys],
+        "recentBlockhash": str(msg.recent_blockhash),
+        "instructions": [{"programIdIndex": ix.program_id_index, "accounts": list(bytes(ix.accounts)),
+                          "data": _b58(bytes(ix.data)), "stackHeight": None} for ix in msg.instructions],
+    }
+    if isinstance(msg, MessageV0):
+        out["addressTableLookups"] = [
+            {"accountKey": str(lu.account_key), "writableIndexes": list(bytes(lu.writable_indexes)),
+             "readonlyIndexes": list(bytes(lu.readonly_indexes))} for lu in msg.address_table_lookups]
+    return out
+
+
+def _version(tx: VersionedTransaction) -> Any:
+    return 0 if isinstance(tx.message, MessageV0) else "legacy"
+
+
+def _check_version(tx: VersionedTransaction, max_version: Any) -> None:
+    if isinstance(tx.message, MessageV0) and max_version is None:
+        raise RpcFailure(-32015, "Transaction version (0) is not supported by the requesting client. Please try "
+                                 "the request again with the following configuration parameter: "
+                                 "\"maxSupportedTransactionVersion\": 0")
+
+
+def _meta_json(rec: TxRecord) -> dict:
+    inner = []
+    for index, group in enumerate(rec.inner_instructions):
+        if group:
+            compiled = [(ii.instruction(), ii.stack_height()) for ii in group]
+            inner.append({"index": index, "instructions": [
+                {"programIdIndex": ix.program_id_index, "accounts": list(bytes(ix.accounts)),
+                 "data": _b58(bytes(ix.data)), "stackHeight": height} for ix, height in compiled]})
+    err = tx_error_json(rec.err)
+    meta = {
+        "err": err, "status": {"Ok": None} if err is None else {"Err": err}, "fee": rec.fee,
+        "preBalances": rec.pre_balances, "postBalances": rec.post_balances, "innerInstructions": inner,
+        "logMessages": rec.logs, "preTokenBalances": [_token_balance_json(t) for t in rec.pre_token_balances],
+        "postTokenBalances": [_token_balance_json(t) for t in rec.post_token_balances], "rewards": [],
+        "loadedAddresses": {"writable": [], "readonly": []}, "computeUnitsConsumed": rec.compute_units,
+    }
+    return meta
+
+
+def _transaction_json(rec: TxRecord, encoding: str) -> dict:
+    tx = rec.transaction
+    if encoding == "json":
+        body: Any = {"signatures": [str(s) for s in tx.signatures], "message": _message_json(tx.message)}
+    elif encoding in ("base64", "base58"):
+        raw = bytes(tx)
+        body = [base64.b64encode(raw).decode(), "base64"] if encoding == "base64" else [_b58(raw), "base58"]
+    elif encoding == "jsonParsed":
+        raise RpcFailure(INVALID_PARAMS, "Invalid params: jsonParsed transactions are not supported here; "
+                                         "use json or base64")
+    else:
+        raise ValueError(f"unsupported encoding {encoding!r}")
+    return {"slot": rec.slot, "blockTime": rec.block_time, "transaction": body, "meta": _meta_json(rec),
+            "version": _version(tx)}
+
+
+def _decode_transaction(params: list) -> VersionedTransaction:
+    data = _param(params, 0)
+    encoding = _config(params, 1).get("encoding", "base58")
+    if not isinstance(data, str):
+        raise ValueError("expected an encoded transaction string")
+    try:
+        raw = base64.b64decode(data, validate=True) if encoding == "base64" else based58.b58decode(data.encode())
+    except Exception as exc:
+        raise ValueError(f"invalid {encoding} transaction data") from exc
+    if encoding not in ("base58", "base64"):
+        raise ValueError(f"unsupported encoding {encoding!r}")
+    try:
+        return VersionedTransaction.from_bytes(raw)
+    except Exception as exc:
+        raise RpcFailure(INVALID_PARAMS, f"failed to deserialize VersionedTransaction: {exc}") from exc
+
+
+# ------------------------------------------------------------------------- cluster
+
+
+@method("getHealth")
+def get_health(chain: LocalChain, params: list) -> str:
+    return "ok"
+
+
+@method("getVersion")
+def get_version(chain: LocalChain, params: list) -> dict:
+    return {"solana-core": SOLANA_CORE_VERSION, "feature-set": FEATURE_SET}
+
+
+@method("getGenesisHash")
+def get_genesis_hash(chain: LocalChain, params: list) -> str:
+    return str(chain.genesis_hash)
+
+
+@method("getSlot")
+def get_slot(chain: LocalChain, params: list) -> int:
+    return chain.slot
+
+
+@method("getBlockHeight")
+def get_block_height(chain: LocalChain, params: list) -> int:
+    return chain.slot  # one block per slot, none skipped
+
+
+@method("getTransactionCount")
+def get_transaction_count(chain: LocalChain, params: list) -> int:
+    return chain.transaction_count
+
+
+@method("getEpochInfo")
+def get_epoch_info(chain: LocalChain, params: list) -> dict:
+    return {"absoluteSlot": chain.slot, "blockHeight": chain.slot, "epoch": chain.slot // SLOTS_PER_EPOCH,
+            "slotIndex": chain.slot % SLOTS_PER_EPOCH, "slotsInEpoch": SLOTS_PER_EPOCH,
+            "transactionCount": chain.transaction_count}
+
+
+@method("getLatestBlockhash")
+def get_latest_blockhash(chain: LocalChain, params: list) -> dict:
+    blockhash, last_valid = chain.latest_blockhash
+    return _context(chain, {"blockhash": str(blockhash), "lastValidBlockHeight": last_valid})
+
+
+@method("isBlockhashValid")
+def is_blockhash_valid(chain: LocalChain, params: list) -> dict:
+    try:
+        blockhash = Hash.from_string(_param(params, 0))
+    except Exception as exc:
+        raise ValueError("invalid blockhash") from exc
+    return _context(chain, chain.blockhash_valid(blockhash))
+
+
+@method("getFeeForMessage")
+def get_fee_for_message(chain: LocalChain, params: list) -> dict:
+    raw = base64.b64decode(_param(params, 0), validate=True)
+    try:
+        msg: Any = MessageV0.from_bytes(raw[1:]) if raw[0] & 0x80 else Message.from_bytes(raw)
+    except Exception as exc:
+        raise ValueError("invalid message") from exc
+    return _context(chain, LAMPORTS_PER_SIGNATURE * msg.header.num_required_signatures)
+
+
+@method("getMinimumBalanceForRentExemption")
+def get_minimum_balance_for_rent_exemption(chain: LocalChain, params: list) -> int:
+    size = _param(params, 0)
+    if not isinstance(size, int) or size < 0:
+        raise ValueError("expected a non-negative data length")
+    return chain.svm.minimum_balance_for_rent_exemption(size)
+
+
+# ------------------------------------------------------------------------ accounts
+
+
+@method("getBalance")
+def get_balance(chain: LocalChain, params: list) -> dict:
+    acc = chain.get_account(_pubkey(_param(params, 0)))
+    return _context(chain, acc.lamports if acc else 0)
+
+
+@method("getAccountInfo")
+def get_account_info(chain: LocalChain, params: list) -> dict:
+    cfg = _config(params, 1)
+    acc = chain.get_account(_pubkey(_param(params, 0)))
+    value = _account_json(acc, cfg.get("encoding", "base58"), cfg.get("dataSlice")) if acc else None
+    return _context(chain, value)
+
+
+@method("getMultipleAccounts")
+def get_multiple_accounts(chain: LocalChain, params: list) -> dict:
+    keys = _param(params, 0)
+    if not isinstance(keys, list) or len(keys) > 100:
+        raise ValueError("expected a list of at most 100 public keys")
+    cfg = _config(params, 1)
+    accounts = [chain.get_account(_pubkey(k)) for k in keys]
+    enc = cfg.get("encoding", "base64")
+    return _context(chain, [_account_json(a, enc, cfg.get("dataSlice")) if a else None for a in accounts])
+
+
+def _matches(data: bytes, filters: list) -> bool:
+    for f in filters:
+        if "dataSize" in f:
+            if len(data) != int(f["dataSize"]):
+                return False
+        elif "memcmp" in f:
+            m = f["memcmp"]
+            raw = base64.b64decode(m["bytes"]) if m.get("encoding") == "base64" else based58.b58decode(
+                m["bytes"].encode())
+            off = int(m["offset"])
+            if data[off: off + len(raw)] != raw:
+                return False
+        else:
+            raise ValueError(f"unsupported filter {f!r}")
+    return True
+
+
+@method("getProgramAccounts")
+def get_program_accounts(chain: LocalChain, params: list) -> Any:
+    program = _pubkey(_param(params, 0))
+    cfg = _config(params, 1)
+    filters = cfg.get("filters", [])
+    enc = cfg.get("encoding", "base64")
+    out = [{"pubkey": str(k), "account": _account_json(a, enc, cfg.get("dataSlice"))}
+           for k, a in chain.accounts() if a.owner == program and _matches(bytes(a.data), filters)]
+    return _context(chain, out) if cfg.get("withContext") else out
+
+
+@method("getTokenAccountBalance")
+def get_token_account_balance(chain: LocalChain, params: list) -> dict:
+    key = _pubkey(_param(params, 0))
+    balances = chain._token_balances([key])
+    if not balances:
+        raise RpcFailure(INVALID_PARAMS, "Invalid param: could not find account" if chain.get_account(key) is None
+                         else "Invalid param: not a Token account")
+    return _context(chain, _token_amount(balances[0].amount, balances[0].decimals))
+
+
+@method("getTokenAccountsByOwner")
+def get_token_accounts_by_owner(chain: LocalChain, params: list) -> dict:
+    owner = _pubkey(_param(params, 0))
+    selector = _param(params, 1)
+    if not isinstance(selector, dict) or not ({"mint", "programId"} & selector.keys()):
+        raise ValueError("expected {\"mint\": ...} or {\"programId\": ...}")
+    cfg = _config(params, 2)
+    mint = _pubkey(selector["mint"]) if "mint" in selector else None
+    program = _pubkey(selector["programId"]) if "programId" in selector else None
+    programs = (program,) if program else TOKEN_PROGRAMS
+    out = []
+    for key, acc in chain.accounts():
+        data = bytes(acc.data)
+        if acc.owner not in programs or len(data) < 165 or data[32:64] != bytes(owner):
+            continue
+        if mint is not None and data[:32] != bytes(mint):
+            continue
+        out.append({"pubkey": str(key), "account": _account_json(acc, cfg.get("encoding", "base64"), None)})
+    return _context(chain, out)
+
+
+@method("requestAirdrop")
+def request_airdrop(chain: LocalChain, params: list) -> str:
+    key = _pubkey(_param(params, 0))
+    lamports = _param(params, 1)
+    if not isinstance(lamports, int) or lamports <= 0:
+        raise ValueError("expected a positive lamport amount")
+    return str(chain.airdrop(key, lamports))
+
+
+# ------------------------------------------------------------------- transactions
+
+
+@method("sendTransaction")
+def send_transaction(chain: LocalChain, params: list) -> str:
+    tx = _decode_transaction(params)
+    cfg = _config(params, 1)
+    if not tx.verify_with_results() or not all(tx.verify_with_results()):
+        raise RpcFailure(SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
+    if not cfg.get("skipPreflight", False):
+        sim = chain.simulate(tx)
+        failure = sim.rejected
+        if failure is not None:
+            raise RpcFailure(PREFLIGHT_FAILURE,
+                             f"Transaction simulation failed: {_describe(failure)}",
+                             {"err": tx_error_json(failure), "logs": sim.logs, "accounts": None,
+                              "unitsConsumed": sim.units, "returnData": None, "innerInstructions": None})
+    outcome = chain.process(tx)
+    if outcome.record is None and outcome.rejected is not None:
+        raise RpcFailure(PREFLIGHT_FAILURE, f"Transaction simulation failed: {_describe(outcome.rejected)}",
+                         {"err": tx_error_json(outcome.rejected), "logs": outcome.logs, "accounts": None,
+                          "unitsConsumed": outcome.units, "returnData": None, "innerInstructions": None})
+    return str(tx.signatures[0])
+
+
+def _describe(err: TransactionErrorType) -> str:
+    if err == TransactionErrorFieldless.BlockhashNotFound:
+        return "Blockhash not found"
+    js = tx_error_json(err)
+    return str(js)
+
+
+@method("simulateTransaction")
+def simulate_transaction(chain: LocalChain, params: list) -> dict:
+    tx = _decode_transaction(params)
+    cfg = _config(params, 1)
+    if cfg.get("sigVerify") and not all(tx.verify_with_results()):
+        raise RpcFailure(SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
+    if cfg.get("replaceRecentBlockhash"):
+        msg = tx.message
+        blockhash, _ = chain.latest_blockhash
+        if isinstance(msg, MessageV0):
+            msg = MessageV0(msg.header, list(msg.account_keys), blockhash, list(msg.instructions),
+                            list(msg.address_table_lookups))
+        else:
+            msg = Message.new_with_compiled_instructions(
+                msg.header.num_required_signatures, msg.header.num_readonly_signed_accounts,
+                msg.header.num_readonly_unsigned_accounts, list(msg.account_keys), blockhash, list(msg.instructions))
+        tx = VersionedTransaction.populate(msg, list(tx.signatures))
+    sim = chain.simulate(tx)
+    return _context(chain, {"err": tx_error_json(sim.rejected), "logs": sim.logs, "accounts": None,
+                            "unitsConsumed": sim.units, "returnData": None, "innerInstructions": None})
+
+
+@method("getSignatureStatuses")
+def get_signature_statuses(chain: LocalChain, params: list) -> dict:
+    sigs = _param(params, 0)
+    if not isinstance(sigs, list) or len(sigs) > 256:
+        raise ValueError("expected a list of at most 256 signatures")
+    out = []
+    for s in sigs:
+        rec = chain.history.get(_signature(s))
+        if rec is None:
+            out.append(None)
+            continue
+        err = tx_error_json(rec.err)
+        out.append({"slot": rec.slot, "confirmations": None, "err": err,
+                    "status": {"Ok": None} if err is None else {"Err": err}, "confirmationStatus": "finalized"})
+    return _context(chain, out)
+
+
+@method("getTransaction")
+def get_transaction(chain: LocalChain, params: list) -> dict | None:
+    sig = _signature(_param(params, 0))
+    cfg = _param(params, 1, {})
+    encoding = cfg if isinstance(cfg, str) else cfg.get("encoding", "json")
+    rec = chain.history.get(sig)
+    if rec is None:
+        return None
+    _check_version(rec.transaction, cfg.get("maxSupportedTransactionVersion") if isinstance(cfg, dict) else None)
+    return _transaction_json(rec, encoding)
+
+
+@method("getSignaturesForAddress")
+def get_signatures_for_address(chain: LocalChain, params: list) -> list:
+    key = _pubkey(_param(params, 0))
+    cfg = _config(params, 1)
+    limit = int(cfg.get("limit", 1000))
+    if not 1 <= limit <= 1000:
+        raise ValueError("limit must be between 1 and 1000")
+    before = _signature(cfg["before"]) if cfg.get("before") else None
+    until = _signature(cfg["until"]) if cfg.get("until") else None
+    sigs = list(reversed(chain.by_address.get(key, [])))  # newest first
+    if before is not None:
+        sigs = sigs[sigs.index(before) + 1:] if before in sigs else []
+    out = []
+    for s in sigs:
+        if s == until or len(out) == limit:
+            break
+        rec = chain.history[s]
+        out.append({"signature": str(s), "slot": rec.slot, "err": tx_error_json(rec.err), "memo": None,
+                    "blockTime": rec.block_time, "confirmationStatus": "finalized"})
+    return out

@@ -1,0 +1,92 @@
+"""The localnet's HTTP face: Solana JSON-RPC (single requests and batches) on an ASGI app.
+
+``create_app(chain)`` returns a Starlette app whose lifespan advances a slot every 400 ms.
+Handlers are synchronous and fast (LiteSVM runs in-process), so they run on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from decentral_chain.localnet.chain import SLOT_MS, LocalChain
+from decentral_chain.localnet.methods import INVALID_REQUEST, PARSE_ERROR, _error, dispatch
+
+MAX_BATCH = 1_000
+
+
+def create_app(chain: LocalChain, *, tick: bool = True) -> Starlette:
+    async def rpc(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return JSONResponse(_error(None, PARSE_ERROR, "Parse error"))
+        if isinstance(body, list):
+            if not body or len(body) > MAX_BATCH:
+                return JSONResponse(_error(None, INVALID_REQUEST, "Invalid request"))
+            replies = [r for r in (dispatch(chain, item) for item in body) if r is not None]
+            return JSONResponse(replies)
+        return JSONResponse(dispatch(chain, body))
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_ticker(chain)) if tick else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    return Starlette(routes=[Route("/", rpc, methods=["POST"]), Route("/health", health, methods=["GET"])],
+                     lifespan=lifespan)
+
+
+async def _ticker(chain: LocalChain) -> None:
+    while True:
+        await asyncio.sleep(SLOT_MS / 1000)
+        chain.tick()
+
+
+class ServerThread:
+    """Serve an app on 127.0.0.1 from a background thread (port 0 picks a free port)."""
+
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
+        import threading
+
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, name="localnet", daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("localnet server did not start")
+            time.sleep(0.005)
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

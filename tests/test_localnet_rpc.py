@@ -1,0 +1,159 @@
+"""The localnet over real HTTP on loopback, driven by solana-py's AsyncClient (unpatched)
+and by raw JSON-RPC for the error shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import time
+
+import httpx
+import pytest
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solana.rpc.core import RPCException
+from solana.rpc.types import TxOpts
+from solders.keypair import Keypair
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
+
+from decentral_chain.events import JobSettled, parse_events
+from decentral_chain.instructions import build_deposit, build_lock_job, build_settle_job
+from decentral_chain.localnet.chain import LocalChain
+from decentral_chain.localnet.genesis import USDC, build_genesis
+from decentral_chain.localnet.server import ServerThread, create_app
+from decentral_chain.pda import new_job_id
+
+
+@pytest.fixture
+def localnet(program_elf):
+    g = build_genesis(program_elf)
+    chain = LocalChain.from_genesis(g)
+    with ServerThread(create_app(chain)) as server:
+        yield server.url, chain, g
+
+
+def rpc(url: str, method: str, params: list | None = None) -> dict:
+    return httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).json()
+
+
+async def send_signed(client: AsyncClient, ixs, payer: Keypair, *signers: Keypair) -> str:
+    blockhash = (await client.get_latest_blockhash()).value.blockhash
+    tx = VersionedTransaction(Message.new_with_blockhash(ixs, payer.pubkey(), blockhash), [payer, *signers])
+    sig = (await client.send_transaction(tx)).value
+    await client.confirm_transaction(sig, Confirmed, sleep_seconds=0.05)
+    return sig
+
+
+def test_solana_py_transfers_and_reads_back(localnet):
+    url, chain, g = localnet
+
+    async def run():
+        async with AsyncClient(url) as client:
+            assert await client.is_connected()
+            sender, receiver = g.admin, Keypair()
+            before = (await client.get_balance(sender.pubkey())).value
+            sig = await send_signed(client, [transfer(TransferParams(from_pubkey=sender.pubkey(),
+                                                                      to_pubkey=receiver.pubkey(),
+                                                                      lamports=1_234_567))], sender)
+            assert (await client.get_balance(receiver.pubkey())).value == 1_234_567
+            assert (await client.get_balance(sender.pubkey())).value == before - 1_234_567 - 5_000
+            info = (await client.get_account_info(receiver.pubkey())).value
+            assert info.lamports == 1_234_567 and info.owner == Pubkey.default()
+            tx = (await client.get_transaction(sig, max_supported_transaction_version=0)).value
+            assert tx.transaction.meta.err is None and tx.transaction.meta.fee == 5_000
+            assert tx.transaction.meta.post_balances[1] == 1_234_567
+            raw = (await client.get_transaction(sig, encoding="base64",
+                                                max_supported_transaction_version=0)).value
+            assert raw.slot == tx.slot and raw.block_time is not None
+            statuses = (await client.get_signature_statuses([sig])).value
+            assert statuses[0].err is None and statuses[0].slot == tx.slot
+
+    asyncio.run(run())
+
+
+def test_escrow_settlement_through_solana_py_reports_token_balances(localnet):
+    url, chain, g = localnet
+    client_wallet, worker = g.clients[0], g.workers[0]
+
+    async def run():
+        async with AsyncClient(url) as client:
+            await send_signed(client, [build_deposit(owner=client_wallet.pubkey, source=client_wallet.token,
+                                                     amount=5 * USDC)], client_wallet.keypair)
+            job_id = new_job_id()
+            lock_sig = await send_signed(client, [build_lock_job(gateway=g.gateway.pubkey(),
+                                                                 client=client_wallet.pubkey, job_id=job_id,
+                                                                 amount=2 * USDC, worker=worker.pubkey)], g.gateway)
+            settle_sig = await send_signed(client, [build_settle_job(
+                gateway=g.gateway.pubkey(), client=client_wallet.pubkey, job_id=job_id, worker_token=worker.token,
+                treasury=g.treasury.token, payer=g.gateway.pubkey(), cost=USDC,
+                result_hash=hashlib.sha256(b"r").digest(), prompt_tokens=1, completion_tokens=2)], g.gateway)
+            settled = (await client.get_transaction(settle_sig, max_supported_transaction_version=0)).value
+            meta = settled.transaction.meta
+            events = parse_events(meta.log_messages)
+            assert isinstance(events[0], JobSettled) and events[0].cost == USDC and events[0].fee == 25_000
+            post = {str(b.owner): int(b.ui_token_amount.amount) for b in meta.post_token_balances}
+            assert post[str(worker.pubkey)] == USDC - 25_000
+            assert all(b.mint == g.mint for b in meta.post_token_balances)
+            assert meta.inner_instructions  # the two token transfers
+            locked = (await client.get_transaction(lock_sig, max_supported_transaction_version=0)).value
+            assert locked.slot <= settled.slot
+            balance = (await client.get_token_account_balance(worker.token)).value
+            assert balance.amount == str(USDC - 25_000) and balance.decimals == 6
+
+    asyncio.run(run())
+
+
+def test_failed_escrow_transaction_is_a_preflight_error_with_logs(localnet):
+    url, chain, g = localnet
+    worker = g.workers[0]
+
+    async def run():
+        async with AsyncClient(url) as client:
+            blockhash = (await client.get_latest_blockhash()).value.blockhash
+            ix = build_lock_job(gateway=g.gateway.pubkey(), client=g.clients[0].pubkey, job_id=new_job_id(),
+                                amount=1, worker=worker.pubkey)  # the client has no Credits yet
+            tx = VersionedTransaction(Message.new_with_blockhash([ix], g.gateway.pubkey(), blockhash), [g.gateway])
+            with pytest.raises(RPCException) as info:
+                await client.send_transaction(tx)
+            data = info.value.args[0]
+            assert "6006" in str(data) or "Custom" in str(data)
+            # skipping preflight lands the failure on chain, with its error in the status
+            sig = (await client.send_transaction(tx, opts=TxOpts(skip_preflight=True))).value
+            status = (await client.get_signature_statuses([sig])).value[0]
+            assert status is not None and status.err is not None
+
+    asyncio.run(run())
+
+
+def test_bad_input_gets_json_rpc_errors_and_the_server_keeps_serving(localnet):
+    url, chain, g = localnet
+    assert httpx.post(url, content=b"{not json").json()["error"]["code"] == -32700
+    assert rpc(url, "getEverything")["error"]["code"] == -32601
+    assert rpc(url, "getBalance", ["not-a-key"])["error"]["code"] == -32602
+    assert rpc(url, "getBalance", [123])["error"]["code"] == -32602
+    garbage = base64.b64encode(b"\x01" + bytes(40)).decode()
+    assert rpc(url, "sendTransaction", [garbage, {"encoding": "base64"}])["error"]["code"] == -32602
+    stale = VersionedTransaction(Message.new_with_blockhash(
+        [transfer(TransferParams(from_pubkey=g.admin.pubkey(), to_pubkey=Keypair().pubkey(), lamports=1))],
+        g.admin.pubkey(), chain.genesis_hash), [g.admin])
+    reply = rpc(url, "sendTransaction", [base64.b64encode(bytes(stale)).decode(), {"encoding": "base64"}])
+    assert reply["error"]["code"] == -32002 and reply["error"]["data"]["err"] == "BlockhashNotFound"
+    batch = httpx.post(url, json=[{"jsonrpc": "2.0", "id": i, "method": m} for i, m in
+                                  enumerate(["getHealth", "getSlot", "nope"])]).json()
+    assert [r.get("result", r.get("error", {}).get("code")) for r in batch][0] == "ok"
+    assert batch[2]["error"]["code"] == -32601
+    assert rpc(url, "getHealth")["result"] == "ok"
+
+
+def test_slots_advance_and_old_blockhashes_stay_valid(localnet):
+    url, chain, g = localnet
+    first = rpc(url, "getLatestBlockhash")["result"]["value"]["blockhash"]
+    slot = rpc(url, "getSlot")["result"]
+    time.sleep(1.0)  # 400 ms slots
+    assert rpc(url, "getSlot")["result"] >= slot + 2
+    assert rpc(url, "getLatestBlockhash")["result"]["value"]["blockhash"] != first
+    assert rpc(url, "isBlockhashValid", [first])["result"]["value"] is True
