@@ -10,6 +10,7 @@ import hashlib
 import json
 import sys
 import uuid
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -61,6 +62,19 @@ def program_idl(fmt: str) -> None:
 
     idl = codegen.render_idl_legacy() if fmt == "legacy" else codegen.render_idl_anchor30()
     click.echo(json.dumps(idl, indent=2))
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option("--port", default=8899, show_default=True, type=click.IntRange(1, 65534),
+              help="JSON-RPC port; PubSub listens on port + 1.")
+@click.option("--keys-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where keypairs and addresses.json live (default: localnet/).")
+def localnet(host: str, port: int, keys_dir: Path | None) -> None:
+    """Serve a local chain: escrow deployed, USDC-like mint, funded wallets."""
+    from decentral_chain.localnet.run import serve_localnet
+
+    serve_localnet(host, port, keys_dir)
 
 
 @cli.command()

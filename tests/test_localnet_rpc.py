@@ -32,8 +32,8 @@ from decentral_chain.pda import new_job_id
 def localnet(program_elf):
     g = build_genesis(program_elf)
     chain = LocalChain.from_genesis(g)
-    with ServerThread(create_app(chain)) as server:
-        yield server.url, chain, g
+    with ServerThread((create_app(chain), 0)) as server:
+        yield server.url(), chain, g
 
 
 def rpc(url: str, method: str, params: list | None = None) -> dict:

@@ -36,6 +36,13 @@ from solders.transaction_status import TransactionErrorFieldless, TransactionErr
 
 from decentral_chain.abi import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
 
+_REJECTED_BEFORE_EXECUTION = (
+    TransactionErrorFieldless.AlreadyProcessed,
+    TransactionErrorFieldless.SignatureFailure,
+    TransactionErrorFieldless.AccountNotFound,
+    TransactionErrorFieldless.InsufficientFundsForFee,
+    TransactionErrorFieldless.AccountLoadedTwice,
+)
 SLOT_MS = 400
 MAX_BLOCKHASH_AGE = 150  # slots, as MAX_PROCESSING_AGE on a validator
 LAMPORTS_PER_SIGNATURE = 5_000
@@ -109,6 +116,9 @@ class LocalChain:
         self.by_address: dict[Pubkey, list[Signature]] = {}
         self.known: set[Pubkey] = set()
         self.transaction_count = 0
+        #: called with each TxRecord / each new slot (from the thread that caused it)
+        self.tx_listeners: list = []
+        self.slot_listeners: list = []
         self._open_block(self.genesis_hash, int(self.started))
 
     @classmethod
@@ -137,7 +147,10 @@ class LocalChain:
             self.slot += 1
             self.svm.expire_blockhash()
             self._open_block(previous, int(time.time()))
-            return self.slot
+            slot = self.slot
+        for listener in self.slot_listeners:
+            listener(slot)
+        return slot
 
     @property
     def latest_blockhash(self) -> tuple[Hash, int]:
@@ -193,14 +206,9 @@ class LocalChain:
             failed = isinstance(result, FailedTransactionMetadata)
             meta = result.meta() if failed else result
             err = result.err() if failed else None
-            if failed and err in (TransactionErrorFieldless.AlreadyProcessed,
-                                  TransactionErrorFieldless.SignatureFailure,
-                                  TransactionErrorFieldless.AccountNotFound,
-                                  TransactionErrorFieldless.InsufficientFundsForFee,
-                                  TransactionErrorFieldless.AccountLoadedTwice):
-                # rejected before execution: no fee, nothing recorded (as a validator's banking stage)
+            if failed and err in _REJECTED_BEFORE_EXECUTION:
+                # no fee, nothing recorded, as in a validator's banking stage
                 return TxOutcome(None, err, list(meta.logs()), meta.compute_units_consumed())
-            self.known.update(keys)
             record = TxRecord(
                 signature=tx.signatures[0], transaction=tx, slot=self.slot,
                 block_time=self.blocks[self.slot].block_time,
@@ -210,12 +218,15 @@ class LocalChain:
                 logs=list(meta.logs()), inner_instructions=list(meta.inner_instructions()),
                 compute_units=meta.compute_units_consumed(), return_data=meta.return_data(),
             )
+            self.known.update(keys)
             self.history[record.signature] = record
             self.blocks[self.slot].signatures.append(record.signature)
             self.transaction_count += 1
             for k in keys:
                 self.by_address.setdefault(k, []).append(record.signature)
-            return TxOutcome(record)
+        for listener in self.tx_listeners:
+            listener(record)
+        return TxOutcome(record)
 
     def simulate(self, tx: VersionedTransaction) -> TxOutcome:
         """Run ``tx`` without committing anything."""

@@ -15,6 +15,7 @@ from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.accounts import Config, Credits
 from decentral_chain.instructions import build_deposit, build_initialize
+from decentral_chain.localnet.keys import LocalnetKeys
 from decentral_chain.localnet.svm import create_mint, create_token_account, deploy_upgradeable, mint_to, send
 
 SOL = 1_000_000_000
@@ -83,6 +84,7 @@ class Genesis:
 def build_genesis(
     elf: bytes,
     *,
+    keys: LocalnetKeys | None = None,
     program_id: Pubkey = PROGRAM_ID,
     fee_bps: int = 250,
     refund_timeout: int = 600,
@@ -91,16 +93,20 @@ def build_genesis(
     client_usdc: int = 1_000 * USDC,
     initialize: bool = True,
 ) -> Genesis:
+    """A chain with the escrow deployed and initialized; ``keys`` fixes every wallet (localnet)."""
     svm = LiteSVM()
-    admin, gateway, mint_authority = Keypair(), Keypair(), Keypair()
+    admin, gateway, mint_authority = (keys.admin, keys.gateway, keys.mint_authority) if keys else (
+        Keypair(), Keypair(), Keypair())
     for kp in (admin, gateway, mint_authority):
         svm.airdrop(kp.pubkey(), 100 * SOL)
     deploy_upgradeable(svm, program_id, elf, admin.pubkey())
-    mint = create_mint(svm, mint_authority, mint_authority.pubkey(), decimals=6)
+    mint = create_mint(svm, mint_authority, mint_authority.pubkey(), decimals=6, mint=keys.mint if keys else None)
     g = Genesis(svm, program_id, admin, gateway, mint, mint_authority, treasury=Wallet(Keypair(), Pubkey.default()))
-    g.treasury = g.new_wallet()
-    g.workers = [g.new_wallet() for _ in range(workers)]
-    g.clients = [g.new_wallet(usdc=client_usdc) for _ in range(clients)]
+    g.treasury = g.new_wallet(keypair=keys.treasury if keys else None)
+    worker_keys = list(keys.workers) if keys else [None] * workers
+    client_keys = [keys.client] if keys else [None] * clients
+    g.workers = [g.new_wallet(keypair=k) for k in worker_keys]
+    g.clients = [g.new_wallet(usdc=client_usdc, keypair=k) for k in client_keys]
     if initialize:
         send(svm, [build_initialize(admin=admin.pubkey(), mint=mint, gateway=gateway.pubkey(),
                                     treasury=g.treasury.token, fee_bps=fee_bps, refund_timeout=refund_timeout,

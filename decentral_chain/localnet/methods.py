@@ -151,7 +151,7 @@ def tx_error_json(err: TransactionErrorType | None) -> Any:
 # ---------------------------------------------------------------------- encodings
 
 
-def _account_json(acc: Any, encoding: str, data_slice: dict | None) -> dict:
+def account_json(acc: Any, encoding: str, data_slice: dict | None) -> dict:
     data = bytes(acc.data)
     if data_slice:
         off, length = int(data_slice.get("offset", 0)), int(data_slice.get("length", len(data)))
@@ -228,7 +228,7 @@ def _meta_json(rec: TxRecord) -> dict:
     return meta
 
 
-def _transaction_json(rec: TxRecord, encoding: str) -> dict:
+def transaction_json(rec: TxRecord, encoding: str) -> dict:
     tx = rec.transaction
     if encoding == "json":
         body: Any = {"signatures": [str(s) for s in tx.signatures], "message": _message_json(tx.message)}
@@ -347,7 +347,7 @@ def get_balance(chain: LocalChain, params: list) -> dict:
 def get_account_info(chain: LocalChain, params: list) -> dict:
     cfg = _config(params, 1)
     acc = chain.get_account(_pubkey(_param(params, 0)))
-    value = _account_json(acc, cfg.get("encoding", "base58"), cfg.get("dataSlice")) if acc else None
+    value = account_json(acc, cfg.get("encoding", "base58"), cfg.get("dataSlice")) if acc else None
     return _context(chain, value)
 
 
@@ -359,7 +359,7 @@ def get_multiple_accounts(chain: LocalChain, params: list) -> dict:
     cfg = _config(params, 1)
     accounts = [chain.get_account(_pubkey(k)) for k in keys]
     enc = cfg.get("encoding", "base64")
-    return _context(chain, [_account_json(a, enc, cfg.get("dataSlice")) if a else None for a in accounts])
+    return _context(chain, [account_json(a, enc, cfg.get("dataSlice")) if a else None for a in accounts])
 
 
 def _matches(data: bytes, filters: list) -> bool:
@@ -385,7 +385,7 @@ def get_program_accounts(chain: LocalChain, params: list) -> Any:
     cfg = _config(params, 1)
     filters = cfg.get("filters", [])
     enc = cfg.get("encoding", "base64")
-    out = [{"pubkey": str(k), "account": _account_json(a, enc, cfg.get("dataSlice"))}
+    out = [{"pubkey": str(k), "account": account_json(a, enc, cfg.get("dataSlice"))}
            for k, a in chain.accounts() if a.owner == program and _matches(bytes(a.data), filters)]
     return _context(chain, out) if cfg.get("withContext") else out
 
@@ -417,7 +417,7 @@ def get_token_accounts_by_owner(chain: LocalChain, params: list) -> dict:
             continue
         if mint is not None and data[:32] != bytes(mint):
             continue
-        out.append({"pubkey": str(key), "account": _account_json(acc, cfg.get("encoding", "base64"), None)})
+        out.append({"pubkey": str(key), "account": account_json(acc, cfg.get("encoding", "base64"), None)})
     return _context(chain, out)
 
 
@@ -510,7 +510,7 @@ def get_transaction(chain: LocalChain, params: list) -> dict | None:
     if rec is None:
         return None
     _check_version(rec.transaction, cfg.get("maxSupportedTransactionVersion") if isinstance(cfg, dict) else None)
-    return _transaction_json(rec, encoding)
+    return transaction_json(rec, encoding)
 
 
 @method("getSignaturesForAddress")

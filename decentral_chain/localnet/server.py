@@ -60,33 +60,41 @@ async def _ticker(chain: LocalChain) -> None:
 
 
 class ServerThread:
-    """Serve an app on 127.0.0.1 from a background thread (port 0 picks a free port)."""
+    """Serve apps on 127.0.0.1 from one background thread and event loop.
 
-    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
+    ``apps`` pairs each app with a port (0 picks a free one). Used by tests and benchmarks;
+    the ``decentral localnet`` command serves the same apps in the foreground.
+    """
+
+    def __init__(self, *apps: tuple[Starlette, int], host: str = "127.0.0.1") -> None:
         import threading
 
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                    lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, name="localnet", daemon=True)
+        self.servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                                      lifespan="on", ws="websockets-sansio"))
+                        for app, port in apps]
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), name="localnet", daemon=True)
+
+    async def _serve(self) -> None:
+        await asyncio.gather(*(server.serve() for server in self.servers))
 
     def __enter__(self) -> ServerThread:
         import time
 
         self.thread.start()
         deadline = time.monotonic() + 10
-        while not self.server.started:
+        while not all(server.started for server in self.servers):
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("localnet server did not start")
             time.sleep(0.005)
         return self
 
-    @property
-    def url(self) -> str:
-        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+    def url(self, index: int = 0, scheme: str = "http") -> str:
+        host, port = self.servers[index].servers[0].sockets[0].getsockname()[:2]
+        return f"{scheme}://{host}:{port}"
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
+        for server in self.servers:
+            server.should_exit = True
         self.thread.join(timeout=10)

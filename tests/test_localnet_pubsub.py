@@ -1,0 +1,143 @@
+"""PubSub on port + 1, driven by solana-py's websocket client (its solders parser is strict
+about every notification shape)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import websockets
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.websocket_api import connect
+from solders.keypair import Keypair
+from solders.message import Message
+from solders.rpc.config import RpcTransactionLogsFilter, RpcTransactionLogsFilterMentions
+from solders.rpc.responses import (
+    AccountNotification,
+    LogsNotification,
+    SignatureNotification,
+    SlotNotification,
+)
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
+
+from decentral_chain.abi import PROGRAM_ID
+from decentral_chain.instructions import build_deposit
+from decentral_chain.localnet.chain import LocalChain
+from decentral_chain.localnet.genesis import USDC, build_genesis
+from decentral_chain.localnet.pubsub import create_pubsub_app
+from decentral_chain.localnet.server import ServerThread, create_app
+
+
+@pytest.fixture
+def localnet(program_elf):
+    g = build_genesis(program_elf)
+    chain = LocalChain.from_genesis(g)
+    with ServerThread((create_app(chain), 0), (create_pubsub_app(chain), 0)) as server:
+        yield server.url(0), server.url(1, "ws"), chain, g
+
+
+async def _signed(client: AsyncClient, ixs, payer: Keypair) -> VersionedTransaction:
+    blockhash = (await client.get_latest_blockhash()).value.blockhash
+    return VersionedTransaction(Message.new_with_blockhash(ixs, payer.pubkey(), blockhash), [payer])
+
+
+async def _next(ws, kind):
+    while True:
+        for msg in await asyncio.wait_for(ws.recv(), timeout=5):
+            if isinstance(msg, kind):
+                return msg
+
+
+def test_signature_account_and_logs_notifications(localnet):
+    url, ws_url, chain, g = localnet
+    receiver = Keypair()
+
+    async def run():
+        async with AsyncClient(url) as client, connect(ws_url) as ws:
+            tx = await _signed(client, [transfer(TransferParams(from_pubkey=g.admin.pubkey(),
+                                                                to_pubkey=receiver.pubkey(), lamports=7_000_000))],
+                               g.admin)
+            await ws.signature_subscribe(tx.signatures[0])
+            sig_sub = (await ws.recv())[0].result
+            await ws.account_subscribe(receiver.pubkey())
+            acc_sub = (await ws.recv())[0].result
+            await ws.logs_subscribe(RpcTransactionLogsFilterMentions(g.admin.pubkey()))
+            logs_sub = (await ws.recv())[0].result
+            assert len({sig_sub, acc_sub, logs_sub}) == 3
+            await client.send_transaction(tx)
+            got = {}
+            while len(got) < 3:
+                for msg in await asyncio.wait_for(ws.recv(), timeout=5):
+                    got[type(msg)] = msg
+            assert got[SignatureNotification].result.value.err is None
+            assert got[AccountNotification].result.value.lamports == 7_000_000
+            logs = got[LogsNotification].result.value
+            assert logs.signature == tx.signatures[0] and any("invoke [1]" in line for line in logs.logs)
+
+    asyncio.run(run())
+
+
+def test_signature_already_processed_is_notified_at_once(localnet):
+    url, ws_url, chain, g = localnet
+
+    async def run():
+        async with AsyncClient(url) as client, connect(ws_url) as ws:
+            c = g.clients[0]
+            tx = await _signed(client, [build_deposit(owner=c.pubkey, source=c.token, amount=USDC)], c.keypair)
+            await client.send_transaction(tx)
+            await ws.signature_subscribe(tx.signatures[0])
+            await ws.recv()
+            note = await _next(ws, SignatureNotification)
+            assert note.result.value.err is None
+
+    asyncio.run(run())
+
+
+def test_slot_notifications_and_program_logs_filter(localnet):
+    url, ws_url, chain, g = localnet
+
+    async def run():
+        async with connect(ws_url) as ws:
+            await ws.slot_subscribe()
+            await ws.recv()
+            first = (await _next(ws, SlotNotification)).result.slot
+            second = (await _next(ws, SlotNotification)).result.slot
+            assert second == first + 1
+            await ws.logs_subscribe(RpcTransactionLogsFilter.All)
+            assert isinstance((await ws.recv())[0].result, int)
+        async with connect(ws_url) as ws, AsyncClient(url) as client:
+            await ws.logs_subscribe(RpcTransactionLogsFilterMentions(PROGRAM_ID))
+            await ws.recv()
+            c = g.clients[0]
+            await client.send_transaction(await _signed(
+                client, [build_deposit(owner=c.pubkey, source=c.token, amount=USDC)], c.keypair))
+            logs = (await _next(ws, LogsNotification)).result.value
+            assert any(line.startswith("Program data: ") for line in logs.logs)
+
+    asyncio.run(run())
+
+
+def test_bad_subscriptions_get_json_rpc_errors(localnet):
+    url, ws_url, chain, g = localnet
+
+    async def run():
+        async with websockets.connect(ws_url) as ws:
+            async def ask(payload) -> dict:
+                await ws.send(payload if isinstance(payload, str) else json.dumps(payload))
+                return json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+
+            assert (await ask("{nope"))["error"]["code"] == -32700
+            assert (await ask({"jsonrpc": "2.0", "id": 1, "method": "fooSubscribe"}))["error"]["code"] == -32601
+            bad = await ask({"jsonrpc": "2.0", "id": 2, "method": "accountSubscribe", "params": ["xyz"]})
+            assert bad["error"]["code"] == -32602
+            gone = await ask({"jsonrpc": "2.0", "id": 3, "method": "slotUnsubscribe", "params": [999]})
+            assert gone["error"]["code"] == -32602
+            sub = await ask({"jsonrpc": "2.0", "id": 4, "method": "rootSubscribe"})
+            done = await ask({"jsonrpc": "2.0", "id": 5, "method": "rootUnsubscribe", "params": [sub["result"]]})
+            while "id" not in done:  # a root notification may arrive first
+                done = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+            assert done == {"jsonrpc": "2.0", "result": True, "id": 5}
+
+    asyncio.run(run())
