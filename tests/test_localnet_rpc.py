@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import time
 
 import httpx
@@ -157,3 +158,75 @@ def test_slots_advance_and_old_blockhashes_stay_valid(localnet):
     assert rpc(url, "getSlot")["result"] >= slot + 2
     assert rpc(url, "getLatestBlockhash")["result"]["value"]["blockhash"] != first
     assert rpc(url, "isBlockhashValid", [first])["result"]["value"] is True
+
+
+def test_every_read_method_parses_in_solana_py(localnet):
+    """solana-py parses each answer with solders' strict response types."""
+    url, chain, g = localnet
+    from solana.rpc.types import DataSliceOpts, MemcmpOpts, TokenAccountOpts
+
+    from decentral_chain.abi import CREDITS, PROGRAM_ID
+
+    async def run():
+        async with AsyncClient(url) as client:
+            c = g.clients[0]
+            sig = await send_signed(client, [build_deposit(owner=c.pubkey, source=c.token, amount=3 * USDC)],
+                                    c.keypair)
+            tx_slot = (await client.get_transaction(sig, max_supported_transaction_version=0)).value.slot
+            while (await client.get_slot()).value <= tx_slot:
+                await asyncio.sleep(0.1)
+            block = (await client.get_block(tx_slot, max_supported_transaction_version=0)).value
+            assert any(t.transaction.signatures[0] == sig for t in block.transactions)
+            assert (await client.get_block_time(tx_slot)).value == block.block_time
+            assert tx_slot in (await client.get_blocks(max(0, tx_slot - 5))).value
+            assert (await client.get_block_commitment(tx_slot)).value.total_stake == 0
+            assert (await client.get_first_available_block()).value == 0
+            assert (await client.get_recent_performance_samples(5)).value[0].num_transactions >= 1
+            assert (await client.get_block_height()).value >= tx_slot
+            assert (await client.get_transaction_count()).value >= 1
+            epoch = (await client.get_epoch_info()).value
+            assert epoch.slots_in_epoch == (await client.get_epoch_schedule()).value.slots_per_epoch
+            assert (await client.get_version()).value.solana_core
+            assert str((await client.get_genesis_hash()).value) == str(chain.genesis_hash)
+            assert (await client.get_minimum_balance_for_rent_exemption(80)).value == \
+                chain.svm.minimum_balance_for_rent_exemption(80)
+            supply = (await client.get_token_supply(g.mint)).value
+            assert supply.decimals == 6 and int(supply.amount) == 1_000 * USDC
+            largest = (await client.get_token_largest_accounts(g.mint)).value
+            assert int(largest[0].amount.amount) == 997 * USDC
+            owned = (await client.get_token_accounts_by_owner(c.pubkey, TokenAccountOpts(mint=g.mint))).value
+            assert [a.pubkey for a in owned] == [c.token]
+            credits = (await client.get_program_accounts(
+                PROGRAM_ID, encoding="base64", filters=[CREDITS.size, MemcmpOpts(offset=8, bytes=str(c.pubkey))],
+                data_slice=DataSliceOpts(offset=40, length=8))).value
+            assert len(credits) == 1 and int.from_bytes(bytes(credits[0].account.data), "little") == 3 * USDC
+            many = (await client.get_multiple_accounts([c.pubkey, Keypair().pubkey()])).value
+            assert many[0] is not None and many[1] is None
+            history = (await client.get_signatures_for_address(c.pubkey, limit=1)).value
+            assert history[0].signature == sig
+            assert (await client.get_supply()).value.total > 0
+            assert (await client.get_inflation_governor()).value.initial == 0.0
+            assert (await client.get_inflation_rate()).value.total == 0.0
+            nodes = (await client.get_cluster_nodes()).value
+            leader = (await client.get_slot_leader()).value
+            assert json.loads(nodes[0].to_json())["pubkey"] == str(leader) == str((await client.get_identity()).value.identity)
+            assert (await client.get_vote_accounts()).value.current == []
+            schedule = (await client.get_leader_schedule()).value
+            assert len(schedule[leader]) == epoch.slots_in_epoch
+            airdrop = (await client.request_airdrop(Keypair().pubkey(), 10**9)).value
+            assert (await client.get_signature_statuses([airdrop])).value[0] is None  # airdrops are not history
+            msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=c.pubkey,
+                                                                      to_pubkey=g.admin.pubkey(), lamports=1))],
+                                             c.pubkey, (await client.get_latest_blockhash()).value.blockhash)
+            assert (await client.get_fee_for_message(msg)).value == 5_000
+            sim = (await client.simulate_transaction(VersionedTransaction(msg, [c.keypair]))).value
+            assert sim.err is None and sim.logs
+
+    asyncio.run(run())
+
+
+def test_missing_block_is_a_block_not_available_error(localnet):
+    url, chain, g = localnet
+    reply = rpc(url, "getBlock", [10**9])
+    assert reply["error"]["code"] == -32004
+    assert rpc(url, "getBlockTime", [10**9])["error"]["code"] == -32004

@@ -46,7 +46,7 @@ _REJECTED_BEFORE_EXECUTION = (
 SLOT_MS = 400
 MAX_BLOCKHASH_AGE = 150  # slots, as MAX_PROCESSING_AGE on a validator
 LAMPORTS_PER_SIGNATURE = 5_000
-SLOTS_PER_EPOCH = 432_000
+SLOTS_PER_EPOCH = 8_192  # a short epoch keeps getLeaderSchedule small (solana-test-validator: 432,000)
 TOKEN_PROGRAMS = (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
 
 
@@ -108,6 +108,9 @@ class LocalChain:
         self.svm.with_blockhash_check(False)
         self.lock = threading.RLock()
         self.genesis_hash = genesis_hash or Hash.new_unique()
+        self.identity = Pubkey.new_unique()  # the node's identity: leader of every slot
+        self.rpc_address: str | None = None  # "host:port", set by whoever serves it
+        self.pubsub_address: str | None = None
         self.started = time.time()
         self.slot = 0
         self.blocks: OrderedDict[int, Block] = OrderedDict()

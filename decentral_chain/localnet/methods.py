@@ -246,7 +246,7 @@ def transaction_json(rec: TxRecord, encoding: str) -> dict:
 
 def _decode_transaction(params: list) -> VersionedTransaction:
     data = _param(params, 0)
-    encoding = _config(params, 1).get("encoding", "base58")
+    encoding = _config(params, 1).get("encoding") or "base58"
     if not isinstance(data, str):
         raise ValueError("expected an encoded transaction string")
     try:
@@ -347,7 +347,7 @@ def get_balance(chain: LocalChain, params: list) -> dict:
 def get_account_info(chain: LocalChain, params: list) -> dict:
     cfg = _config(params, 1)
     acc = chain.get_account(_pubkey(_param(params, 0)))
-    value = account_json(acc, cfg.get("encoding", "base58"), cfg.get("dataSlice")) if acc else None
+    value = account_json(acc, cfg.get("encoding") or "base58", cfg.get("dataSlice")) if acc else None
     return _context(chain, value)
 
 
@@ -358,7 +358,7 @@ def get_multiple_accounts(chain: LocalChain, params: list) -> dict:
         raise ValueError("expected a list of at most 100 public keys")
     cfg = _config(params, 1)
     accounts = [chain.get_account(_pubkey(k)) for k in keys]
-    enc = cfg.get("encoding", "base64")
+    enc = cfg.get("encoding") or "base64"
     return _context(chain, [account_json(a, enc, cfg.get("dataSlice")) if a else None for a in accounts])
 
 
@@ -383,8 +383,8 @@ def _matches(data: bytes, filters: list) -> bool:
 def get_program_accounts(chain: LocalChain, params: list) -> Any:
     program = _pubkey(_param(params, 0))
     cfg = _config(params, 1)
-    filters = cfg.get("filters", [])
-    enc = cfg.get("encoding", "base64")
+    filters = cfg.get("filters") or []
+    enc = cfg.get("encoding") or "base64"
     out = [{"pubkey": str(k), "account": account_json(a, enc, cfg.get("dataSlice"))}
            for k, a in chain.accounts() if a.owner == program and _matches(bytes(a.data), filters)]
     return _context(chain, out) if cfg.get("withContext") else out
@@ -417,7 +417,7 @@ def get_token_accounts_by_owner(chain: LocalChain, params: list) -> dict:
             continue
         if mint is not None and data[:32] != bytes(mint):
             continue
-        out.append({"pubkey": str(key), "account": account_json(acc, cfg.get("encoding", "base64"), None)})
+        out.append({"pubkey": str(key), "account": account_json(acc, cfg.get("encoding") or "base64", None)})
     return _context(chain, out)
 
 
@@ -505,7 +505,7 @@ def get_signature_statuses(chain: LocalChain, params: list) -> dict:
 def get_transaction(chain: LocalChain, params: list) -> dict | None:
     sig = _signature(_param(params, 0))
     cfg = _param(params, 1, {})
-    encoding = cfg if isinstance(cfg, str) else cfg.get("encoding", "json")
+    encoding = cfg if isinstance(cfg, str) else (cfg.get("encoding") or "json")
     rec = chain.history.get(sig)
     if rec is None:
         return None
@@ -517,7 +517,7 @@ def get_transaction(chain: LocalChain, params: list) -> dict | None:
 def get_signatures_for_address(chain: LocalChain, params: list) -> list:
     key = _pubkey(_param(params, 0))
     cfg = _config(params, 1)
-    limit = int(cfg.get("limit", 1000))
+    limit = int(cfg.get("limit") or 1000)
     if not 1 <= limit <= 1000:
         raise ValueError("limit must be between 1 and 1000")
     before = _signature(cfg["before"]) if cfg.get("before") else None
@@ -533,3 +533,203 @@ def get_signatures_for_address(chain: LocalChain, params: list) -> list:
         out.append({"signature": str(s), "slot": rec.slot, "err": tx_error_json(rec.err), "memo": None,
                     "blockTime": rec.block_time, "confirmationStatus": "finalized"})
     return out
+
+
+# ------------------------------------------------------------------------- blocks
+
+
+def _block(chain: LocalChain, slot: Any) -> Any:
+    if not isinstance(slot, int) or slot < 0:
+        raise ValueError("expected a slot number")
+    block = chain.blocks.get(slot)
+    if block is None or slot >= chain.slot:  # the current slot is still being filled
+        raise RpcFailure(BLOCK_NOT_AVAILABLE, f"Block not available for slot {slot}")
+    return block
+
+
+@method("getBlockTime")
+def get_block_time(chain: LocalChain, params: list) -> int:
+    return _block(chain, _param(params, 0)).block_time
+
+
+@method("getBlock")
+def get_block(chain: LocalChain, params: list) -> dict:
+    block = _block(chain, _param(params, 0))
+    cfg = _param(params, 1, {})
+    cfg = {"encoding": cfg} if isinstance(cfg, str) else cfg
+    details = cfg.get("transactionDetails") or "full"
+    out: dict[str, Any] = {"blockHeight": block.slot, "blockTime": block.block_time, "blockhash": str(block.blockhash),
+                           "parentSlot": block.parent_slot, "previousBlockhash": str(block.previous_blockhash)}
+    records = [chain.history[s] for s in block.signatures]
+    if details == "full":
+        for rec in records:
+            _check_version(rec.transaction, cfg.get("maxSupportedTransactionVersion"))
+        out["transactions"] = [{k: v for k, v in transaction_json(rec, cfg.get("encoding") or "json").items()
+                                if k in ("transaction", "meta", "version")} for rec in records]
+    elif details == "signatures":
+        out["signatures"] = [str(r.signature) for r in records]
+    elif details != "none":
+        raise ValueError(f"unsupported transactionDetails {details!r}")
+    if cfg.get("rewards") is not False:
+        out["rewards"] = []
+    return out
+
+
+@method("getBlocks")
+def get_blocks(chain: LocalChain, params: list) -> list[int]:
+    start, end = _param(params, 0), _param(params, 1, chain.slot - 1)
+    if not isinstance(start, int) or not isinstance(end, int) or start < 0 or end - start > 500_000:
+        raise ValueError("expected start_slot and end_slot at most 500,000 apart")
+    return [s for s in range(start, min(end, chain.slot - 1) + 1) if s in chain.blocks]
+
+
+@method("getBlocksWithLimit")
+def get_blocks_with_limit(chain: LocalChain, params: list) -> list[int]:
+    start, limit = _param(params, 0), _param(params, 1)
+    if not isinstance(start, int) or not isinstance(limit, int) or not 0 <= limit <= 500_000:
+        raise ValueError("expected start_slot and a limit of at most 500,000")
+    return get_blocks(chain, [start, start + limit - 1]) if limit else []
+
+
+@method("getBlockCommitment")
+def get_block_commitment(chain: LocalChain, params: list) -> dict:
+    slot = _param(params, 0)
+    if not isinstance(slot, int):
+        raise ValueError("expected a slot number")
+    return {"commitment": None, "totalStake": 0}  # single node, no stake-weighted votes
+
+
+@method("getFirstAvailableBlock")
+def get_first_available_block(chain: LocalChain, params: list) -> int:
+    return next(iter(chain.blocks))
+
+
+@method("getMinimumLedgerSlot")
+def get_minimum_ledger_slot(chain: LocalChain, params: list) -> int:
+    return next(iter(chain.blocks))
+
+
+@method("getRecentPerformanceSamples")
+def get_recent_performance_samples(chain: LocalChain, params: list) -> list[dict]:
+    limit = _param(params, 0, 720)
+    if not isinstance(limit, int) or not 0 < limit <= 720:
+        raise ValueError("limit must be between 1 and 720")
+    samples, slots = [], sorted(chain.blocks)
+    per_sample = 150  # ~60 s of 400 ms slots, as validators sample
+    for end in range(len(slots), 0, -per_sample):
+        window = slots[max(0, end - per_sample):end]
+        txs = sum(len(chain.blocks[s].signatures) for s in window)
+        samples.append({"slot": window[-1], "numTransactions": txs, "numNonVoteTransactions": txs,
+                        "numSlots": len(window), "samplePeriodSecs": max(1, round(len(window) * 0.4))})
+        if len(samples) == limit:
+            break
+    return samples
+
+
+# ------------------------------------------------------------------- token supply
+
+
+def _mint_info(chain: LocalChain, key: Pubkey) -> tuple[int, int]:
+    acc = chain.get_account(key)
+    if acc is None or acc.owner not in TOKEN_PROGRAMS or len(acc.data) < 82:
+        raise RpcFailure(INVALID_PARAMS, "Invalid param: not a Token mint")
+    data = bytes(acc.data)
+    return int.from_bytes(data[36:44], "little"), data[44]
+
+
+@method("getTokenSupply")
+def get_token_supply(chain: LocalChain, params: list) -> dict:
+    supply, decimals = _mint_info(chain, _pubkey(_param(params, 0)))
+    return _context(chain, _token_amount(supply, decimals))
+
+
+@method("getTokenLargestAccounts")
+def get_token_largest_accounts(chain: LocalChain, params: list) -> dict:
+    mint = _pubkey(_param(params, 0))
+    _, decimals = _mint_info(chain, mint)
+    holders = []
+    for key, acc in chain.accounts():
+        data = bytes(acc.data)
+        if acc.owner in TOKEN_PROGRAMS and len(data) >= 165 and data[:32] == bytes(mint):
+            holders.append((int.from_bytes(data[64:72], "little"), str(key)))
+    holders.sort(key=lambda h: (-h[0], h[1]))
+    return _context(chain, [{"address": key, **_token_amount(amount, decimals)} for amount, key in holders[:20]])
+
+
+# ------------------------------------------------------------- cluster and economy
+
+
+@method("getSupply")
+def get_supply(chain: LocalChain, params: list) -> dict:
+    total = sum(acc.lamports for _, acc in chain.accounts())
+    return _context(chain, {"total": total, "circulating": total, "nonCirculating": 0,
+                            "nonCirculatingAccounts": []})
+
+
+@method("getEpochSchedule")
+def get_epoch_schedule(chain: LocalChain, params: list) -> dict:
+    return {"slotsPerEpoch": SLOTS_PER_EPOCH, "leaderScheduleSlotOffset": SLOTS_PER_EPOCH, "warmup": False,
+            "firstNormalEpoch": 0, "firstNormalSlot": 0}
+
+
+@method("getInflationGovernor")
+def get_inflation_governor(chain: LocalChain, params: list) -> dict:
+    # this chain mints no inflation: every rate is zero
+    return {"initial": 0.0, "terminal": 0.0, "taper": 0.0, "foundation": 0.0, "foundationTerm": 0.0}
+
+
+@method("getInflationRate")
+def get_inflation_rate(chain: LocalChain, params: list) -> dict:
+    return {"total": 0.0, "validator": 0.0, "foundation": 0.0, "epoch": chain.slot // SLOTS_PER_EPOCH}
+
+
+@method("getInflationReward")
+def get_inflation_reward(chain: LocalChain, params: list) -> list[None]:
+    keys = _param(params, 0)
+    if not isinstance(keys, list):
+        raise ValueError("expected a list of addresses")
+    return [None for k in keys if _pubkey(k)]  # no staking rewards on this chain
+
+
+@method("getIdentity")
+def get_identity(chain: LocalChain, params: list) -> dict:
+    return {"identity": str(chain.identity)}
+
+
+@method("getClusterNodes")
+def get_cluster_nodes(chain: LocalChain, params: list) -> list[dict]:
+    return [{"pubkey": str(chain.identity), "gossip": None, "tpu": None, "tpuQuic": None, "rpc": chain.rpc_address,
+             "pubsub": chain.pubsub_address, "version": SOLANA_CORE_VERSION, "featureSet": FEATURE_SET,
+             "shredVersion": 0}]
+
+
+@method("getVoteAccounts")
+def get_vote_accounts(chain: LocalChain, params: list) -> dict:
+    return {"current": [], "delinquent": []}  # no vote accounts: blocks are produced without voting
+
+
+@method("getLeaderSchedule")
+def get_leader_schedule(chain: LocalChain, params: list) -> dict | None:
+    slot = _param(params, 0, chain.slot)
+    if isinstance(slot, dict):
+        slot, cfg = chain.slot, slot
+    else:
+        cfg = _config(params, 1)
+    if not isinstance(slot, int) or slot // SLOTS_PER_EPOCH > chain.slot // SLOTS_PER_EPOCH + 1:
+        return None
+    if cfg.get("identity") not in (None, str(chain.identity)):
+        return {}
+    return {str(chain.identity): list(range(SLOTS_PER_EPOCH))}
+
+
+@method("getSlotLeader")
+def get_slot_leader(chain: LocalChain, params: list) -> str:
+    return str(chain.identity)
+
+
+@method("getSlotLeaders")
+def get_slot_leaders(chain: LocalChain, params: list) -> list[str]:
+    start, limit = _param(params, 0), _param(params, 1)
+    if not isinstance(start, int) or not isinstance(limit, int) or not 0 < limit <= 5_000:
+        raise ValueError("expected start_slot and a limit of 1..5000")
+    return [str(chain.identity)] * limit

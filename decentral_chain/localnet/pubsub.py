@@ -141,17 +141,17 @@ class Hub:
                                                               "logs": record.logs}))
             elif sub.kind == "account" and sub.target in writable:
                 acc = self.chain.get_account(sub.target)
-                value = account_json(acc, sub.config.get("encoding", "base58"), None) if acc else None
+                value = account_json(acc, sub.config.get("encoding") or "base58", None) if acc else None
                 self._notify(sub, self._context(record.slot, value))
             elif sub.kind == "program":
                 for key in writable:
                     acc = self.chain.get_account(key)
                     if acc is None or acc.owner != sub.target:
                         continue
-                    if not _matches(bytes(acc.data), sub.config.get("filters", [])):
+                    if not _matches(bytes(acc.data), sub.config.get("filters") or []):
                         continue
                     value = {"pubkey": str(key),
-                             "account": account_json(acc, sub.config.get("encoding", "base64"), None)}
+                             "account": account_json(acc, sub.config.get("encoding") or "base64", None)}
                     self._notify(sub, self._context(record.slot, value))
 
     def _on_slot(self, slot: int) -> None:

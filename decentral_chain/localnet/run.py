@@ -35,6 +35,7 @@ def start_chain(host: str, port: int, keys_dir: Path | None = None) -> Localnet:
     keys = LocalnetKeys.load(directory)
     genesis = build_genesis(ensure_built(), keys=keys)
     chain = LocalChain.from_genesis(genesis)
+    chain.rpc_address, chain.pubsub_address = f"{host}:{port}", f"{host}:{port + 1}"
     net = Localnet(chain, genesis, f"http://{host}:{port}", f"ws://{host}:{port + 1}")
     write_addresses(net, directory)
     return net
