@@ -209,7 +209,8 @@ def test_every_read_method_parses_in_solana_py(localnet):
             assert (await client.get_inflation_rate()).value.total == 0.0
             nodes = (await client.get_cluster_nodes()).value
             leader = (await client.get_slot_leader()).value
-            assert json.loads(nodes[0].to_json())["pubkey"] == str(leader) == str((await client.get_identity()).value.identity)
+            identity = str((await client.get_identity()).value.identity)
+            assert json.loads(nodes[0].to_json())["pubkey"] == str(leader) == identity
             assert (await client.get_vote_accounts()).value.current == []
             schedule = (await client.get_leader_schedule()).value
             assert len(schedule[leader]) == epoch.slots_in_epoch
