@@ -1,0 +1,294 @@
+"""The async settlement client: the escrow's instructions and typed reads over JSON-RPC.
+
+    async with EscrowClient("http://127.0.0.1:8899") as escrow:
+        sig = await escrow.deposit(owner, 5_000_000)
+        pending = await escrow.prepare_lock_job(gateway, client, job_id, 2_000_000, worker)
+        hand_out(pending.signature)               # known before it is sent
+        await escrow.submit(pending)              # returns at once
+        await escrow.confirm(pending.signature, timeout=10)
+
+It talks to any Solana RPC (the localnet, a validator, devnet) through solana-py's
+``AsyncClient``. Only transport errors are retried, with backoff; RPC and program errors
+are raised at once, custom escrow codes as :class:`~decentral_chain.errors.ProgramError`.
+A transaction whose blockhash expired before it landed is re-signed with a fresh one (a
+new signature, which the call returns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+from solana.exceptions import SolanaRpcException
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Commitment, Confirmed, Finalized, Processed
+from solana.rpc.core import RPCException
+from solana.rpc.types import TxOpts
+from solders.instruction import Instruction
+from solders.keypair import Keypair
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.transaction import VersionedTransaction
+from solders.transaction_status import (
+    InstructionErrorCustom,
+    TransactionErrorFieldless,
+    TransactionErrorInstructionError,
+)
+from spl.token.instructions import get_associated_token_address
+
+from decentral_chain import instructions as ix
+from decentral_chain import pda
+from decentral_chain.abi import PROGRAM_ID
+from decentral_chain.accounts import Config, Credits, Job
+from decentral_chain.errors import DecentralError, ProgramError, RpcError, TransactionFailed
+
+T = TypeVar("T")
+_LEVELS = {Processed: 0, Confirmed: 1, Finalized: 2}
+_STATUS_LEVEL = {"processed": 0, "confirmed": 1, "finalized": 2}
+
+
+class RpcUnavailable(DecentralError):
+    """The RPC endpoint could not be reached (after the transport retries)."""
+
+
+class ConfirmationTimeout(DecentralError):
+    """The deadline passed before the transaction reached the requested commitment."""
+
+    def __init__(self, signature: Signature, timeout: float) -> None:
+        super().__init__(f"{signature} not confirmed within {timeout:g} s")
+        self.signature = signature
+
+
+class BlockhashExpired(DecentralError):
+    """The transaction's blockhash expired before it landed; it can never land now."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedTransaction:
+    """A signed transaction; its signature is final before it is sent."""
+
+    transaction: VersionedTransaction
+    last_valid_block_height: int
+    instructions: tuple[Instruction, ...]
+    payer: Keypair
+    signers: tuple[Keypair, ...]
+
+    @property
+    def signature(self) -> Signature:
+        return self.transaction.signatures[0]
+
+
+def _program_error(err: object, logs: Sequence[str] | None = None, signature: str | None = None) -> TransactionFailed:
+    if isinstance(err, TransactionErrorInstructionError) and isinstance(err.err, InstructionErrorCustom):
+        return ProgramError(err.err.code, err.index, list(logs or []), signature)
+    return TransactionFailed(err, list(logs or []), signature)
+
+
+class EscrowClient:
+    """One lifecycle: ``async with EscrowClient(url) as c`` (cannot be reopened)."""
+
+    def __init__(self, rpc: str | AsyncClient, *, program_id: Pubkey = PROGRAM_ID,
+                 commitment: Commitment = Confirmed, transport_retries: int = 3, backoff: float = 0.1,
+                 poll_interval: float = 0.05) -> None:
+        self.rpc = AsyncClient(rpc, commitment=commitment) if isinstance(rpc, str) else rpc
+        self.program_id = program_id
+        self.commitment = commitment
+        self.transport_retries = transport_retries
+        self.backoff = backoff
+        self.poll_interval = poll_interval
+        self._state = "new"
+        self._config: Config | None = None
+
+    async def __aenter__(self) -> EscrowClient:
+        if self._state != "new":
+            raise RuntimeError("Cannot reopen a client instance, once it has been closed.")
+        self._state = "open"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._state = "closed"
+        await self.rpc.close()
+
+    # ---------------------------------------------------------------- transport
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one RPC call, retrying transport errors only; map RPC errors."""
+        for attempt in range(self.transport_retries + 1):
+            try:
+                return await fn()
+            except SolanaRpcException as exc:
+                cause = exc.__cause__
+                if not isinstance(cause, httpx.TransportError):
+                    raise RpcError(-32000, str(cause or exc)) from exc
+                if attempt == self.transport_retries:
+                    raise RpcUnavailable(f"RPC unreachable: {cause}") from exc
+                await asyncio.sleep(self.backoff * 2**attempt)
+            except RPCException as exc:
+                raise self._rpc_exception(exc) from exc
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _rpc_exception(exc: RPCException) -> DecentralError:
+        body = exc.args[0] if exc.args else None
+        data = getattr(body, "data", None)
+        err = getattr(data, "err", None)
+        if err is not None:
+            return _program_error(err, getattr(data, "logs", None))
+        message = getattr(body, "message", None) or str(body)
+        return RpcError(getattr(body, "code", -32000) or -32000, str(message))
+
+    # ------------------------------------------------------- send and confirm
+
+    async def prepare(self, instructions: Sequence[Instruction], payer: Keypair,
+                      signers: Sequence[Keypair] = ()) -> PreparedTransaction:
+        """Sign against the latest blockhash; the signature is known from here on."""
+        resp = await self._call(lambda: self.rpc.get_latest_blockhash(self.commitment))
+        message = Message.new_with_blockhash(list(instructions), payer.pubkey(), resp.value.blockhash)
+        keys = {payer.pubkey(): payer}
+        for s in signers:
+            keys.setdefault(s.pubkey(), s)
+        tx = VersionedTransaction(message, list(keys.values()))
+        return PreparedTransaction(tx, resp.value.last_valid_block_height, tuple(instructions), payer,
+                                   tuple(signers))
+
+    async def submit(self, prepared: PreparedTransaction, *, skip_preflight: bool = False) -> Signature:
+        """Send without waiting for confirmation."""
+        opts = TxOpts(skip_preflight=skip_preflight, preflight_commitment=self.commitment)
+        await self._call(lambda: self.rpc.send_raw_transaction(bytes(prepared.transaction), opts))
+        return prepared.signature
+
+    async def confirm(self, signature: Signature, *, timeout: float = 30.0, commitment: Commitment | None = None,
+                      last_valid_block_height: int | None = None) -> None:
+        """Wait until ``signature`` reaches the commitment; raise its error if it failed.
+
+        The deadline is explicit: :class:`ConfirmationTimeout` after ``timeout`` seconds, or
+        :class:`BlockhashExpired` once the chain passed ``last_valid_block_height``.
+        """
+        wanted = _LEVELS[commitment or self.commitment]
+        deadline = time.monotonic() + timeout
+        while True:
+            resp = await self._call(lambda: self.rpc.get_signature_statuses([signature]))
+            status = resp.value[0]
+            if status is not None:
+                if status.err is not None:
+                    raise _program_error(status.err, None, str(signature))
+                level = _STATUS_LEVEL.get(str(status.confirmation_status).split(".")[-1].lower(), 2)
+                if status.confirmation_status is None or level >= wanted:
+                    return
+            elif last_valid_block_height is not None:
+                height = (await self._call(lambda: self.rpc.get_block_height(Processed))).value
+                if height > last_valid_block_height:
+                    raise BlockhashExpired(f"{signature}: blockhash expired before it landed")
+            if time.monotonic() >= deadline:
+                raise ConfirmationTimeout(signature, timeout)
+            await asyncio.sleep(self.poll_interval)
+
+    async def send(self, instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair] = (),
+                   *, confirm: bool = True, timeout: float = 30.0, skip_preflight: bool = False) -> Signature:
+        """Prepare, submit and (by default) confirm; re-sign once if the blockhash expired."""
+        prepared = await self.prepare(instructions, payer, signers)
+        for attempt in range(2):
+            try:
+                await self.submit(prepared, skip_preflight=skip_preflight)
+                if confirm:
+                    await self.confirm(prepared.signature, timeout=timeout,
+                                       last_valid_block_height=prepared.last_valid_block_height)
+                return prepared.signature
+            except (BlockhashExpired, TransactionFailed) as exc:
+                expired = isinstance(exc, BlockhashExpired) or exc.err == TransactionErrorFieldless.BlockhashNotFound
+                if not expired or attempt == 1:
+                    raise
+                prepared = await self.prepare(instructions, payer, signers)
+        raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------------- reads
+
+    async def _account_data(self, key: Pubkey) -> bytes | None:
+        resp = await self._call(lambda: self.rpc.get_account_info(key, self.commitment, encoding="base64"))
+        return bytes(resp.value.data) if resp.value is not None else None
+
+    async def get_config(self) -> Config:
+        data = await self._account_data(pda.config_address(self.program_id))
+        if data is None:
+            raise DecentralError(f"escrow {self.program_id} is not initialized on this cluster")
+        self._config = Config.from_bytes(data)
+        return self._config
+
+    async def get_credits(self, owner: Pubkey) -> Credits | None:
+        data = await self._account_data(pda.credits_address(owner, self.program_id))
+        return Credits.from_bytes(data) if data else None
+
+    async def get_job(self, job_id: bytes) -> Job | None:
+        data = await self._account_data(pda.job_address(job_id, self.program_id))
+        return Job.from_bytes(data) if data else None
+
+    async def token_balance(self, account: Pubkey) -> int:
+        resp = await self._call(lambda: self.rpc.get_token_account_balance(account, self.commitment))
+        return int(resp.value.amount)
+
+    async def _cached_config(self) -> Config:
+        return self._config or await self.get_config()
+
+    async def token_account(self, owner: Pubkey) -> Pubkey:
+        """The owner's associated token account of the config mint."""
+        return get_associated_token_address(owner, (await self._cached_config()).mint)
+
+    # ------------------------------------------------------------ instructions
+
+    async def initialize(self, admin: Keypair, *, mint: Pubkey, gateway: Pubkey, treasury: Pubkey,
+                         fee_bps: int, refund_timeout: int) -> Signature:
+        return await self.send([ix.build_initialize(admin=admin.pubkey(), mint=mint, gateway=gateway,
+                                                    treasury=treasury, fee_bps=fee_bps,
+                                                    refund_timeout=refund_timeout, program_id=self.program_id)],
+                               admin)
+
+    async def deposit(self, owner: Keypair, amount: int, *, source: Pubkey | None = None) -> Signature:
+        source = source or await self.token_account(owner.pubkey())
+        return await self.send([ix.build_deposit(owner=owner.pubkey(), source=source, amount=amount,
+                                                 program_id=self.program_id)], owner)
+
+    async def withdraw(self, owner: Keypair, amount: int, *, destination: Pubkey | None = None) -> Signature:
+        destination = destination or await self.token_account(owner.pubkey())
+        return await self.send([ix.build_withdraw(owner=owner.pubkey(), destination=destination, amount=amount,
+                                                  program_id=self.program_id)], owner)
+
+    async def prepare_lock_job(self, gateway: Keypair, client: Pubkey, job_id: bytes, amount: int,
+                               worker: Pubkey) -> PreparedTransaction:
+        return await self.prepare([ix.build_lock_job(gateway=gateway.pubkey(), client=client, job_id=job_id,
+                                                     amount=amount, worker=worker, program_id=self.program_id)],
+                                  gateway)
+
+    async def lock_job(self, gateway: Keypair, client: Pubkey, job_id: bytes, amount: int, worker: Pubkey,
+                       *, confirm: bool = True) -> Signature:
+        return await self.send([ix.build_lock_job(gateway=gateway.pubkey(), client=client, job_id=job_id,
+                                                  amount=amount, worker=worker, program_id=self.program_id)],
+                               gateway, confirm=confirm)
+
+    async def settle_job(self, gateway: Keypair, job_id: bytes, *, cost: int, result_hash: bytes,
+                         prompt_tokens: int, completion_tokens: int, worker_token: Pubkey | None = None,
+                         confirm: bool = True) -> Signature:
+        """Pay the job's worker; client, worker account, treasury and payer come from chain."""
+        job = await self.get_job(job_id)
+        if job is None:
+            raise DecentralError(f"job {job_id.hex()} is not open")
+        cfg = await self._cached_config()
+        return await self.send([ix.build_settle_job(
+            gateway=gateway.pubkey(), client=job.client, job_id=job_id,
+            worker_token=worker_token or get_associated_token_address(job.worker, cfg.mint),
+            treasury=cfg.treasury, payer=job.payer, cost=cost, result_hash=result_hash,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, program_id=self.program_id)],
+            gateway, confirm=confirm)
+
+    async def refund_job(self, authority: Keypair, job_id: bytes, *, confirm: bool = True) -> Signature:
+        """Refund by the gateway, or by the client once the job expired."""
+        job = await self.get_job(job_id)
+        if job is None:
+            raise DecentralError(f"job {job_id.hex()} is not open")
+        return await self.send([ix.build_refund_job(authority=authority.pubkey(), client=job.client, job_id=job_id,
+                                                    payer=job.payer, program_id=self.program_id)],
+                               authority, confirm=confirm)
