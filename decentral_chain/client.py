@@ -253,6 +253,8 @@ class EscrowClient:
                                                  program_id=self.program_id)], owner)
 
     async def withdraw(self, owner: Keypair, amount: int, *, destination: Pubkey | None = None) -> Signature:
+        if await self.get_credits(owner.pubkey()) is None:
+            raise DecentralError(f"{owner.pubkey()} has no credits: deposit first")
         destination = destination or await self.token_account(owner.pubkey())
         return await self.send([ix.build_withdraw(owner=owner.pubkey(), destination=destination, amount=amount,
                                                   program_id=self.program_id)], owner)

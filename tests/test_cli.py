@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 
@@ -26,3 +27,72 @@ def test_unknown_command_is_a_usage_error():
                           text=True)
     assert proc.returncode == 2
     assert "No such command" in proc.stderr
+
+
+# ------------------------------------------------------ credits / job on a live localnet
+
+import json  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+
+from decentral_chain.localnet.chain import LocalChain  # noqa: E402
+from decentral_chain.localnet.genesis import build_genesis  # noqa: E402
+from decentral_chain.localnet.keys import write_keypair  # noqa: E402
+from decentral_chain.localnet.server import ServerThread, create_app  # noqa: E402
+
+
+@pytest.fixture
+def live(program_elf, tmp_path):
+    g = build_genesis(program_elf)
+    write_keypair(tmp_path / "client.json", g.clients[0].keypair)
+    write_keypair(tmp_path / "gateway.json", g.gateway)
+    with ServerThread((create_app(LocalChain.from_genesis(g)), 0)) as server:
+        yield server.url(), tmp_path, g
+
+
+def decentral(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "decentral_chain.cli", *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_credits_and_job_commands_settle_a_job(live):
+    url, keys, g = live
+    client, gateway = str(keys / "client.json"), str(keys / "gateway.json")
+    dep = decentral("credits", "--rpc-url", url, "--keypair", client, "--json", "deposit", "2.5")
+    assert dep.returncode == 0, dep.stderr
+    assert json.loads(dep.stdout)["free"] == "2.500000"
+    lock = decentral("job", "--rpc-url", url, "--keypair", gateway, "--json", "lock", "--client",
+                     str(g.clients[0].pubkey), "--worker", str(g.workers[0].pubkey), "--amount", "1")
+    assert lock.returncode == 0, lock.stderr
+    job_id = json.loads(lock.stdout)["job_id"]
+    assert uuid.UUID(job_id).version == 4
+    response = keys / "response.json"
+    response.write_bytes(b'{"ok": true}')
+    settle = decentral("job", "--rpc-url", url, "--keypair", gateway, "--json", "settle", job_id, "--cost", "0.4",
+                       "--response", str(response), "--prompt-tokens", "5", "--completion-tokens", "7")
+    assert settle.returncode == 0, settle.stderr
+    assert json.loads(settle.stdout)["result_hash"] == hashlib.sha256(b'{"ok": true}').hexdigest()
+    bal = decentral("credits", "--rpc-url", url, "--keypair", client, "--json", "balance")
+    assert json.loads(bal.stdout) | {} == {"owner": str(g.clients[0].pubkey), "free": "2.100000",
+                                           "locked": "0.000000", "open_jobs": 0, "wallet_usdc": "997.500000"}
+    table = decentral("credits", "--rpc-url", url, "--keypair", client, "balance")
+    assert table.returncode == 0 and "2.100000" in table.stdout
+
+
+def test_command_errors_are_one_line_with_exit_codes(live):
+    url, keys, g = live
+    client = str(keys / "client.json")
+    too_fine = decentral("credits", "--rpc-url", url, "--keypair", client, "deposit", "0.0000001")
+    assert too_fine.returncode == 2 and "at most 6 decimals" in too_fine.stderr
+    refused = decentral("credits", "--rpc-url", url, "--keypair", client, "withdraw", "1")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().count("\n") == 0 and "has no credits: deposit first" in refused.stderr
+    decentral("credits", "--rpc-url", url, "--keypair", client, "deposit", "1")
+    too_much = decentral("credits", "--rpc-url", url, "--keypair", client, "withdraw", "5")
+    assert too_much.returncode == 1 and "InsufficientCredits" in too_much.stderr
+    down = decentral("credits", "--rpc-url", "http://127.0.0.1:9", "--keypair", client, "balance",
+                     str(g.clients[0].pubkey))
+    assert down.returncode == 2 and "Traceback" not in down.stderr
+    bad_job = decentral("job", "--rpc-url", url, "--keypair", client, "refund", "not-a-uuid")
+    assert bad_job.returncode == 2 and "not a UUID" in bad_job.stderr

@@ -30,6 +30,12 @@ def cli() -> None:
     """Settle AI-inference jobs on Solana and verify the receipts."""
 
 
+from decentral_chain.cli.chain import credits, job  # noqa: E402
+
+cli.add_command(credits)
+cli.add_command(job)
+
+
 @cli.group()
 def program() -> None:
     """Build and inspect the decentral_escrow program."""
@@ -130,10 +136,17 @@ def demo() -> None:
 
 
 def main() -> None:
+    """Exit codes: 0 done, 1 the chain refused (a failed transaction or check), 2 usage or network."""
+    from decentral_chain.client import RpcUnavailable
+    from decentral_chain.errors import RpcError
+
     try:
         cli(standalone_mode=True)
+    except (RpcUnavailable, RpcError) as exc:
+        console.print(f"[red]{type(exc).__name__}[/red]: {exc}", soft_wrap=True)
+        sys.exit(2)
     except (DecentralError, BuildError, LinkError) as exc:
-        console.print(f"[red]{type(exc).__name__}[/red]: {exc}")
+        console.print(f"[red]{type(exc).__name__}[/red]: {exc}", soft_wrap=True)
         sys.exit(1)
 
 
