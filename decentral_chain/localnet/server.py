@@ -98,3 +98,22 @@ class ServerThread:
         for server in self.servers:
             server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A port P with P and P + 1 both free (RPC and PubSub, as clients expect)."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as a:
+            a.bind((host, 0))
+            port = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket() as b:
+                try:
+                    b.bind((host, port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free pair of adjacent ports")

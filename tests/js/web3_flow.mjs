@@ -1,0 +1,29 @@
+// @solana/web3.js against the localnet, default code paths, unpatched:
+// getLatestBlockhash, sendTransaction of a signed transfer, confirmTransaction (which
+// subscribes over the PubSub WebSocket at RPC port + 1), getTransaction, getAccountInfo.
+import { Connection, Keypair, SystemProgram, Transaction } from "@solana/web3.js";
+
+const [url, secret] = process.argv.slice(2);
+const connection = new Connection(url, "confirmed");
+const payer = Keypair.fromSecretKey(Uint8Array.from(JSON.parse(secret)));
+const receiver = Keypair.generate();
+
+const { blockhash, lastValidBlockHeight } = await connection.getLatestBlockhash();
+const tx = new Transaction({ feePayer: payer.publicKey, blockhash, lastValidBlockHeight }).add(
+  SystemProgram.transfer({ fromPubkey: payer.publicKey, toPubkey: receiver.publicKey, lamports: 1_234_567 }),
+);
+const signature = await connection.sendTransaction(tx, [payer]);
+const confirmation = await connection.confirmTransaction({ signature, blockhash, lastValidBlockHeight }, "confirmed");
+const fetched = await connection.getTransaction(signature, { maxSupportedTransactionVersion: 0, commitment: "confirmed" });
+const account = await connection.getAccountInfo(receiver.publicKey);
+console.log(JSON.stringify({
+  signature,
+  confirmationErr: confirmation.value.err,
+  slot: fetched.slot,
+  fee: fetched.meta.fee,
+  txErr: fetched.meta.err,
+  lamports: account.lamports,
+  owner: account.owner.toBase58(),
+  version: await connection.getVersion(),
+}));
+process.exit(0);

@@ -1,0 +1,47 @@
+"""@solana/web3.js (from npm, pinned in tests/js) against the localnet: its default code
+paths, unpatched — confirmTransaction included, which subscribes on RPC port + 1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from decentral_chain.localnet.chain import LocalChain
+from decentral_chain.localnet.genesis import build_genesis
+from decentral_chain.localnet.pubsub import create_pubsub_app
+from decentral_chain.localnet.server import ServerThread, create_app, free_port_pair
+
+JS = Path(__file__).resolve().parent / "js"
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are required for the web3.js test (see README)")
+    if not (JS / "node_modules" / "@solana" / "web3.js").exists():
+        subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=JS, check=True, timeout=300)
+    return JS / "node_modules"
+
+
+def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
+    g = build_genesis(program_elf)
+    chain = LocalChain.from_genesis(g)
+    port = free_port_pair()
+    with ServerThread((create_app(chain), port), (create_pubsub_app(chain), port + 1)) as server:
+        secret = json.dumps(list(bytes(g.admin)))
+        proc = subprocess.run(["node", str(JS / "web3_flow.mjs"), server.url(), secret], capture_output=True,
+                              text=True, timeout=60, cwd=JS)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["confirmationErr"] is None and result["txErr"] is None
+    assert result["lamports"] == 1_234_567 and result["fee"] == 5_000
+    assert result["owner"] == "11111111111111111111111111111111"
+    assert result["version"]["solana-core"]
+    from solders.signature import Signature
+
+    record = chain.history[Signature.from_string(result["signature"])]
+    assert record.slot == result["slot"]
