@@ -27,11 +27,14 @@ from solana.exceptions import SolanaRpcException
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Commitment, Confirmed, Finalized, Processed
 from solana.rpc.core import RPCException
-from solana.rpc.types import TxOpts
+from solders.commitment_config import CommitmentLevel
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
+from solders.rpc.config import RpcSendTransactionConfig
+from solders.rpc.requests import SendRawTransaction
+from solders.rpc.responses import SendTransactionResp
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import (
@@ -50,6 +53,8 @@ from decentral_chain.errors import DecentralError, ProgramError, RpcError, Trans
 T = TypeVar("T")
 _LEVELS = {Processed: 0, Confirmed: 1, Finalized: 2}
 _STATUS_LEVEL = {"processed": 0, "confirmed": 1, "finalized": 2}
+_COMMITMENTS = {Processed: CommitmentLevel.Processed, Confirmed: CommitmentLevel.Confirmed,
+                Finalized: CommitmentLevel.Finalized}
 
 
 class RpcUnavailable(DecentralError):
@@ -94,15 +99,24 @@ class EscrowClient:
 
     def __init__(self, rpc: str | AsyncClient, *, program_id: Pubkey = PROGRAM_ID,
                  commitment: Commitment = Confirmed, transport_retries: int = 3, backoff: float = 0.1,
-                 poll_interval: float = 0.05) -> None:
+                 poll_interval: float = 0.05, skip_preflight: bool = False, blockhash_ttl: float = 2.0) -> None:
+        """``skip_preflight`` sends without simulating first (errors then surface at confirm);
+        a fetched blockhash is reused for ``blockhash_ttl`` seconds (it stays valid ~60 s)."""
         self.rpc = AsyncClient(rpc, commitment=commitment) if isinstance(rpc, str) else rpc
         self.program_id = program_id
         self.commitment = commitment
         self.transport_retries = transport_retries
         self.backoff = backoff
         self.poll_interval = poll_interval
+        self.skip_preflight = skip_preflight
+        self.blockhash_ttl = blockhash_ttl
         self._state = "new"
         self._config: Config | None = None
+        self._blockhash: tuple[float, object, int] | None = None  # (fetched at, hash, last valid height)
+        self._status_queue: list[tuple[Signature, asyncio.Future]] = []
+        self._status_task: asyncio.Task | None = None
+        self._send_queue: list[tuple[SendRawTransaction, asyncio.Future]] = []
+        self._send_task: asyncio.Task | None = None
 
     async def __aenter__(self) -> EscrowClient:
         if self._state != "new":
@@ -146,21 +160,57 @@ class EscrowClient:
 
     async def prepare(self, instructions: Sequence[Instruction], payer: Keypair,
                       signers: Sequence[Keypair] = ()) -> PreparedTransaction:
-        """Sign against the latest blockhash; the signature is known from here on."""
-        resp = await self._call(lambda: self.rpc.get_latest_blockhash(self.commitment))
-        message = Message.new_with_blockhash(list(instructions), payer.pubkey(), resp.value.blockhash)
+        """Sign against a recent blockhash; the signature is known from here on."""
+        blockhash, last_valid = await self._recent_blockhash()
+        message = Message.new_with_blockhash(list(instructions), payer.pubkey(), blockhash)
         keys = {payer.pubkey(): payer}
         for s in signers:
             keys.setdefault(s.pubkey(), s)
         tx = VersionedTransaction(message, list(keys.values()))
-        return PreparedTransaction(tx, resp.value.last_valid_block_height, tuple(instructions), payer,
-                                   tuple(signers))
+        return PreparedTransaction(tx, last_valid, tuple(instructions), payer, tuple(signers))
 
-    async def submit(self, prepared: PreparedTransaction, *, skip_preflight: bool = False) -> Signature:
-        """Send without waiting for confirmation."""
-        opts = TxOpts(skip_preflight=skip_preflight, preflight_commitment=self.commitment)
-        await self._call(lambda: self.rpc.send_raw_transaction(bytes(prepared.transaction), opts))
+    async def _recent_blockhash(self, *, fresh: bool = False) -> tuple:
+        now = time.monotonic()
+        if fresh or self._blockhash is None or now - self._blockhash[0] > self.blockhash_ttl:
+            resp = await self._call(lambda: self.rpc.get_latest_blockhash(self.commitment))
+            self._blockhash = (now, resp.value.blockhash, resp.value.last_valid_block_height)
+        return self._blockhash[1], self._blockhash[2]
+
+    async def submit(self, prepared: PreparedTransaction, *, skip_preflight: bool | None = None) -> Signature:
+        """Send without waiting for confirmation.
+
+        Concurrent submits share one JSON-RPC batch request (HTTP round trips dominate
+        the cost of a settlement); each transaction still gets its own answer or error."""
+        skip = self.skip_preflight if skip_preflight is None else skip_preflight
+        config = RpcSendTransactionConfig(skip_preflight=skip, preflight_commitment=_COMMITMENTS[self.commitment])
+        future = asyncio.get_running_loop().create_future()
+        self._send_queue.append((SendRawTransaction(bytes(prepared.transaction), config), future))
+        if self._send_task is None or self._send_task.done():
+            self._send_task = asyncio.create_task(self._flush_sends())
+        await future
         return prepared.signature
+
+    async def _flush_sends(self) -> None:
+        await asyncio.sleep(0)  # let every submit of this turn enqueue
+        while self._send_queue:
+            batch, self._send_queue = self._send_queue[:100], self._send_queue[100:]
+            bodies = tuple(body for body, _ in batch)
+            try:
+                # AsyncClient has no public batch call; its provider does the HTTP and parsing.
+                replies = await self._call(lambda b=bodies: self.rpc._provider.make_batch_request(
+                    b, tuple(SendTransactionResp for _ in b)))
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), reply in zip(batch, replies, strict=True):
+                if future.done():
+                    continue
+                if isinstance(reply, SendTransactionResp):
+                    future.set_result(reply.value)
+                else:
+                    future.set_exception(self._rpc_exception(RPCException(reply)))
 
     async def confirm(self, signature: Signature, *, timeout: float = 30.0, commitment: Commitment | None = None,
                       last_valid_block_height: int | None = None) -> None:
@@ -172,8 +222,7 @@ class EscrowClient:
         wanted = _LEVELS[commitment or self.commitment]
         deadline = time.monotonic() + timeout
         while True:
-            resp = await self._call(lambda: self.rpc.get_signature_statuses([signature]))
-            status = resp.value[0]
+            status = await self._status(signature)
             if status is not None:
                 if status.err is not None:
                     raise _program_error(status.err, None, str(signature))
@@ -188,8 +237,31 @@ class EscrowClient:
                 raise ConfirmationTimeout(signature, timeout)
             await asyncio.sleep(self.poll_interval)
 
+    async def _status(self, signature: Signature):
+        """This signature's status; concurrent callers share one getSignatureStatuses call."""
+        future = asyncio.get_running_loop().create_future()
+        self._status_queue.append((signature, future))
+        if self._status_task is None or self._status_task.done():
+            self._status_task = asyncio.create_task(self._flush_statuses())
+        return await future
+
+    async def _flush_statuses(self) -> None:
+        await asyncio.sleep(0)  # let every waiter of this turn enqueue
+        while self._status_queue:
+            batch, self._status_queue = self._status_queue[:256], self._status_queue[256:]
+            try:
+                resp = await self._call(lambda b=batch: self.rpc.get_signature_statuses([s for s, _ in b]))
+            except Exception as exc:  # handed to every waiter; they raise it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), status in zip(batch, resp.value, strict=True):
+                if not future.done():
+                    future.set_result(status)
+
     async def send(self, instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair] = (),
-                   *, confirm: bool = True, timeout: float = 30.0, skip_preflight: bool = False) -> Signature:
+                   *, confirm: bool = True, timeout: float = 30.0, skip_preflight: bool | None = None) -> Signature:
         """Prepare, submit and (by default) confirm; re-sign once if the blockhash expired."""
         prepared = await self.prepare(instructions, payer, signers)
         for attempt in range(2):
@@ -203,6 +275,7 @@ class EscrowClient:
                 expired = isinstance(exc, BlockhashExpired) or exc.err == TransactionErrorFieldless.BlockhashNotFound
                 if not expired or attempt == 1:
                     raise
+                await self._recent_blockhash(fresh=True)
                 prepared = await self.prepare(instructions, payer, signers)
         raise AssertionError("unreachable")
 
@@ -273,16 +346,20 @@ class EscrowClient:
 
     async def settle_job(self, gateway: Keypair, job_id: bytes, *, cost: int, result_hash: bytes,
                          prompt_tokens: int, completion_tokens: int, worker_token: Pubkey | None = None,
+                         client: Pubkey | None = None, payer: Pubkey | None = None,
                          confirm: bool = True) -> Signature:
-        """Pay the job's worker; client, worker account, treasury and payer come from chain."""
-        job = await self.get_job(job_id)
-        if job is None:
-            raise DecentralError(f"job {job_id.hex()} is not open")
+        """Pay the job's worker cost - fee. Client, worker account and payer are read from the
+        Job unless given (the gateway knows them; the program checks them all anyway)."""
         cfg = await self._cached_config()
+        if client is None or payer is None or worker_token is None:
+            job = await self.get_job(job_id)
+            if job is None:
+                raise DecentralError(f"job {job_id.hex()} is not open")
+            client, payer = client or job.client, payer or job.payer
+            worker_token = worker_token or get_associated_token_address(job.worker, cfg.mint)
         return await self.send([ix.build_settle_job(
-            gateway=gateway.pubkey(), client=job.client, job_id=job_id,
-            worker_token=worker_token or get_associated_token_address(job.worker, cfg.mint),
-            treasury=cfg.treasury, payer=job.payer, cost=cost, result_hash=result_hash,
+            gateway=gateway.pubkey(), client=client, job_id=job_id, worker_token=worker_token,
+            treasury=cfg.treasury, payer=payer, cost=cost, result_hash=result_hash,
             prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, program_id=self.program_id)],
             gateway, confirm=confirm)
 

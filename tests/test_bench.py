@@ -27,3 +27,13 @@ def test_compute_units_json_has_exactly_the_keys_and_meets_the_cu_targets():
     assert ix["deposit"]["own"] <= 2_500
     assert report["binary_size"] == (Path(__file__).resolve().parents[1] / "target/deploy/decentral_escrow.so"
                                      ).stat().st_size
+
+
+def test_settlement_json_has_exactly_the_keys():
+    """Timing targets live in the benchmark, not here: only the report's shape is asserted."""
+    bench = BENCH.parent / "settlement.py"
+    proc = subprocess.run([sys.executable, str(bench), "--json"], capture_output=True, text=True, check=True,
+                          timeout=300)
+    report = json.loads(proc.stdout)
+    assert set(report) == {"cold_start_s", "jobs_per_s"}
+    assert report["cold_start_s"] > 0 and report["jobs_per_s"] > 0

@@ -231,3 +231,17 @@ def test_missing_block_is_a_block_not_available_error(localnet):
     reply = rpc(url, "getBlock", [10**9])
     assert reply["error"]["code"] == -32004
     assert rpc(url, "getBlockTime", [10**9])["error"]["code"] == -32004
+
+
+def test_a_forged_signature_is_refused_with_and_without_preflight(localnet):
+    url, chain, g = localnet
+    msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=g.admin.pubkey(),
+                                                              to_pubkey=Keypair().pubkey(), lamports=1))],
+                                     g.admin.pubkey(), chain.latest_blockhash[0])
+    good = VersionedTransaction(msg, [g.admin])
+    forged = VersionedTransaction.populate(msg, [Keypair().sign_message(bytes(msg))])
+    raw = base64.b64encode(bytes(forged)).decode()
+    for skip in (False, True):
+        reply = rpc(url, "sendTransaction", [raw, {"encoding": "base64", "skipPreflight": skip}])
+        assert reply["error"]["code"] == -32003, reply
+    assert good.signatures[0] not in chain.history and forged.signatures[0] not in chain.history

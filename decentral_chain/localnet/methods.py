@@ -437,17 +437,19 @@ def request_airdrop(chain: LocalChain, params: list) -> str:
 def send_transaction(chain: LocalChain, params: list) -> str:
     tx = _decode_transaction(params)
     cfg = _config(params, 1)
-    if not tx.verify_with_results() or not all(tx.verify_with_results()):
-        raise RpcFailure(SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
     if not cfg.get("skipPreflight", False):
         sim = chain.simulate(tx)
         failure = sim.rejected
+        if failure == TransactionErrorFieldless.SignatureFailure:
+            raise RpcFailure(SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
         if failure is not None:
             raise RpcFailure(PREFLIGHT_FAILURE,
                              f"Transaction simulation failed: {_describe(failure)}",
                              {"err": tx_error_json(failure), "logs": sim.logs, "accounts": None,
                               "unitsConsumed": sim.units, "returnData": None, "innerInstructions": None})
-    outcome = chain.process(tx)
+    outcome = chain.process(tx)  # LiteSVM verifies every signature
+    if outcome.rejected == TransactionErrorFieldless.SignatureFailure:
+        raise RpcFailure(SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
     if outcome.record is None and outcome.rejected is not None:
         raise RpcFailure(PREFLIGHT_FAILURE, f"Transaction simulation failed: {_describe(outcome.rejected)}",
                          {"err": tx_error_json(outcome.rejected), "logs": outcome.logs, "accounts": None,
