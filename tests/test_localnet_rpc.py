@@ -214,8 +214,10 @@ def test_every_read_method_parses_in_solana_py(localnet):
             assert (await client.get_vote_accounts()).value.current == []
             schedule = (await client.get_leader_schedule()).value
             assert len(schedule[leader]) == epoch.slots_in_epoch
-            airdrop = (await client.request_airdrop(Keypair().pubkey(), 10**9)).value
-            assert (await client.get_signature_statuses([airdrop])).value[0] is None  # airdrops are not history
+            lucky = Keypair().pubkey()
+            airdrop = (await client.request_airdrop(lucky, 10**9)).value
+            await client.confirm_transaction(airdrop, Confirmed, sleep_seconds=0.05)  # airdrops are transactions
+            assert (await client.get_balance(lucky)).value == 10**9
             msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=c.pubkey,
                                                                       to_pubkey=g.admin.pubkey(), lamports=1))],
                                              c.pubkey, (await client.get_latest_blockhash()).value.blockhash)

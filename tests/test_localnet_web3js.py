@@ -38,7 +38,8 @@ def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["confirmationErr"] is None and result["txErr"] is None
-    assert result["lamports"] == 1_234_567 and result["fee"] == 5_000
+    assert result["airdropErr"] is None
+    assert result["lamports"] == 1_234_567 + 500_000_000 and result["fee"] == 5_000
     assert result["owner"] == "11111111111111111111111111111111"
     assert result["version"]["solana-core"]
     from solders.signature import Signature

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from solders.account import Account
 from solders.clock import Clock
 from solders.hash import Hash
+from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -46,6 +47,7 @@ _REJECTED_BEFORE_EXECUTION = (
 SLOT_MS = 400
 MAX_BLOCKHASH_AGE = 150  # slots, as MAX_PROCESSING_AGE on a validator
 LAMPORTS_PER_SIGNATURE = 5_000
+FAUCET_LAMPORTS = 10**14  # 100,000 SOL, refilled from LiteSVM's own reserve when short
 SLOTS_PER_EPOCH = 8_192  # a short epoch keeps getLeaderSchedule small (solana-test-validator: 432,000)
 TOKEN_PROGRAMS = (TOKEN_PROGRAM_ID, TOKEN_2022_PROGRAM_ID)
 
@@ -109,6 +111,7 @@ class LocalChain:
         self.lock = threading.RLock()
         self.genesis_hash = genesis_hash or Hash.new_unique()
         self.identity = Pubkey.new_unique()  # the node's identity: leader of every slot
+        self.faucet = Keypair()  # requestAirdrop pays from here
         self.rpc_address: str | None = None  # "host:port", set by whoever serves it
         self.pubsub_address: str | None = None
         self.started = time.time()
@@ -180,14 +183,22 @@ class LocalChain:
             self.svm.set_account(key, account)
             self.known.add(key)
 
-    def airdrop(self, key: Pubkey, lamports: int) -> Signature:
+    def airdrop(self, key: Pubkey, lamports: int) -> TxOutcome:
+        """A real transfer from the faucet, recorded like any transaction (so clients can
+        confirm it and fetch it)."""
+        from solders.message import Message
+        from solders.system_program import TransferParams, transfer
+
         with self.lock:
-            result = self.svm.airdrop(key, lamports)
-            self.known.add(key)
-            sig = result.signature() if not isinstance(result, FailedTransactionMetadata) else None
-            if sig is None:
-                raise RuntimeError(f"airdrop failed: {result}")
-            return sig
+            faucet = self.faucet.pubkey()
+            if (self.svm.get_balance(faucet) or 0) < lamports + LAMPORTS_PER_SIGNATURE:
+                refill = self.svm.airdrop(faucet, max(FAUCET_LAMPORTS, lamports + LAMPORTS_PER_SIGNATURE))
+                if isinstance(refill, FailedTransactionMetadata):
+                    return TxOutcome(None, refill.err())
+            msg = Message.new_with_blockhash(
+                [transfer(TransferParams(from_pubkey=faucet, to_pubkey=key, lamports=lamports))], faucet,
+                self.recent[-1][0])
+            return self.process(VersionedTransaction(msg, [self.faucet]))
 
     def accounts(self) -> list[tuple[Pubkey, Account]]:
         """Every indexed account that still exists."""

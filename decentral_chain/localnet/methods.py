@@ -427,7 +427,10 @@ def request_airdrop(chain: LocalChain, params: list) -> str:
     lamports = _param(params, 1)
     if not isinstance(lamports, int) or lamports <= 0:
         raise ValueError("expected a positive lamport amount")
-    return str(chain.airdrop(key, lamports))
+    outcome = chain.airdrop(key, lamports)
+    if outcome.record is None or outcome.record.err is not None:
+        raise RpcFailure(INTERNAL_ERROR, f"airdrop failed: {tx_error_json(outcome.rejected or outcome.record.err)}")
+    return str(outcome.record.signature)
 
 
 # ------------------------------------------------------------------- transactions

@@ -15,10 +15,14 @@ const tx = new Transaction({ feePayer: payer.publicKey, blockhash, lastValidBloc
 const signature = await connection.sendTransaction(tx, [payer]);
 const confirmation = await connection.confirmTransaction({ signature, blockhash, lastValidBlockHeight }, "confirmed");
 const fetched = await connection.getTransaction(signature, { maxSupportedTransactionVersion: 0, commitment: "confirmed" });
+const airdrop = await connection.requestAirdrop(receiver.publicKey, 500_000_000);
+const latest = await connection.getLatestBlockhash();
+const airdropConfirmation = await connection.confirmTransaction({ signature: airdrop, ...latest }, "confirmed");
 const account = await connection.getAccountInfo(receiver.publicKey);
 console.log(JSON.stringify({
   signature,
   confirmationErr: confirmation.value.err,
+  airdropErr: airdropConfirmation.value.err,
   slot: fetched.slot,
   fee: fetched.meta.fee,
   txErr: fetched.meta.err,
