@@ -76,11 +76,19 @@ def program_idl(fmt: str) -> None:
               help="JSON-RPC port; PubSub listens on port + 1.")
 @click.option("--keys-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where keypairs and addresses.json live (default: localnet/).")
-def localnet(host: str, port: int, keys_dir: Path | None) -> None:
+@click.option("--validator", type=click.Choice(["litesvm", "solana-test-validator"]), default="litesvm",
+              show_default=True, help="The built-in SVM, or solana-test-validator where it is on PATH.")
+def localnet(host: str, port: int, keys_dir: Path | None, validator: str) -> None:
     """Serve a local chain: escrow deployed, USDC-like mint, funded wallets."""
-    from decentral_chain.localnet.run import serve_localnet
+    from decentral_chain.localnet.run import serve_localnet, serve_test_validator
 
-    serve_localnet(host, port, keys_dir)
+    if validator == "solana-test-validator":
+        try:
+            serve_test_validator(host, port, keys_dir)
+        except FileNotFoundError as exc:
+            raise click.UsageError(str(exc)) from exc
+    else:
+        serve_localnet(host, port, keys_dir)
 
 
 @cli.command()

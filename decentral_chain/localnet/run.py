@@ -10,7 +10,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from solders.keypair import Keypair
+from spl.token.instructions import get_associated_token_address
 
+from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.genesis import USDC, Genesis, build_genesis
@@ -37,24 +40,28 @@ def start_chain(host: str, port: int, keys_dir: Path | None = None) -> Localnet:
     chain = LocalChain.from_genesis(genesis)
     chain.rpc_address, chain.pubsub_address = f"{host}:{port}", f"{host}:{port + 1}"
     net = Localnet(chain, genesis, f"http://{host}:{port}", f"ws://{host}:{port + 1}")
-    write_addresses(net, directory)
+    write_addresses(keys, net.rpc_url, net.ws_url, directory, "litesvm")
     return net
 
 
-def write_addresses(net: Localnet, directory: Path) -> None:
-    g = net.genesis
+def write_addresses(keys: LocalnetKeys, rpc_url: str, ws_url: str, directory: Path, validator: str) -> None:
+    """Endpoints and public addresses for other commands; written once genesis is done."""
+    mint = keys.mint.pubkey()
+
+    def token(owner: Keypair) -> str:
+        return str(get_associated_token_address(owner.pubkey(), mint))
+
     addresses = {
-        "rpc_url": net.rpc_url, "ws_url": net.ws_url, "program_id": str(PROGRAM_ID), "mint": str(g.mint),
-        "config": str(g.config_address), "vault": str(g.vault), "admin": str(g.admin.pubkey()),
-        "gateway": str(g.gateway.pubkey()), "treasury": str(g.treasury.pubkey),
-        "treasury_token": str(g.treasury.token),
-        "workers": [{"wallet": str(w.pubkey), "token": str(w.token)} for w in g.workers],
-        "client": {"wallet": str(g.clients[0].pubkey), "token": str(g.clients[0].token)},
+        "ready": True, "validator": validator, "rpc_url": rpc_url, "ws_url": ws_url, "program_id": str(PROGRAM_ID),
+        "mint": str(mint), "config": str(pda.config_address()), "vault": str(pda.vault_address()),
+        "admin": str(keys.admin.pubkey()), "gateway": str(keys.gateway.pubkey()),
+        "treasury": str(keys.treasury.pubkey()), "treasury_token": token(keys.treasury),
+        "workers": [{"wallet": str(w.pubkey()), "token": token(w)} for w in keys.workers],
+        "client": {"wallet": str(keys.client.pubkey()), "token": token(keys.client)},
         "keypairs": {role: str(directory / f"{role}-keypair.json") for role in
                      ("admin", "gateway", "treasury", "worker-1", "worker-2", "client")},
     }
-    path = directory / "addresses.json"
-    path.write_text(json.dumps(addresses, indent=2) + "\n")
+    (directory / "addresses.json").write_text(json.dumps(addresses, indent=2) + "\n")
 
 
 def print_summary(net: Localnet, started: float, directory: Path) -> None:
@@ -98,3 +105,45 @@ def serve_localnet(host: str, port: int, keys_dir: Path | None = None) -> None:
         await asyncio.gather(*tasks)
 
     asyncio.run(main())
+
+
+def serve_test_validator(host: str, port: int, keys_dir: Path | None = None) -> None:
+    """The same localnet on `solana-test-validator` (when that binary is on PATH)."""
+    import shutil
+    import subprocess
+
+    import httpx
+
+    from decentral_chain.localnet.rpc_genesis import genesis_over_rpc
+    from decentral_chain.sbpf.build import DEPLOY_PATH, ROOT
+
+    exe = shutil.which("solana-test-validator")
+    if exe is None:
+        raise FileNotFoundError("solana-test-validator is not on PATH; omit --validator to use the built-in SVM")
+    directory = keys_dir or LOCALNET_DIR
+    keys = LocalnetKeys.load(directory)
+    ensure_built()
+    rpc_url, ws_url = f"http://{host}:{port}", f"ws://{host}:{port + 1}"
+    (directory / "addresses.json").unlink(missing_ok=True)
+    proc = subprocess.Popen([exe, "--reset", "--quiet", "--ledger", str(ROOT / "target" / "test-ledger"),
+                             "--bind-address", host, "--rpc-port", str(port),
+                             "--upgradeable-program", str(PROGRAM_ID), str(DEPLOY_PATH), str(keys.admin.pubkey())])
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"}).json().get(
+                        "result") == "ok":
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("solana-test-validator did not become healthy")
+            time.sleep(0.5)
+        asyncio.run(genesis_over_rpc(rpc_url, keys))
+        write_addresses(keys, rpc_url, ws_url, directory, "solana-test-validator")
+        console.print(f"solana-test-validator ready at {rpc_url} (PubSub {ws_url}); addresses.json in {directory}/")
+        proc.wait()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
