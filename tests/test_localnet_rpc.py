@@ -247,3 +247,30 @@ def test_a_forged_signature_is_refused_with_and_without_preflight(localnet):
         reply = rpc(url, "sendTransaction", [raw, {"encoding": "base64", "skipPreflight": skip}])
         assert reply["error"]["code"] == -32003, reply
     assert good.signatures[0] not in chain.history and forged.signatures[0] not in chain.history
+
+
+def test_base58_sends_paging_and_block_details(localnet):
+    url, chain, g = localnet
+    import based58
+
+    sigs = []
+    for lamports in (1, 2, 3):
+        msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=g.admin.pubkey(),
+                                                                  to_pubkey=g.gateway.pubkey(), lamports=lamports))],
+                                         g.admin.pubkey(), chain.latest_blockhash[0])
+        raw = based58.b58encode(bytes(VersionedTransaction(msg, [g.admin]))).decode()
+        reply = rpc(url, "sendTransaction", [raw])  # base58 is the default encoding
+        sigs.append(reply["result"])
+    page = rpc(url, "getSignaturesForAddress", [str(g.admin.pubkey()), {"limit": 2}])["result"]
+    assert [p["signature"] for p in page] == [sigs[2], sigs[1]]
+    older = rpc(url, "getSignaturesForAddress", [str(g.admin.pubkey()), {"before": sigs[2], "until": sigs[0]}])
+    assert [p["signature"] for p in older["result"]] == [sigs[1]]
+    tx = rpc(url, "getTransaction", [sigs[0], {"encoding": "base58"}])["result"]
+    assert tx["transaction"][1] == "base58" and tx["meta"]["err"] is None
+    slot = tx["slot"]
+    while rpc(url, "getSlot")["result"] <= slot:
+        time.sleep(0.05)
+    signatures = rpc(url, "getBlock", [slot, {"transactionDetails": "signatures"}])["result"]
+    assert sigs[0] in signatures["signatures"] and "transactions" not in signatures
+    bare = rpc(url, "getBlock", [slot, {"transactionDetails": "none", "rewards": False}])["result"]
+    assert set(bare) == {"blockHeight", "blockTime", "blockhash", "parentSlot", "previousBlockhash"}
