@@ -20,7 +20,7 @@ from spl.token import instructions as spl
 
 from decentral_chain.abi import EVENTS, TOKEN_PROGRAM_ID
 from decentral_chain.client import EscrowClient
-from decentral_chain.errors import DecodeError
+from decentral_chain.errors import DecodeError, ProgramError
 from decentral_chain.instructions import build_lock_job, build_settle_job
 from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.genesis import USDC, build_genesis
@@ -54,10 +54,12 @@ class Net:
             if refund:
                 end = await escrow.refund_job(g.gateway, job_id)
             else:
-                end = await escrow.settle_job(g.gateway, job_id, cost=cost, result_hash=hashlib.sha256(RESPONSE).digest(),
-                                              prompt_tokens=10, completion_tokens=20, worker_token=worker.token)
-        return Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end), worker=str(worker.pubkey),
-                       outcome="refunded" if refund else "settled", client=str(g.clients[0].pubkey))
+                end = await escrow.settle_job(g.gateway, job_id, cost=cost,
+                                              result_hash=hashlib.sha256(RESPONSE).digest(), prompt_tokens=10,
+                                              completion_tokens=20, worker_token=worker.token)
+        return Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end),
+                       worker=str(worker.pubkey), outcome="refunded" if refund else "settled",
+                       client=str(g.clients[0].pubkey))
 
     def verify(self, receipt: Receipt, **kw):
         return self.run(verify_receipt(self.url, receipt, **kw))
@@ -140,7 +142,7 @@ def test_a_failed_lock_transaction(net):
         async with EscrowClient(net.url) as escrow:
             failing = await escrow.prepare_lock_job(g.gateway, g.clients[0].pubkey, job_id, 10**15, g.workers[0].pubkey)
             await escrow.submit(failing, skip_preflight=True)  # lands and fails: InsufficientCredits
-            with pytest.raises(Exception):
+            with pytest.raises(ProgramError):
                 await escrow.confirm(failing.signature, timeout=5)
             await escrow.lock_job(g.gateway, g.clients[0].pubkey, job_id, USDC, g.workers[0].pubkey)
             end = await escrow.settle_job(g.gateway, job_id, cost=USDC // 2, result_hash=bytes(32), prompt_tokens=1,
