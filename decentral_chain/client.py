@@ -48,17 +48,13 @@ from decentral_chain import instructions as ix
 from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.accounts import Config, Credits, Job
-from decentral_chain.errors import DecentralError, ProgramError, RpcError, TransactionFailed
+from decentral_chain.errors import DecentralError, ProgramError, RpcError, RpcUnavailable, TransactionFailed
 
 T = TypeVar("T")
 _LEVELS = {Processed: 0, Confirmed: 1, Finalized: 2}
 _STATUS_LEVEL = {"processed": 0, "confirmed": 1, "finalized": 2}
 _COMMITMENTS = {Processed: CommitmentLevel.Processed, Confirmed: CommitmentLevel.Confirmed,
                 Finalized: CommitmentLevel.Finalized}
-
-
-class RpcUnavailable(DecentralError):
-    """The RPC endpoint could not be reached (after the transport retries)."""
 
 
 class ConfirmationTimeout(DecentralError):

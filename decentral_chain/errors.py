@@ -3,6 +3,7 @@
     DecentralError
     ├── DecodeError            bytes that are not what they claim to be
     ├── RpcError               a JSON-RPC error answer (code, message, data)
+    ├── RpcUnavailable         the endpoint could not be reached (after transport retries)
     ├── TransactionFailed      a transaction ran and failed (err, logs, signature)
     │   └── ProgramError       ... with a custom error of the escrow (code, name, message)
     └── ReceiptInvalid         a receipt failed verification (reason)
@@ -31,6 +32,10 @@ class RpcError(DecentralError):
         self.code = code
         self.message = message
         self.data = data
+
+
+class RpcUnavailable(DecentralError):
+    """The RPC endpoint could not be reached (after the transport retries)."""
 
 
 class TransactionFailed(DecentralError):

@@ -38,14 +38,10 @@ from solders.transaction import VersionedTransaction
 
 from decentral_chain import pda
 from decentral_chain.accounts import Config
-from decentral_chain.errors import DecentralError, DecodeError, RpcError
+from decentral_chain.errors import DecodeError, RpcError, RpcUnavailable
 from decentral_chain.events import JobLocked, JobRefunded, JobSettled, LogsTruncated, parse_events
 from decentral_chain.instructions import DecodedInstruction, decode_instruction_data
 from decentral_chain.receipts import Receipt
-
-
-class RpcUnreachable(DecentralError):
-    """The RPC endpoint could not be reached (after the transport retries)."""
 
 
 class Status(enum.StrEnum):
@@ -113,7 +109,7 @@ class RawRpc:
                 break
             except httpx.TransportError as exc:
                 if attempt == self.retries:
-                    raise RpcUnreachable(f"RPC {self.url} unreachable: {exc}") from exc
+                    raise RpcUnavailable(f"RPC {self.url} unreachable: {exc}") from exc
                 await asyncio.sleep(self.backoff * 2**attempt)
         if response.status_code != 200:
             raise RpcError(response.status_code, f"HTTP {response.status_code} from {self.url}")

@@ -12,13 +12,8 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from decentral_chain.client import (
-    BlockhashExpired,
-    ConfirmationTimeout,
-    EscrowClient,
-    RpcUnavailable,
-)
-from decentral_chain.errors import EscrowError, ProgramError, RpcError
+from decentral_chain.client import BlockhashExpired, ConfirmationTimeout, EscrowClient
+from decentral_chain.errors import EscrowError, ProgramError, RpcError, RpcUnavailable
 from decentral_chain.instructions import build_deposit
 from decentral_chain.localnet.chain import MAX_BLOCKHASH_AGE, LocalChain
 from decentral_chain.localnet.genesis import USDC, build_genesis

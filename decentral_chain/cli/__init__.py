@@ -30,10 +30,13 @@ def cli() -> None:
     """Settle AI-inference jobs on Solana and verify the receipts."""
 
 
+from decentral_chain.cli.audit import verify, verify_batch_command, verify_build  # noqa: E402
 from decentral_chain.cli.chain import credits, job  # noqa: E402
 
 cli.add_command(credits)
 cli.add_command(job)
+cli.add_command(verify)
+cli.add_command(verify_batch_command)
 
 
 @cli.group()
@@ -58,6 +61,9 @@ def program_build(as_json: bool) -> None:
     for path in info["regenerated"]:
         console.print(f"[yellow]regenerated[/yellow] {path}")
     out.print(f"[green]built[/green] {info['path']}  {info['size']:,} bytes  sha256 {info['sha256']}")
+
+
+program.add_command(verify_build)
 
 
 @program.command("idl")
@@ -145,8 +151,7 @@ def demo() -> None:
 
 def main() -> None:
     """Exit codes: 0 done, 1 the chain refused (a failed transaction or check), 2 usage or network."""
-    from decentral_chain.client import RpcUnavailable
-    from decentral_chain.errors import RpcError
+    from decentral_chain.errors import RpcError, RpcUnavailable
 
     try:
         cli(standalone_mode=True)
