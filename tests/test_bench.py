@@ -37,3 +37,11 @@ def test_settlement_json_has_exactly_the_keys():
     report = json.loads(proc.stdout)
     assert set(report) == {"cold_start_s", "jobs_per_s"}
     assert report["cold_start_s"] > 0 and report["jobs_per_s"] > 0
+
+
+def test_verify_json_has_exactly_the_keys():
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "verify.py"), "--json"], capture_output=True,
+                          text=True, check=True, timeout=300)
+    report = json.loads(proc.stdout)
+    assert set(report) == {"receipts_per_s", "sequential_per_s"}
+    assert report["receipts_per_s"] > 0 and report["sequential_per_s"] > 0
