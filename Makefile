@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# llama-cpp-python has no wheel on PyPI: pip builds it (~5 min on 2 cores, then cached).
+# Portable x86-64 flags, as measured in ../shared/design/llama.md.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+	-DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_LLAMAFILE=OFF
 
 .PHONY: setup build demo test bench clean
 
@@ -17,6 +21,7 @@ setup: $(STAMP)
 
 build: setup
 	$(BIN)/decentral program build
+	$(BIN)/python -m decentral_chain.gateway.model
 
 demo: build
 	$(BIN)/decentral demo
