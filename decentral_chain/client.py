@@ -300,12 +300,13 @@ class EscrowClient:
         resp = await self._call(lambda: self.rpc.get_token_account_balance(account, self.commitment))
         return int(resp.value.amount)
 
-    async def _cached_config(self) -> Config:
+    async def cached_config(self) -> Config:
+        """The Config read once (its mint and vault never change; re-read for the rest)."""
         return self._config or await self.get_config()
 
     async def token_account(self, owner: Pubkey) -> Pubkey:
         """The owner's associated token account of the config mint."""
-        return get_associated_token_address(owner, (await self._cached_config()).mint)
+        return get_associated_token_address(owner, (await self.cached_config()).mint)
 
     # ------------------------------------------------------------ instructions
 
@@ -346,7 +347,7 @@ class EscrowClient:
                          confirm: bool = True) -> Signature:
         """Pay the job's worker cost - fee. Client, worker account and payer are read from the
         Job unless given (the gateway knows them; the program checks them all anyway)."""
-        cfg = await self._cached_config()
+        cfg = await self.cached_config()
         if client is None or payer is None or worker_token is None:
             job = await self.get_job(job_id)
             if job is None:

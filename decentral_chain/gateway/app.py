@@ -1,0 +1,424 @@
+"""The OpenAI-compatible gateway: one on-chain job per chat completion.
+
+Per request: authenticate (hashed key → client wallet) → take a free worker (503 when all
+are busy and the queue is full) → price ceiling = (prompt tokens + max tokens) at the
+model's price → 402 unless the client's free credits cover it → ``lock_job`` (submitted,
+not awaited: its signature goes out at once) → inference on the worker's thread while the
+lock confirms → cost from the real token counts → ``settle_job`` with the result hash →
+receipt headers. Every step is written to the journal before it is taken.
+
+The result hash is sha256 of the UTF-8 bytes of the assistant message's content — the
+``choices[0].message.content`` of a completion, or the concatenated ``delta.content`` of a
+stream — so an auditor recomputes it with ``decentral verify --response`` on that text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+from spl.token.instructions import get_associated_token_address
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from decentral_chain.abi import PROGRAM_ID
+from decentral_chain.client import EscrowClient
+from decentral_chain.errors import DecentralError
+from decentral_chain.gateway import errors as gw
+from decentral_chain.gateway.journal import Journal
+from decentral_chain.gateway.keys import KeyStore
+from decentral_chain.gateway.schemas import ChatCompletionRequest
+from decentral_chain.gateway.workers import NoWorkerFree, Worker, WorkerPool
+from decentral_chain.instructions import build_settle_job
+from decentral_chain.pda import new_job_id
+
+logger = logging.getLogger(__name__)
+USDC = 1_000_000
+
+
+class GatewaySettings(BaseModel):
+    """Everything the gateway needs; the CLI fills it from options and the localnet files."""
+
+    model_name: str = Field(default="smollm2-135m-instruct", description="The model id clients ask for")
+    rpc_url: str = Field(default="http://127.0.0.1:8899", description="Solana JSON-RPC endpoint")
+    program_id: str = Field(default=str(PROGRAM_ID))
+    price_per_1k_prompt: int = Field(default=100, ge=0, description="Credits per 1,000 prompt tokens")
+    price_per_1k_completion: int = Field(default=200, ge=0, description="Credits per 1,000 completion tokens")
+    default_max_tokens: int = Field(default=256, ge=1)
+    job_timeout: float = Field(default=120.0, gt=0, description="Seconds before a job is refunded (504)")
+    keys_db: Path = Field(description="SQLite file of hashed API keys")
+    journal_db: Path = Field(description="SQLite file of the job journal")
+
+
+@dataclass
+class State:
+    settings: GatewaySettings
+    gateway: Keypair
+    pool: WorkerPool
+    keys: KeyStore
+    journal: Journal
+    escrow: EscrowClient
+    background: set[asyncio.Task] = field(default_factory=set)
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+def price(settings: GatewaySettings, prompt_tokens: int, completion_tokens: int) -> int:
+    """Credits for a job, rounded up to the whole credit."""
+    return math.ceil((prompt_tokens * settings.price_per_1k_prompt
+                      + completion_tokens * settings.price_per_1k_completion) / 1000)
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _state(request: Request) -> State:
+    return request.app.state.gateway
+
+
+def _client_wallet(request: Request, state: State) -> Pubkey:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key:
+        raise gw.Unauthorized("Missing API key: send Authorization: Bearer <key>")
+    wallet = state.keys.wallet(key.strip())
+    if wallet is None:
+        raise gw.Unauthorized("Incorrect API key provided")
+    return wallet
+
+
+async def _parse(request: Request) -> ChatCompletionRequest:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise gw.InvalidRequest("Request body is not valid JSON") from None
+    try:
+        return ChatCompletionRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise gw.InvalidRequest(f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
+
+
+def _llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "messages": [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                     for m in req.messages],
+        "max_tokens": max_tokens, "temperature": req.temperature, "top_p": req.top_p, "stop": req.stops or None,
+        "frequency_penalty": req.frequency_penalty, "presence_penalty": req.presence_penalty,
+    }
+    if req.seed is not None:
+        kwargs["seed"] = req.seed
+    if req.response_format is not None and req.response_format.type == "json_object":
+        kwargs["response_format"] = {"type": "json_object"}
+    return kwargs
+
+
+def _prompt_tokens(llama: Any, messages: list[dict[str, str]]) -> int:
+    """Tokens of the chat-formatted prompt, with the model's own template."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if template:
+        formatter = Jinja2ChatFormatter(template, eos_token="", bos_token="")
+        text = formatter(messages=messages).prompt
+    else:
+        text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+    return len(llama.tokenize(text.encode(), add_bos=True, special=True))
+
+
+@dataclass
+class Job:
+    job_id: bytes
+    worker: Worker
+    client: Pubkey
+    amount: int
+    lock_tx: str
+    lock_confirmed: asyncio.Task
+
+    @property
+    def uuid(self) -> str:
+        return str(uuid.UUID(bytes=self.job_id))
+
+    def headers(self, credits_remaining: int) -> dict[str, str]:
+        return {"x-decentral-job-id": self.uuid, "x-decentral-tx-signature": self.lock_tx,
+                "x-decentral-worker": str(self.worker.wallet), "x-decentral-credits-remaining": str(credits_remaining)}
+
+
+async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompletionRequest,
+                    kwargs: dict[str, Any]) -> tuple[Job, int]:
+    """Price the ceiling, check credits, lock (submitted, confirming in the background)."""
+    prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
+    room = worker.context_length - prompt_tokens
+    if room <= 0:
+        raise gw.InvalidRequest(f"messages: the prompt has {prompt_tokens} tokens, the context {worker.context_length}",
+                                param="messages")
+    kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
+    ceiling = max(1, price(state.settings, prompt_tokens, kwargs["max_tokens"]))
+    credits = await state.escrow.get_credits(client)
+    free = credits.free if credits else 0
+    if free < ceiling:
+        raise gw.InsufficientCredits(f"This request needs up to {ceiling} credits; {free} are free. "
+                                     "Deposit with `decentral credits deposit`.",
+                                     details={"required": ceiling, "free": free})
+    job_id = new_job_id(state.escrow.program_id)
+    pending = await state.escrow.prepare_lock_job(state.gateway, client, job_id, ceiling, worker.wallet)
+    state.journal.open(str(uuid.UUID(bytes=job_id)), str(client), str(worker.wallet), ceiling, str(pending.signature))
+    await state.escrow.submit(pending, skip_preflight=True)
+    confirm = asyncio.create_task(state.escrow.confirm(pending.signature, timeout=state.settings.job_timeout,
+                                                       last_valid_block_height=pending.last_valid_block_height))
+    state.journal.update(str(uuid.UUID(bytes=job_id)), "locked")
+    return Job(job_id, worker, client, ceiling, str(pending.signature), confirm), free - ceiling
+
+
+async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -> tuple[str, int]:
+    """Settle at the real price (never above the lock); returns (signature, cost)."""
+    await job.lock_confirmed
+    cost = min(job.amount, price(state.settings, usage["prompt_tokens"], usage["completion_tokens"]))
+    digest = hashlib.sha256(content.encode()).digest()
+    state.journal.update(job.uuid, "settling", cost=cost, result_hash=digest.hex(),
+                         prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
+    config = await state.escrow.cached_config()
+    ix = build_settle_job(gateway=state.gateway.pubkey(), client=job.client, job_id=job.job_id,
+                          worker_token=get_associated_token_address(job.worker.wallet, config.mint),
+                          treasury=config.treasury, payer=state.gateway.pubkey(), cost=cost, result_hash=digest,
+                          prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                          program_id=state.escrow.program_id)
+    pending = await state.escrow.prepare([ix], state.gateway)
+    state.journal.update(job.uuid, "settling", settlement_tx=str(pending.signature))
+    await state.escrow.submit(pending, skip_preflight=True)
+    state.spawn(_confirm_settlement(state, job.uuid, pending))
+    return str(pending.signature), cost
+
+
+async def _confirm_settlement(state: State, job_uuid: str, pending: Any) -> None:
+    try:
+        await state.escrow.confirm(pending.signature, timeout=state.settings.job_timeout,
+                                   last_valid_block_height=pending.last_valid_block_height)
+        state.journal.update(job_uuid, "settled")
+    except DecentralError as exc:
+        logger.error("settlement of %s not confirmed: %s", job_uuid, exc)
+        state.journal.update(job_uuid, "settling", error=str(exc))
+
+
+async def _refund(state: State, job: Job, reason: str) -> None:
+    state.journal.update(job.uuid, "refunding", error=reason)
+    try:
+        await job.lock_confirmed
+        await state.escrow.refund_job(state.gateway, job.job_id)
+        state.journal.update(job.uuid, "refunded")
+    except DecentralError as exc:
+        logger.error("refund of %s failed: %s", job.uuid, exc)
+
+
+# ------------------------------------------------------------------------ routes
+
+
+async def chat_completions(request: Request) -> Response:
+    state = _state(request)
+    client = _client_wallet(request, state)
+    req = await _parse(request)
+    if req.model != state.settings.model_name:
+        raise gw.ModelNotFound(f"The model `{req.model}` does not exist", param="model")
+    try:
+        worker = await state.pool.acquire()
+    except NoWorkerFree as exc:
+        raise gw.NoWorkerAvailable("All workers are busy; retry shortly", details={"retry_after": exc.retry_after},
+                                   headers={"retry-after": str(math.ceil(exc.retry_after))}) from None
+    kwargs = _llama_kwargs(req, req.completion_limit or state.settings.default_max_tokens)
+    try:
+        job, remaining = await _open_job(state, client, worker, req, kwargs)
+    except BaseException:
+        state.pool.release(worker)
+        raise
+    if req.stream:
+        return await _stream(state, req, job, remaining, kwargs)
+    try:
+        result = await asyncio.wait_for(worker.call(lambda llama: llama.create_chat_completion(**kwargs)),
+                                        timeout=state.settings.job_timeout)
+    except TimeoutError:
+        state.spawn(_refund(state, job, "timed out"))
+        raise gw.JobTimedOut(f"The job timed out after {state.settings.job_timeout:g} s; its credits are "
+                             "refunded", headers=job.headers(remaining)) from None
+    except Exception as exc:
+        state.spawn(_refund(state, job, f"inference failed: {exc}"))
+        raise gw.GatewayError("Inference failed; the job's credits are refunded") from exc
+    finally:
+        state.pool.release(worker)
+    content = result["choices"][0]["message"].get("content") or ""
+    state.journal.update(job.uuid, "inferred")
+    settlement, cost = await _settle(state, job, content, result["usage"])
+    result["model"] = state.settings.model_name
+    headers = job.headers(remaining + job.amount - cost) | {"x-decentral-settlement-tx": settlement}
+    return JSONResponse(result, headers=headers)
+
+
+async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining: int,
+                  kwargs: dict[str, Any]) -> Response:
+    worker = job.worker
+    chunks = worker.stream(lambda llama: llama.create_chat_completion(stream=True, **kwargs))
+    try:
+        first = await asyncio.wait_for(anext(chunks), timeout=state.settings.job_timeout)  # errors keep a status
+    except BaseException as exc:
+        state.pool.release(worker)
+        state.spawn(_refund(state, job, f"stream failed: {exc!r}"))
+        if isinstance(exc, TimeoutError):
+            raise gw.JobTimedOut("The job timed out; its credits are refunded", headers=job.headers(remaining)) \
+                from None
+        raise gw.GatewayError("Inference failed; the job's credits are refunded") from exc
+
+    async def events() -> AsyncIterator[bytes]:
+        parts: list[str] = []
+        completion_tokens = 0
+        settled = released = False
+        try:
+            chunk: dict[str, Any] | None = first
+            while chunk is not None:
+                chunk["model"] = state.settings.model_name
+                delta = chunk["choices"][0]["delta"].get("content") if chunk["choices"] else None
+                if delta:
+                    parts.append(delta)
+                    completion_tokens += 1  # llama.cpp streams one token per chunk
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+                chunk = await anext(chunks, None)
+            state.pool.release(worker)
+            released = True
+            prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                     "total_tokens": prompt_tokens + completion_tokens}
+            state.journal.update(job.uuid, "inferred")
+            settlement, cost = await _settle(state, job, "".join(parts), usage)
+            settled = True
+            base = {"id": first["id"], "object": "chat.completion.chunk", "created": first["created"],
+                    "model": state.settings.model_name, "choices": []}
+            if req.stream_options is not None and req.stream_options.include_usage:
+                yield f"data: {json.dumps(base | {'usage': usage})}\n\n".encode()
+            final = base | {"decentral": {"job_id": job.uuid, "settlement_tx": settlement, "cost": cost,
+                                          "lock_tx": job.lock_tx, "worker": str(worker.wallet)}}
+            yield f"data: {json.dumps(final)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+        finally:
+            if not settled:  # the client went away: charge what was produced
+                await chunks.aclose()
+                if not released:
+                    state.pool.release(worker)
+                state.spawn(_settle_partial(state, job, worker, kwargs, "".join(parts), completion_tokens))
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=job.headers(remaining))
+
+
+async def _settle_partial(state: State, job: Job, worker: Worker, kwargs: dict[str, Any], content: str,
+                          completion_tokens: int) -> None:
+    """A client that disconnected mid-stream pays for the tokens it was sent, no more."""
+    try:
+        prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
+        await _settle(state, job, content, {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
+    except DecentralError as exc:
+        logger.error("partial settlement of %s failed: %s", job.uuid, exc)
+
+
+async def models(request: Request) -> Response:
+    state = _state(request)
+    s = state.settings
+    return JSONResponse({"object": "list", "data": [{
+        "id": s.model_name, "object": "model", "created": 0, "owned_by": "decentral",
+        "decentral": {"price_per_1k_prompt_tokens": s.price_per_1k_prompt,
+                      "price_per_1k_completion_tokens": s.price_per_1k_completion, "currency": "credits (µUSDC)",
+                      "workers": [str(w.wallet) for w in state.pool.workers],
+                      "context_length": state.pool.workers[0].context_length}}]})
+
+
+async def account(request: Request) -> Response:
+    state = _state(request)
+    client = _client_wallet(request, state)
+    credits = await state.escrow.get_credits(client)
+    free, locked = (credits.free, credits.locked) if credits else (0, 0)
+    return JSONResponse({"object": "account", "wallet": str(client), "credits_remaining": free,
+                         "credits_locked": locked, "usdc_value": f"{free / USDC:.6f}"})
+
+
+async def job_status(request: Request) -> Response:
+    state = _state(request)
+    _client_wallet(request, state)
+    job_id = request.path_params["job_id"]
+    record = state.journal.get(job_id)
+    if record is None:
+        raise gw.JobNotFound(f"No job {job_id}", param="job_id")
+    receipt = {"job_id": record["job_id"], "lock_tx": record["lock_tx"], "settlement_tx": record["settlement_tx"],
+               "worker": record["worker"], "client": record["client"], "cost": record["cost"],
+               "result_hash": record["result_hash"], "program_id": state.settings.program_id}
+    onchain = await state.escrow.get_job(uuid.UUID(job_id).bytes)
+    return JSONResponse({"object": "job", "id": record["job_id"], "status": record["state"],
+                         "open_on_chain": onchain is not None, "locked": record["amount"],
+                         "usage": {"prompt_tokens": record["prompt_tokens"],
+                                   "completion_tokens": record["completion_tokens"]},
+                         "receipt": receipt, "error": record["error"]})
+
+
+async def health(request: Request) -> Response:
+    state = _state(request)
+    return JSONResponse({"status": "ok", "workers": len(state.pool.workers), "busy": state.pool.busy,
+                         "time": time.time()})
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    return await gw.handle(request, gw.GatewayError("Internal error"))
+
+
+async def _starlette_http(request: Request, exc: Exception) -> JSONResponse:
+    status = getattr(exc, "status_code", 500)
+    error = gw.GatewayError(getattr(exc, "detail", "error"))
+    error.status = status
+    error.type = "invalid_request_error" if status < 500 else "server_error"
+    return await gw.handle(request, error)
+
+
+def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker], *,
+               max_waiting: int = 8) -> Starlette:
+    """The ASGI app; its lifespan owns the key store, journal, client and worker pool."""
+    from starlette.exceptions import HTTPException
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        escrow = EscrowClient(settings.rpc_url, program_id=Pubkey.from_string(settings.program_id),
+                              poll_interval=0.02)
+        async with escrow:
+            state = State(settings, gateway, WorkerPool(workers, max_waiting=max_waiting), KeyStore(settings.keys_db),
+                          Journal(settings.journal_db), escrow)
+            app.state.gateway = state
+            try:
+                yield
+            finally:
+                for task in list(state.background):
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(task, timeout=settings.job_timeout)
+                state.keys.close()
+                state.journal.close()
+
+    return Starlette(
+        routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+                Route("/v1/models", models, methods=["GET"]),
+                Route("/v1/account", account, methods=["GET"]),
+                Route("/v1/jobs/{job_id}", job_status, methods=["GET"]),
+                Route("/health", health, methods=["GET"])],
+        exception_handlers={gw.GatewayError: gw.handle, HTTPException: _starlette_http, Exception: _unhandled},
+        lifespan=lifespan)

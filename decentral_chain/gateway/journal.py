@@ -1,0 +1,51 @@
+"""The job journal (SQLite, WAL): each job's state is written before acting on it.
+
+    locking → locked → inferred → settling → settled
+                    ↘ refunding → refunded
+
+A row in a non-final state after a crash names exactly what is owed: settle with the
+recorded cost and hash if inference finished, otherwise refund.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+FINAL = ("settled", "refunded")
+COLUMNS = ("job_id", "client", "worker", "amount", "state", "lock_tx", "settlement_tx", "cost", "result_hash",
+           "prompt_tokens", "completion_tokens", "created", "updated", "error")
+
+
+class Journal:
+    def __init__(self, path: Path | str) -> None:
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, client TEXT, worker TEXT, "
+                        "amount INTEGER, state TEXT, lock_tx TEXT, settlement_tx TEXT, cost INTEGER, "
+                        "result_hash TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL, "
+                        "updated REAL, error TEXT)")
+
+    def open(self, job_id: str, client: str, worker: str, amount: int, lock_tx: str) -> None:
+        now = time.time()
+        self.db.execute("INSERT INTO jobs (job_id, client, worker, amount, state, lock_tx, created, updated) "
+                        "VALUES (?, ?, ?, ?, 'locking', ?, ?, ?)", (job_id, client, worker, amount, lock_tx, now, now))
+
+    def update(self, job_id: str, state: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.db.execute(f"UPDATE jobs SET state = ?, updated = ?{', ' + sets if sets else ''} WHERE job_id = ?",
+                        (state, time.time(), *fields.values(), job_id))
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return dict(zip(COLUMNS, row, strict=True)) if row else None
+
+    def open_jobs(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE state NOT IN ('settled', 'refunded')")
+        return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+
+    def close(self) -> None:
+        self.db.close()

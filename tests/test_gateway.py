@@ -1,0 +1,144 @@
+"""The gateway with the official openai SDK (unchanged but for base URL and key), a real
+localnet, the real SPL Token program and the real model; every receipt is verified."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from solders.pubkey import Pubkey
+
+from decentral_chain.client import EscrowClient
+from decentral_chain.gateway.app import GatewaySettings, create_app
+from decentral_chain.gateway.keys import KeyStore
+from decentral_chain.gateway.model import default_model_path
+from decentral_chain.gateway.workers import Worker, WorkerSpec
+from decentral_chain.localnet.chain import LocalChain
+from decentral_chain.localnet.genesis import USDC, build_genesis
+from decentral_chain.localnet.server import ServerThread
+from decentral_chain.localnet.server import create_app as create_rpc_app
+from decentral_chain.receipts import Receipt
+from decentral_chain.verify import verify_receipt
+
+MODEL = "smollm2-135m-instruct"
+ASK = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is 2 + 2?"}]
+
+
+@pytest.fixture(scope="module")
+def workers(program_elf):
+    g = build_genesis(program_elf, workers=2)
+    ws = [Worker(WorkerSpec(f"w{i}", default_model_path(), w.pubkey, n_ctx=1024)).start()
+          for i, w in enumerate(g.workers)]
+    yield g, ws
+    for w in ws:
+        w.close()
+
+
+@pytest.fixture(scope="module")
+def stack(workers, tmp_path_factory):
+    g, ws = workers
+    tmp = tmp_path_factory.mktemp("gateway")
+    chain = LocalChain.from_genesis(g)
+    rpc = ServerThread((create_rpc_app(chain), 0))
+    rpc.__enter__()
+    settings = GatewaySettings(rpc_url=rpc.url(), keys_db=tmp / "keys.db", journal_db=tmp / "journal.db",
+                               price_per_1k_prompt=1_000, price_per_1k_completion=2_000)
+    keys = KeyStore(settings.keys_db)
+    rich_key = keys.create(g.clients[0].pubkey, "demo client")
+    poor_key = keys.create(Pubkey.new_unique(), "no credits")
+    keys.close()
+
+    async def deposit():
+        async with EscrowClient(rpc.url()) as escrow:
+            await escrow.deposit(g.clients[0].keypair, 5 * USDC)
+
+    asyncio.run(deposit())
+    gateway = ServerThread((create_app(settings, g.gateway, ws), 0))
+    gateway.__enter__()
+    yield {"url": gateway.url(), "rpc": rpc.url(), "key": rich_key, "poor": poor_key, "g": g, "chain": chain}
+    gateway.__exit__(None, None, None)
+    rpc.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def sdk(stack, key=None) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=stack["url"] + "/v1", api_key=key or stack["key"], max_retries=0) as client:
+        yield client
+
+
+def verify(stack, headers, content: str, **kw):
+    receipt = Receipt.from_headers(headers)
+    return asyncio.run(verify_receipt(stack["rpc"], receipt, response=content.encode(), **kw))
+
+
+def test_non_streaming_completion_returns_a_verifiable_receipt(stack):
+    with sdk(stack) as client:
+        raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ASK, max_tokens=24,
+                                                               temperature=0, seed=3)
+    completion = raw.parse()
+    content = completion.choices[0].message.content
+    assert content and completion.usage.completion_tokens <= 24 and completion.model == MODEL
+    headers = raw.headers
+    assert headers["x-decentral-worker"] in {str(w.pubkey) for w in stack["g"].workers}
+    assert int(headers["x-decentral-credits-remaining"]) < 5 * USDC
+    report = verify(stack, headers, content)
+    assert report.verified, report.to_dict()
+    expected = -(-(completion.usage.prompt_tokens * 1_000 + completion.usage.completion_tokens * 2_000) // 1000)
+    assert report.facts["cost"] == expected
+    assert report.facts["result_hash"] == hashlib.sha256(content.encode()).hexdigest()
+
+
+def test_streaming_carries_the_settlement_in_its_final_chunk(stack):
+    with sdk(stack) as client, client.chat.completions.with_streaming_response.create(
+            model=MODEL, messages=ASK, max_tokens=16, temperature=0, stream=True,
+            stream_options={"include_usage": True}) as response:
+        headers = response.headers
+        chunks = list(response.parse())
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = chunks[-1].model_extra["decentral"]
+    usage = next(c.usage for c in chunks if c.usage is not None)
+    assert final["job_id"] == headers["x-decentral-job-id"] and usage.completion_tokens >= 1
+    receipt_headers = dict(headers) | {"x-decentral-settlement-tx": final["settlement_tx"]}
+    report = verify(stack, receipt_headers, content, expected_cost=final["cost"])
+    assert report.verified, report.to_dict()
+    job = httpx.get(f"{stack['url']}/v1/jobs/{final['job_id']}",
+                    headers={"authorization": f"Bearer {stack['key']}"}).json()
+    assert job["receipt"]["settlement_tx"] == final["settlement_tx"] and job["status"] in ("settling", "settled")
+
+
+def test_async_client_and_the_other_endpoints(stack):
+    async def run():
+        client = openai.AsyncOpenAI(base_url=stack["url"] + "/v1", api_key=stack["key"], max_retries=0)
+        completion = await client.chat.completions.create(model=MODEL, messages=ASK, max_completion_tokens=8)
+        models = await client.models.list()
+        await client.close()
+        return completion, models
+
+    completion, models = asyncio.run(run())
+    assert completion.choices[0].message.content is not None
+    assert models.data[0].id == MODEL and models.data[0].model_extra["decentral"]["context_length"] == 1024
+    account = httpx.get(f"{stack['url']}/v1/account", headers={"authorization": f"Bearer {stack['key']}"}).json()
+    assert account["wallet"] == str(stack["g"].clients[0].pubkey) and account["credits_remaining"] < 5 * USDC
+
+
+def test_errors_use_openais_envelope(stack):
+    with sdk(stack, "dc-wrong") as client, pytest.raises(openai.AuthenticationError) as auth:
+        client.chat.completions.create(model=MODEL, messages=ASK)
+    assert auth.value.status_code == 401 and auth.value.body["code"] == "invalid_api_key"
+    with sdk(stack, stack["poor"]) as client, pytest.raises(openai.APIStatusError) as poor:
+        client.chat.completions.create(model=MODEL, messages=ASK)
+    assert poor.value.status_code == 402 and poor.value.body["code"] == "insufficient_credits"
+    with sdk(stack) as client, pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="gpt-5", messages=ASK)
+    assert missing.value.body["param"] == "model"
+    with sdk(stack) as client, pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=MODEL, messages=ASK, temperature=7)
+    assert bad.value.body["param"] == "temperature" and bad.value.body["type"] == "invalid_request_error"
+    raw = httpx.post(f"{stack['url']}/v1/chat/completions", content=b"{nope",
+                     headers={"authorization": f"Bearer {stack['key']}"})
+    assert raw.status_code == 400 and set(raw.json()["error"]) == {"message", "type", "param", "code"}
