@@ -142,3 +142,56 @@ def test_errors_use_openais_envelope(stack):
     raw = httpx.post(f"{stack['url']}/v1/chat/completions", content=b"{nope",
                      headers={"authorization": f"Bearer {stack['key']}"})
     assert raw.status_code == 400 and set(raw.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_jobs_left_open_by_a_crash_are_resolved_at_start(stack, workers, tmp_path):
+    """A journal as a killed gateway leaves it: one job mid-inference, one inferred. The
+    next start refunds the first and settles the second with the recorded result."""
+    from decentral_chain.gateway.journal import Journal
+    from decentral_chain.localnet.svm import token_balance
+    from decentral_chain.pda import new_job_id
+    from decentral_chain.verify import Status
+
+    g, ws = workers
+    client = g.clients[0]
+    unfinished, finished = new_job_id(), new_job_id()
+
+    async def lock_both():
+        async with EscrowClient(stack["rpc"]) as escrow:
+            a = await escrow.lock_job(g.gateway, client.pubkey, unfinished, 50_000, ws[0].wallet)
+            b = await escrow.lock_job(g.gateway, client.pubkey, finished, 50_000, ws[1].wallet)
+            return str(a), str(b), await escrow.get_credits(client.pubkey)
+
+    lock_a, lock_b, before = asyncio.run(lock_both())
+    journal = Journal(tmp_path / "journal.db")
+    import uuid as _uuid
+
+    ua, ub = str(_uuid.UUID(bytes=unfinished)), str(_uuid.UUID(bytes=finished))
+    journal.open(ua, str(client.pubkey), str(ws[0].wallet), 50_000, lock_a)
+    journal.update(ua, "locked")
+    journal.open(ub, str(client.pubkey), str(ws[1].wallet), 50_000, lock_b)
+    journal.update(ub, "inferred", cost=12_345, result_hash=hashlib.sha256(b"done").hexdigest(), prompt_tokens=10,
+                   completion_tokens=20)
+    journal.close()
+    worker_before = token_balance(stack["chain"].svm, g.workers[1].token)
+    settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "keys.db", journal_db=tmp_path / "journal.db")
+    with ServerThread((create_app(settings, g.gateway, ws), 0)):
+        pass  # startup ran recovery; shutdown waited for its settlement
+    journal = Journal(tmp_path / "journal.db")
+    rows = {r: journal.get(r) for r in (ua, ub)}
+    journal.close()
+    assert rows[ua]["state"] == "refunded" and rows[ub]["state"] == "settled"
+    paid = token_balance(stack["chain"].svm, g.workers[1].token) - worker_before
+    assert paid == 12_345 - 12_345 * 250 // 10_000
+
+    async def after():
+        async with EscrowClient(stack["rpc"]) as escrow:
+            return await escrow.get_credits(client.pubkey), await escrow.get_job(unfinished)
+
+    credits, job = asyncio.run(after())
+    assert job is None and credits.locked == before.locked - 100_000
+    assert credits.free == before.free + 50_000 + 50_000 - 12_345
+    receipt = Receipt(job_id=_uuid.UUID(bytes=finished), lock_tx=lock_b, settlement_tx=rows[ub]["settlement_tx"],
+                      worker=str(ws[1].wallet))
+    report = asyncio.run(verify_receipt(stack["rpc"], receipt, response=b"done"))
+    assert report.verified and report.check("result_hash").status == Status.PASS

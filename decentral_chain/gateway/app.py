@@ -190,22 +190,28 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
 
 
 async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -> tuple[str, int]:
-    """Settle at the real price (never above the lock); returns (signature, cost)."""
-    await job.lock_confirmed
+    """Record the result, then settle at the real price (never above the lock)."""
     cost = min(job.amount, price(state.settings, usage["prompt_tokens"], usage["completion_tokens"]))
     digest = hashlib.sha256(content.encode()).digest()
-    state.journal.update(job.uuid, "settling", cost=cost, result_hash=digest.hex(),
+    state.journal.update(job.uuid, "inferred", cost=cost, result_hash=digest.hex(),
                          prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
+    await job.lock_confirmed
+    return await _send_settlement(state, job.uuid, job.job_id, job.client, job.worker.wallet, cost, digest, usage)
+
+
+async def _send_settlement(state: State, job_uuid: str, job_id: bytes, client: Pubkey, worker: Pubkey, cost: int,
+                           digest: bytes, usage: dict[str, int]) -> tuple[str, int]:
+    state.journal.update(job_uuid, "settling")
     config = await state.escrow.cached_config()
-    ix = build_settle_job(gateway=state.gateway.pubkey(), client=job.client, job_id=job.job_id,
-                          worker_token=get_associated_token_address(job.worker.wallet, config.mint),
+    ix = build_settle_job(gateway=state.gateway.pubkey(), client=client, job_id=job_id,
+                          worker_token=get_associated_token_address(worker, config.mint),
                           treasury=config.treasury, payer=state.gateway.pubkey(), cost=cost, result_hash=digest,
                           prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
                           program_id=state.escrow.program_id)
     pending = await state.escrow.prepare([ix], state.gateway)
-    state.journal.update(job.uuid, "settling", settlement_tx=str(pending.signature))
+    state.journal.update(job_uuid, "settling", settlement_tx=str(pending.signature))
     await state.escrow.submit(pending, skip_preflight=True)
-    state.spawn(_confirm_settlement(state, job.uuid, pending))
+    state.spawn(_confirm_settlement(state, job_uuid, pending))
     return str(pending.signature), cost
 
 
@@ -264,7 +270,6 @@ async def chat_completions(request: Request) -> Response:
     finally:
         state.pool.release(worker)
     content = result["choices"][0]["message"].get("content") or ""
-    state.journal.update(job.uuid, "inferred")
     settlement, cost = await _settle(state, job, content, result["usage"])
     result["model"] = state.settings.model_name
     headers = job.headers(remaining + job.amount - cost) | {"x-decentral-settlement-tx": settlement}
@@ -304,7 +309,6 @@ async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining:
             prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                      "total_tokens": prompt_tokens + completion_tokens}
-            state.journal.update(job.uuid, "inferred")
             settlement, cost = await _settle(state, job, "".join(parts), usage)
             settled = True
             base = {"id": first["id"], "object": "chat.completion.chunk", "created": first["created"],
@@ -333,6 +337,38 @@ async def _settle_partial(state: State, job: Job, worker: Worker, kwargs: dict[s
         await _settle(state, job, content, {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
     except DecentralError as exc:
         logger.error("partial settlement of %s failed: %s", job.uuid, exc)
+
+
+async def recover(state: State) -> dict[str, int]:
+    """Resolve every job the journal left open (a crash or a kill): settle it with the
+    recorded result if inference had finished, otherwise refund it. Returns the counts."""
+    counts = {"settled": 0, "refunded": 0, "closed": 0}
+    for row in state.journal.open_jobs():
+        job_id = uuid.UUID(row["job_id"]).bytes
+        try:
+            onchain = await state.escrow.get_job(job_id)
+            if onchain is None:
+                # nothing open on chain: the lock never landed, or the job already ended
+                ended = "settled" if row["settlement_tx"] else "refunded"
+                state.journal.update(row["job_id"], ended, error="resolved at start: no open Job on chain")
+                counts["closed"] += 1
+            elif row["cost"] is not None and row["result_hash"]:
+                usage = {"prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"]}
+                await _send_settlement(
+                    state, row["job_id"], job_id, onchain.client, onchain.worker, row["cost"],
+                    bytes.fromhex(row["result_hash"]), usage)
+                counts["settled"] += 1
+            else:
+                state.journal.update(row["job_id"], "refunding", error="resolved at start: inference unfinished")
+                await state.escrow.refund_job(state.gateway, job_id)
+                state.journal.update(row["job_id"], "refunded")
+                counts["refunded"] += 1
+        except DecentralError as exc:
+            logger.error("could not resolve job %s at start: %s", row["job_id"], exc)
+    for task in list(state.background):  # settlements sent above
+        with contextlib.suppress(Exception):
+            await task
+    return counts
 
 
 async def models(request: Request) -> Response:
@@ -405,6 +441,9 @@ def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker
             state = State(settings, gateway, WorkerPool(workers, max_waiting=max_waiting), KeyStore(settings.keys_db),
                           Journal(settings.journal_db), escrow)
             app.state.gateway = state
+            recovered = await recover(state)
+            if any(recovered.values()):
+                logger.warning("resolved jobs left open by the last run: %s", recovered)
             try:
                 yield
             finally:
