@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 
-from click.testing import CliRunner
 
-from decentral_chain.cli import cli
-
-
-def test_demo_settles_a_job_and_prints_balances():
-    result = CliRunner().invoke(cli, ["demo"], terminal_width=120)
-    assert result.exit_code == 0, result.output
-    out = result.output
-    assert "settle 1.2" in out and "settled in" in out
-    worker_row = next(line for line in out.splitlines() if "worker" in line and "│" in line)
-    assert worker_row.rstrip(" │").endswith("1.170000")
-    vault_row = next(line for line in out.splitlines() if line.startswith("│ vault"))
-    assert vault_row.rstrip(" │").endswith("23.800000")
+def test_demo_serves_two_completions_and_verifies_both_receipts():
+    """The README's main job: localnet, gateway, the openai SDK, verification."""
+    proc = subprocess.run([sys.executable, "-m", "decentral_chain.cli", "demo"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "COLUMNS": "160"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("8/8 checks pass") == 2 and "both receipts verified" in proc.stdout
+    assert "non-stream completion" in proc.stdout and "stream completion" in proc.stdout
 
 
 def test_unknown_command_is_a_usage_error():
@@ -96,3 +91,34 @@ def test_command_errors_are_one_line_with_exit_codes(live):
     assert down.returncode == 2 and "Traceback" not in down.stderr
     bad_job = decentral("job", "--rpc-url", url, "--keypair", client, "refund", "not-a-uuid")
     assert bad_job.returncode == 2 and "not a UUID" in bad_job.stderr
+
+
+def test_gateway_keys_are_created_listed_and_revoked(tmp_path):
+    from decentral_chain.gateway.keys import KeyStore
+
+    env = {**os.environ, "DECENTRAL_GATEWAY_KEYS_DB": str(tmp_path / "keys.db"), "COLUMNS": "200"}
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "decentral_chain.cli", "gateway", "keys", *args],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    wallet = "11111111111111111111111111111112"
+    created = run("create", "--wallet", wallet, "--label", "alice")
+    key = created.stdout.strip()
+    assert created.returncode == 0 and key.startswith("dc-")
+    # only the hash is stored (read before any connection of ours: closing a file descriptor
+    # drops this process's POSIX locks on it, which SQLite relies on)
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("keys.db*"))
+    assert key.encode() not in stored and hashlib.sha256(key.encode()).hexdigest().encode() in stored
+    store = KeyStore(tmp_path / "keys.db")
+    assert str(store.wallet(key)) == wallet
+    key_id = store.list()[0].key_id
+    listed = run("list")
+    assert "alice" in listed.stdout and key_id in listed.stdout
+    assert run("revoke", key_id).returncode == 0
+    assert store.wallet(key) is None
+    store.close()
+    again = run("revoke", key_id)
+    assert again.returncode == 2 and "no active key" in again.stderr
+    bad = run("create", "--wallet", "nope")
+    assert bad.returncode == 2 and "not a base-58 public key" in bad.stderr

@@ -6,15 +6,12 @@ and a non-zero exit code; usage errors are click's (exit 2).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
-import uuid
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from decentral_chain.errors import DecentralError
 from decentral_chain.sbpf.build import BuildError
@@ -32,11 +29,14 @@ def cli() -> None:
 
 from decentral_chain.cli.audit import verify, verify_batch_command, verify_build  # noqa: E402
 from decentral_chain.cli.chain import credits, job  # noqa: E402
+from decentral_chain.cli.gateway import demo, gateway  # noqa: E402
 
 cli.add_command(credits)
 cli.add_command(job)
 cli.add_command(verify)
 cli.add_command(verify_batch_command)
+cli.add_command(gateway)
+cli.add_command(demo)
 
 
 @cli.group()
@@ -95,58 +95,6 @@ def localnet(host: str, port: int, keys_dir: Path | None, validator: str) -> Non
             raise click.UsageError(str(exc)) from exc
     else:
         serve_localnet(host, port, keys_dir)
-
-
-@cli.command()
-def demo() -> None:
-    """Deposit → lock → settle on an in-process SVM, printing every balance."""
-    from decentral_chain.instructions import build_lock_job, build_settle_job
-    from decentral_chain.localnet.genesis import USDC, build_genesis
-    from decentral_chain.localnet.svm import send, token_balance
-    from decentral_chain.pda import new_job_id
-    from decentral_chain.sbpf.build import ensure_built
-
-    g = build_genesis(ensure_built())
-    client, worker = g.clients[0], g.workers[0]
-    rows: dict[str, list[str]] = {name: [] for name in
-                                  ("client wallet", "free credits", "locked", "vault", "worker", "treasury")}
-    stages: list[str] = []
-
-    def snapshot(stage: str) -> None:
-        stages.append(stage)
-        credits = g.credits(client.pubkey)
-        values = (token_balance(g.svm, client.token), credits.free if credits else 0,
-                  credits.locked if credits else 0, token_balance(g.svm, g.vault),
-                  token_balance(g.svm, worker.token), token_balance(g.svm, g.treasury.token))
-        for row, value in zip(rows.values(), values, strict=True):
-            row.append(f"{value / USDC:,.6f}")
-
-    snapshot("start")
-    g.deposit(client, 25 * USDC)
-    snapshot("deposit 25")
-    job_id = new_job_id(g.program_id)
-    send(g.svm, [build_lock_job(gateway=g.gateway.pubkey(), client=client.pubkey, job_id=job_id,
-                                amount=2 * USDC, worker=worker.pubkey, program_id=g.program_id)], g.gateway)
-    snapshot("lock 2")
-    response = b'{"choices":[{"message":{"content":"hello"}}]}'
-    meta = send(g.svm, [build_settle_job(gateway=g.gateway.pubkey(), client=client.pubkey, job_id=job_id,
-                                         worker_token=worker.token, treasury=g.treasury.token,
-                                         payer=g.gateway.pubkey(), cost=1_200_000,
-                                         result_hash=hashlib.sha256(response).digest(), prompt_tokens=40,
-                                         completion_tokens=80, program_id=g.program_id)], g.gateway)
-    snapshot("settle 1.2")
-
-    table = Table(title="decentral_escrow on LiteSVM (USDC)")
-    table.add_column("account")
-    for stage in stages:
-        table.add_column(stage, justify="right")
-    for name, values in rows.items():
-        table.add_row(name, *values)
-    out.print(table)
-    out.print(f"job {uuid.UUID(bytes=job_id)} settled in {meta.signature()}")
-    paid, fee = token_balance(g.svm, worker.token), token_balance(g.svm, g.treasury.token)
-    out.print(f"worker {worker.pubkey} paid {paid / USDC:.6f}, treasury fee {fee / USDC:.6f} "
-              f"({g.config().fee_bps} bps)")
 
 
 def main() -> None:

@@ -40,11 +40,13 @@ class Journal:
                         (state, time.time(), *fields.values(), job_id))
 
     def get(self, job_id: str) -> dict[str, Any] | None:
-        row = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return dict(zip(COLUMNS, row, strict=True)) if row else None
+        # fetchall: an unfinished statement would pin a stale WAL snapshot
+        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE job_id = ?", (job_id,)).fetchall()
+        return dict(zip(COLUMNS, rows[0], strict=True)) if rows else None
 
     def open_jobs(self) -> list[dict[str, Any]]:
-        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE state NOT IN ('settled', 'refunded')")
+        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE state NOT IN ('settled', 'refunded')"
+                               ).fetchall()
         return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
     def close(self) -> None:

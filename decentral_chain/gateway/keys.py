@@ -41,8 +41,10 @@ class KeyStore:
         return key
 
     def wallet(self, key: str) -> Pubkey | None:
-        row = self.db.execute("SELECT wallet FROM keys WHERE hash = ? AND revoked = 0", (_digest(key),)).fetchone()
-        return Pubkey.from_string(row[0]) if row else None
+        # fetchall, not fetchone: an unfinished statement pins a WAL read snapshot, and a
+        # key revoked by `decentral gateway keys revoke` would stay valid in a running gateway
+        rows = self.db.execute("SELECT wallet FROM keys WHERE hash = ? AND revoked = 0", (_digest(key),)).fetchall()
+        return Pubkey.from_string(rows[0][0]) if rows else None
 
     def list(self) -> list[KeyRecord]:
         rows = self.db.execute("SELECT hash, wallet, label, created, revoked FROM keys ORDER BY created").fetchall()
