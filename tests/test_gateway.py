@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -195,3 +197,59 @@ def test_jobs_left_open_by_a_crash_are_resolved_at_start(stack, workers, tmp_pat
                       worker=str(ws[1].wallet))
     report = asyncio.run(verify_receipt(stack["rpc"], receipt, response=b"done"))
     assert report.verified and report.check("result_hash").status == Status.PASS
+
+
+def _second_gateway(stack, workers, tmp_path, **overrides):
+    g, ws = workers
+    settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "keys.db", journal_db=tmp_path / "j.db",
+                               **overrides)
+    store = KeyStore(settings.keys_db)
+    key = store.create(g.clients[0].pubkey)
+    store.close()
+    return ServerThread((create_app(settings, g.gateway, ws[:1]), 0)), key, settings
+
+
+def _wait_final(settings, job_id: str, timeout: float = 10.0) -> dict:
+    from decentral_chain.gateway.journal import Journal
+
+    deadline = time.monotonic() + timeout
+    while True:
+        journal = Journal(settings.journal_db)
+        row = journal.get(job_id)
+        journal.close()
+        if row and row["state"] in ("settled", "refunded") or time.monotonic() > deadline:
+            return row
+        time.sleep(0.05)
+
+
+def test_a_job_that_times_out_is_refunded_with_504(stack, workers, tmp_path):
+    server, key, settings = _second_gateway(stack, workers, tmp_path, job_timeout=0.05)
+    with server:
+        reply = httpx.post(f"{server.url()}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                           json={"model": MODEL, "messages": ASK, "max_tokens": 400}, timeout=30)
+        assert reply.status_code == 504 and reply.json()["error"]["code"] == "job_timed_out"
+        job_id = reply.headers["x-decentral-job-id"]
+        row = _wait_final(settings, job_id)
+    assert row["state"] == "refunded"
+
+    async def job():
+        async with EscrowClient(stack["rpc"]) as escrow:
+            return await escrow.get_job(uuid.UUID(job_id).bytes)
+
+    assert asyncio.run(job()) is None  # closed on chain: the locked credits are free again
+
+
+def test_a_client_leaving_mid_stream_pays_only_for_what_it_was_sent(stack, workers, tmp_path):
+    server, key, settings = _second_gateway(stack, workers, tmp_path)
+    with server:
+        with httpx.stream("POST", f"{server.url()}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                          json={"model": MODEL, "messages": ASK, "max_tokens": 400, "stream": True,
+                                "temperature": 0.9}, timeout=30) as response:
+            job_id = response.headers["x-decentral-job-id"]
+            lines = response.iter_lines()
+            received = [next(lines) for _ in range(3)]  # three events, then the client goes away
+        assert all(line.startswith("data: ") or line == "" for line in received)
+        row = _wait_final(settings, job_id)
+    assert row["state"] == "settled", row
+    assert 1 <= row["completion_tokens"] < 400
+    assert row["cost"] < row["amount"]

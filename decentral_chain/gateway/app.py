@@ -60,7 +60,8 @@ class GatewaySettings(BaseModel):
     price_per_1k_prompt: int = Field(default=100, ge=0, description="Credits per 1,000 prompt tokens")
     price_per_1k_completion: int = Field(default=200, ge=0, description="Credits per 1,000 completion tokens")
     default_max_tokens: int = Field(default=256, ge=1)
-    job_timeout: float = Field(default=120.0, gt=0, description="Seconds before a job is refunded (504)")
+    job_timeout: float = Field(default=120.0, gt=0, description="Seconds of inference before a job is refunded (504)")
+    confirm_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a transaction to confirm")
     keys_db: Path = Field(description="SQLite file of hashed API keys")
     journal_db: Path = Field(description="SQLite file of the job journal")
 
@@ -183,7 +184,7 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
     pending = await state.escrow.prepare_lock_job(state.gateway, client, job_id, ceiling, worker.wallet)
     state.journal.open(str(uuid.UUID(bytes=job_id)), str(client), str(worker.wallet), ceiling, str(pending.signature))
     await state.escrow.submit(pending, skip_preflight=True)
-    confirm = asyncio.create_task(state.escrow.confirm(pending.signature, timeout=state.settings.job_timeout,
+    confirm = asyncio.create_task(state.escrow.confirm(pending.signature, timeout=state.settings.confirm_timeout,
                                                        last_valid_block_height=pending.last_valid_block_height))
     state.journal.update(str(uuid.UUID(bytes=job_id)), "locked")
     return Job(job_id, worker, client, ceiling, str(pending.signature), confirm), free - ceiling
@@ -217,7 +218,7 @@ async def _send_settlement(state: State, job_uuid: str, job_id: bytes, client: P
 
 async def _confirm_settlement(state: State, job_uuid: str, pending: Any) -> None:
     try:
-        await state.escrow.confirm(pending.signature, timeout=state.settings.job_timeout,
+        await state.escrow.confirm(pending.signature, timeout=state.settings.confirm_timeout,
                                    last_valid_block_height=pending.last_valid_block_height)
         state.journal.update(job_uuid, "settled")
     except DecentralError as exc:
@@ -449,7 +450,7 @@ def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker
             finally:
                 for task in list(state.background):
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(task, timeout=settings.job_timeout)
+                        await asyncio.wait_for(task, timeout=settings.confirm_timeout)
                 state.keys.close()
                 state.journal.close()
 
