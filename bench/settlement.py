@@ -100,7 +100,9 @@ def cold_start_once() -> float:
         net.close()
 
 
-async def throughput(net: LaunchedLocalnet) -> float:
+async def settle_jobs(net: LaunchedLocalnet, count: int, concurrency: int) -> list[tuple[bytes, str, str]]:
+    """Lock and settle ``count`` jobs (client, gateway and worker of the launched localnet),
+    ``concurrency`` in flight; returns (job id, lock signature, settlement signature) each."""
     addresses = json.loads((net.keys / "addresses.json").read_text())
     client = read_keypair(net.keys / "client-keypair.json")
     gateway = read_keypair(net.keys / "gateway-keypair.json")
@@ -109,19 +111,24 @@ async def throughput(net: LaunchedLocalnet) -> float:
     async with EscrowClient(net.url, poll_interval=0.005, skip_preflight=True) as escrow:
         await escrow.deposit(client, 500 * USDC)
         await escrow.get_config()
-        sem = asyncio.Semaphore(CONCURRENCY)
+        sem = asyncio.Semaphore(concurrency)
 
-        async def one_job() -> None:
+        async def one_job() -> tuple[bytes, str, str]:
             async with sem:
                 job_id = new_job_id()
-                await escrow.lock_job(gateway, client.pubkey(), job_id, 1000, worker)
-                await escrow.settle_job(gateway, job_id, cost=700, result_hash=bytes(32), prompt_tokens=1,
-                                        completion_tokens=1, worker_token=worker_token, client=client.pubkey(),
-                                        payer=gateway.pubkey())
+                lock = await escrow.lock_job(gateway, client.pubkey(), job_id, 1000, worker)
+                end = await escrow.settle_job(gateway, job_id, cost=700, result_hash=bytes(32), prompt_tokens=1,
+                                              completion_tokens=1, worker_token=worker_token,
+                                              client=client.pubkey(), payer=gateway.pubkey())
+                return job_id, str(lock), str(end)
 
-        start = time.monotonic()
-        await asyncio.gather(*(one_job() for _ in range(JOBS)))
-        return JOBS / (time.monotonic() - start)
+        return await asyncio.gather(*(one_job() for _ in range(count)))
+
+
+async def throughput(net: LaunchedLocalnet) -> float:
+    start = time.monotonic()
+    await settle_jobs(net, JOBS, CONCURRENCY)
+    return JOBS / (time.monotonic() - start)
 
 
 def measure() -> dict:

@@ -26,13 +26,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from settlement import LaunchedLocalnet  # noqa: E402
-from solders.pubkey import Pubkey  # noqa: E402
+from settlement import LaunchedLocalnet, settle_jobs  # noqa: E402
 
-from decentral_chain.client import EscrowClient  # noqa: E402
-from decentral_chain.localnet.genesis import USDC  # noqa: E402
-from decentral_chain.localnet.keys import read_keypair  # noqa: E402
-from decentral_chain.pda import new_job_id  # noqa: E402
 from decentral_chain.receipts import Receipt  # noqa: E402
 from decentral_chain.verify import Verifier, verify_batch, verify_receipt  # noqa: E402
 
@@ -41,27 +36,10 @@ SEQUENTIAL_SAMPLE = 100
 
 
 async def make_receipts(net: LaunchedLocalnet) -> list[Receipt]:
-    addresses = json.loads((net.keys / "addresses.json").read_text())
-    client = read_keypair(net.keys / "client-keypair.json")
-    gateway = read_keypair(net.keys / "gateway-keypair.json")
-    worker = Pubkey.from_string(addresses["workers"][0]["wallet"])
-    worker_token = Pubkey.from_string(addresses["workers"][0]["token"])
-    async with EscrowClient(net.url, poll_interval=0.005, skip_preflight=True) as escrow:
-        await escrow.deposit(client, 500 * USDC)
-        await escrow.get_config()
-        sem = asyncio.Semaphore(128)
-
-        async def one() -> Receipt:
-            async with sem:
-                job_id = new_job_id()
-                lock = await escrow.lock_job(gateway, client.pubkey(), job_id, 1000, worker)
-                end = await escrow.settle_job(gateway, job_id, cost=700, result_hash=bytes(32), prompt_tokens=1,
-                                              completion_tokens=1, worker_token=worker_token,
-                                              client=client.pubkey(), payer=gateway.pubkey())
-                return Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end),
-                               worker=str(worker), cost=700)
-
-        return await asyncio.gather(*(one() for _ in range(RECEIPTS)))
+    worker = json.loads((net.keys / "addresses.json").read_text())["workers"][0]["wallet"]
+    jobs = await settle_jobs(net, RECEIPTS, 128)
+    return [Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=lock, settlement_tx=end, worker=worker, cost=700)
+            for job_id, lock, end in jobs]
 
 
 async def sequential(url: str, receipts: list[Receipt]) -> float:

@@ -129,20 +129,26 @@ def credits(ctx: click.Context, rpc_url: str, keypair_path: Path | None, as_json
     ctx.obj = ChainOptions(rpc_url, keypair_path, as_json)
 
 
+def _move_credits(opts: ChainOptions, amount: int, direction: str) -> None:
+    """deposit or withdraw AMOUNT for the keypair's wallet, then show its credits."""
+    owner = opts.keypair("client")
+
+    async def action(escrow: EscrowClient) -> dict[str, Any]:
+        move = escrow.deposit if direction == "deposited" else escrow.withdraw
+        sig = await move(owner, amount)
+        c = await escrow.get_credits(owner.pubkey())
+        return {"signature": str(sig), "owner": str(owner.pubkey()), direction: usdc(amount),
+                "free": usdc(c.free if c else 0), "locked": usdc(c.locked if c else 0)}
+
+    run(opts, action, "deposit" if direction == "deposited" else "withdraw")
+
+
 @credits.command("deposit")
 @click.argument("amount", callback=parse_usdc)
 @pass_options
 def credits_deposit(opts: ChainOptions, amount: int) -> None:
     """Move AMOUNT USDC from your token account into the escrow."""
-    owner = opts.keypair("client")
-
-    async def action(escrow: EscrowClient) -> dict[str, Any]:
-        sig = await escrow.deposit(owner, amount)
-        c = await escrow.get_credits(owner.pubkey())
-        return {"signature": str(sig), "owner": str(owner.pubkey()), "deposited": usdc(amount),
-                "free": usdc(c.free if c else 0), "locked": usdc(c.locked if c else 0)}
-
-    run(opts, action, "deposit")
+    _move_credits(opts, amount, "deposited")
 
 
 @credits.command("withdraw")
@@ -150,15 +156,7 @@ def credits_deposit(opts: ChainOptions, amount: int) -> None:
 @pass_options
 def credits_withdraw(opts: ChainOptions, amount: int) -> None:
     """Move AMOUNT USDC of free credits back to your token account."""
-    owner = opts.keypair("client")
-
-    async def action(escrow: EscrowClient) -> dict[str, Any]:
-        sig = await escrow.withdraw(owner, amount)
-        c = await escrow.get_credits(owner.pubkey())
-        return {"signature": str(sig), "owner": str(owner.pubkey()), "withdrawn": usdc(amount),
-                "free": usdc(c.free if c else 0), "locked": usdc(c.locked if c else 0)}
-
-    run(opts, action, "withdraw")
+    _move_credits(opts, amount, "withdrawn")
 
 
 @credits.command("balance")
