@@ -45,3 +45,11 @@ def test_verify_json_has_exactly_the_keys():
     report = json.loads(proc.stdout)
     assert set(report) == {"receipts_per_s", "sequential_per_s"}
     assert report["receipts_per_s"] > 0 and report["sequential_per_s"] > 0
+
+
+def test_gateway_json_has_exactly_the_keys():
+    proc = subprocess.run([sys.executable, str(BENCH.parent / "gateway.py"), "--json"], capture_output=True,
+                          text=True, check=True, timeout=300)
+    report = json.loads(proc.stdout)
+    assert set(report) == {"added_latency_ms_p50", "tokens_per_s_ratio", "jobs_per_s_8_clients"}
+    assert report["tokens_per_s_ratio"] > 0 and report["jobs_per_s_8_clients"] > 0

@@ -133,13 +133,19 @@ def _llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]
     return kwargs
 
 
+_FORMATTERS: dict[int, Any] = {}
+
+
 def _prompt_tokens(llama: Any, messages: list[dict[str, str]]) -> int:
-    """Tokens of the chat-formatted prompt, with the model's own template."""
+    """Tokens of the chat-formatted prompt, with the model's own template (compiled once
+    per model instance; this runs on the worker's own thread)."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     template = llama.metadata.get("tokenizer.chat_template")
     if template:
-        formatter = Jinja2ChatFormatter(template, eos_token="", bos_token="")
+        formatter = _FORMATTERS.get(id(llama))
+        if formatter is None:
+            formatter = _FORMATTERS[id(llama)] = Jinja2ChatFormatter(template, eos_token="", bos_token="")
         text = formatter(messages=messages).prompt
     else:
         text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
@@ -167,14 +173,20 @@ class Job:
 async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompletionRequest,
                     kwargs: dict[str, Any]) -> tuple[Job, int]:
     """Price the ceiling, check credits, lock (submitted, confirming in the background)."""
-    prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
+    credits_read = asyncio.create_task(state.escrow.get_credits(client))  # while the prompt is counted
+    try:
+        prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
+    except BaseException:
+        credits_read.cancel()
+        raise
     room = worker.context_length - prompt_tokens
     if room <= 0:
+        credits_read.cancel()
         raise gw.InvalidRequest(f"messages: the prompt has {prompt_tokens} tokens, the context {worker.context_length}",
                                 param="messages")
     kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
     ceiling = max(1, price(state.settings, prompt_tokens, kwargs["max_tokens"]))
-    credits = await state.escrow.get_credits(client)
+    credits = await credits_read
     free = credits.free if credits else 0
     if free < ceiling:
         raise gw.InsufficientCredits(f"This request needs up to {ceiling} credits; {free} are free. "
@@ -183,9 +195,13 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
     job_id = new_job_id(state.escrow.program_id)
     pending = await state.escrow.prepare_lock_job(state.gateway, client, job_id, ceiling, worker.wallet)
     state.journal.open(str(uuid.UUID(bytes=job_id)), str(client), str(worker.wallet), ceiling, str(pending.signature))
-    await state.escrow.submit(pending, skip_preflight=True)
-    confirm = asyncio.create_task(state.escrow.confirm(pending.signature, timeout=state.settings.confirm_timeout,
-                                                       last_valid_block_height=pending.last_valid_block_height))
+
+    async def submit_and_confirm() -> None:  # runs while the model does; settlement waits for it
+        await state.escrow.submit(pending, skip_preflight=True)
+        await state.escrow.confirm(pending.signature, timeout=state.settings.confirm_timeout,
+                                   last_valid_block_height=pending.last_valid_block_height)
+
+    confirm = asyncio.create_task(submit_and_confirm())
     state.journal.update(str(uuid.UUID(bytes=job_id)), "locked")
     return Job(job_id, worker, client, ceiling, str(pending.signature), confirm), free - ceiling
 
@@ -211,6 +227,8 @@ async def _send_settlement(state: State, job_uuid: str, job_id: bytes, client: P
                           program_id=state.escrow.program_id)
     pending = await state.escrow.prepare([ix], state.gateway)
     state.journal.update(job_uuid, "settling", settlement_tx=str(pending.signature))
+    # sent before the response, so a receipt is checkable the moment the client has it;
+    # confirmation goes on in the background
     await state.escrow.submit(pending, skip_preflight=True)
     state.spawn(_confirm_settlement(state, job_uuid, pending))
     return str(pending.signature), cost
