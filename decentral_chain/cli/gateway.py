@@ -65,7 +65,8 @@ def gateway(ctx: click.Context, host: str, port: int, rpc_url: str, model_path: 
     path = model_path or default_model_path()
     workers = [Worker(WorkerSpec(f"worker-{i + 1}", path, wallets[i], n_ctx=n_ctx)).start() for i in range(n_workers)]
     keys_db = Path(os.environ.get("DECENTRAL_GATEWAY_KEYS_DB", KEYS_DB))
-    settings = GatewaySettings(model_name=model_name, rpc_url=rpc_url, keys_db=keys_db, journal_db=JOURNAL_DB,
+    journal_db = Path(os.environ.get("DECENTRAL_GATEWAY_JOURNAL_DB", JOURNAL_DB))
+    settings = GatewaySettings(model_name=model_name, rpc_url=rpc_url, keys_db=keys_db, journal_db=journal_db,
                                price_per_1k_prompt=price_prompt, price_per_1k_completion=price_completion)
     app = create_app(settings, read_keypair(gateway_keypair), workers)
     click.echo(f"gateway on http://{host}:{port}/v1 ({n_workers} worker(s), model {model_name})", err=True)

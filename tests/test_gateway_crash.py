@@ -1,0 +1,111 @@
+"""Crash safety: the gateway in a subprocess, killed with SIGKILL mid-stream, restarted.
+The job it left open is resolved at start and no credit is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+
+from decentral_chain.client import EscrowClient
+from decentral_chain.gateway.journal import Journal
+from decentral_chain.gateway.keys import KeyStore
+from decentral_chain.localnet.genesis import USDC
+from decentral_chain.localnet.keys import read_keypair
+from decentral_chain.localnet.server import free_port_pair
+
+CLI = [sys.executable, "-m", "decentral_chain.cli"]
+
+
+def wait_until(check, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except (httpx.TransportError, OSError, ValueError, KeyError):
+            pass
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_sigkill_mid_stream_then_restart_resolves_the_job(tmp_path):
+    rpc_port, gw_port = free_port_pair(), free_port_pair()
+    env = {**os.environ, "DECENTRAL_GATEWAY_KEYS_DB": str(tmp_path / "keys.db"),
+           "DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp_path / "journal.db")}
+    localnet = subprocess.Popen([*CLI, "localnet", "--port", str(rpc_port), "--keys-dir", str(tmp_path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    processes = [localnet]
+    try:
+        wait_until(lambda: json.loads((tmp_path / "addresses.json").read_text())["ready"])
+        addresses = json.loads((tmp_path / "addresses.json").read_text())
+        rpc = addresses["rpc_url"]
+        client = read_keypair(tmp_path / "client-keypair.json")
+        store = KeyStore(tmp_path / "keys.db")
+        key = store.create(client.pubkey())
+        store.close()
+
+        async def deposit():
+            async with EscrowClient(rpc) as escrow:
+                await escrow.deposit(client, 2 * USDC)
+
+        asyncio.run(deposit())
+        gateway_cmd = [*CLI, "gateway", "--port", str(gw_port), "--rpc-url", rpc, "--n-ctx", "512",
+                       "--gateway-keypair", str(tmp_path / "gateway-keypair.json"),
+                       "--worker-wallet", addresses["workers"][0]["wallet"]]
+        url = f"http://127.0.0.1:{gw_port}"
+
+        def start_gateway() -> subprocess.Popen:
+            proc = subprocess.Popen(gateway_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            processes.append(proc)
+            wait_until(lambda: httpx.get(f"{url}/health").status_code == 200)
+            return proc
+
+        gateway = start_gateway()
+        with httpx.stream("POST", f"{url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                          json={"model": "smollm2-135m-instruct", "max_tokens": 400, "stream": True,
+                                "messages": [{"role": "user", "content": "Tell me a long story."}]},
+                          timeout=60) as response:
+            job_id = response.headers["x-decentral-job-id"]
+            lines = response.iter_lines()
+            for _ in range(4):
+                next(lines)
+            gateway.send_signal(signal.SIGKILL)  # mid-stream, no chance to clean up
+            gateway.wait(timeout=30)
+        journal = Journal(tmp_path / "journal.db")
+        assert journal.get(job_id)["state"] not in ("settled", "refunded")  # left open by the crash
+        journal.close()
+
+        async def job_open():
+            async with EscrowClient(rpc) as escrow:
+                return await escrow.get_job(uuid.UUID(job_id).bytes), await escrow.get_credits(client.pubkey())
+
+        job, credits = asyncio.run(job_open())
+        assert job is not None and credits.locked > 0
+
+        start_gateway()  # recovery runs before the gateway serves
+        journal = Journal(tmp_path / "journal.db")
+        row = journal.get(job_id)
+        journal.close()
+        assert row["state"] == "refunded", row
+        job, credits = asyncio.run(job_open())
+        assert job is None and credits.locked == 0 and credits.free == 2 * USDC  # nothing lost
+
+        async def vault():
+            async with EscrowClient(rpc) as escrow:
+                cfg = await escrow.get_config()
+                return await escrow.token_balance(cfg.vault)
+
+        assert asyncio.run(vault()) == credits.free
+    finally:
+        for proc in processes:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
