@@ -160,10 +160,15 @@ class Job:
     amount: int
     lock_tx: str
     lock_confirmed: asyncio.Task
+    prompt_tokens: int  # counted once, for the ceiling; the same prompt is billed
 
     @property
     def uuid(self) -> str:
         return str(uuid.UUID(bytes=self.job_id))
+
+    def usage(self, completion_tokens: int) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": self.prompt_tokens + completion_tokens}
 
     def headers(self, credits_remaining: int) -> dict[str, str]:
         return {"x-decentral-job-id": self.uuid, "x-decentral-tx-signature": self.lock_tx,
@@ -203,7 +208,7 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
 
     confirm = asyncio.create_task(submit_and_confirm())
     state.journal.update(str(uuid.UUID(bytes=job_id)), "locked")
-    return Job(job_id, worker, client, ceiling, str(pending.signature), confirm), free - ceiling
+    return Job(job_id, worker, client, ceiling, str(pending.signature), confirm, prompt_tokens), free - ceiling
 
 
 async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -> tuple[str, int]:
@@ -325,9 +330,7 @@ async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining:
                 chunk = await anext(chunks, None)
             state.pool.release(worker)
             released = True
-            prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                     "total_tokens": prompt_tokens + completion_tokens}
+            usage = job.usage(completion_tokens)
             settlement, cost = await _settle(state, job, "".join(parts), usage)
             settled = True
             base = {"id": first["id"], "object": "chat.completion.chunk", "created": first["created"],
@@ -343,17 +346,15 @@ async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining:
                 await chunks.aclose()
                 if not released:
                     state.pool.release(worker)
-                state.spawn(_settle_partial(state, job, worker, kwargs, "".join(parts), completion_tokens))
+                state.spawn(_settle_partial(state, job, "".join(parts), completion_tokens))
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=job.headers(remaining))
 
 
-async def _settle_partial(state: State, job: Job, worker: Worker, kwargs: dict[str, Any], content: str,
-                          completion_tokens: int) -> None:
+async def _settle_partial(state: State, job: Job, content: str, completion_tokens: int) -> None:
     """A client that disconnected mid-stream pays for the tokens it was sent, no more."""
     try:
-        prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
-        await _settle(state, job, content, {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
+        await _settle(state, job, content, job.usage(completion_tokens))
     except DecentralError as exc:
         logger.error("partial settlement of %s failed: %s", job.uuid, exc)
 

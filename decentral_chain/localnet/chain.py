@@ -258,6 +258,11 @@ class LocalChain:
         acc = self.svm.get_account(key)
         return acc.lamports if acc is not None else 0
 
+    def token_balances(self, keys: list[Pubkey]) -> list[TokenBalance]:
+        """Token balances (with owner, mint, decimals) of those keys that are token accounts."""
+        with self.lock:
+            return self._token_balances(keys)
+
     def _token_balances(self, keys: list[Pubkey]) -> list[TokenBalance]:
         out = []
         for i, key in enumerate(keys):

@@ -393,7 +393,7 @@ def get_program_accounts(chain: LocalChain, params: list) -> Any:
 @method("getTokenAccountBalance")
 def get_token_account_balance(chain: LocalChain, params: list) -> dict:
     key = _pubkey(_param(params, 0))
-    balances = chain._token_balances([key])
+    balances = chain.token_balances([key])
     if not balances:
         raise RpcFailure(INVALID_PARAMS, "Invalid param: could not find account" if chain.get_account(key) is None
                          else "Invalid param: not a Token account")
