@@ -132,6 +132,18 @@ def chain(program_elf: bytes) -> Chain:
 
 
 @pytest.fixture
+def rpc_localnet(program_elf: bytes):
+    """A fresh chain served over JSON-RPC on loopback: (url, LocalChain, Genesis)."""
+    from decentral_chain.localnet.chain import LocalChain
+    from decentral_chain.localnet.server import ServerThread, create_app
+
+    g = build_genesis(program_elf)
+    chain = LocalChain.from_genesis(g)
+    with ServerThread((create_app(chain), 0)) as server:
+        yield server.url(), chain, g
+
+
+@pytest.fixture
 def raw_genesis(program_elf: bytes) -> Genesis:
     """Program deployed, mint and wallets ready, Config not initialized yet."""
     return build_genesis(program_elf, initialize=False)

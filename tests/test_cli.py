@@ -31,19 +31,15 @@ import uuid  # noqa: E402
 
 import pytest  # noqa: E402
 
-from decentral_chain.localnet.chain import LocalChain  # noqa: E402
-from decentral_chain.localnet.genesis import build_genesis  # noqa: E402
 from decentral_chain.localnet.keys import write_keypair  # noqa: E402
-from decentral_chain.localnet.server import ServerThread, create_app  # noqa: E402
 
 
 @pytest.fixture
-def live(program_elf, tmp_path):
-    g = build_genesis(program_elf)
+def live(rpc_localnet, tmp_path):
+    url, _, g = rpc_localnet
     write_keypair(tmp_path / "client.json", g.clients[0].keypair)
     write_keypair(tmp_path / "gateway.json", g.gateway)
-    with ServerThread((create_app(LocalChain.from_genesis(g)), 0)) as server:
-        yield server.url(), tmp_path, g
+    return url, tmp_path, g
 
 
 def decentral(*args: str) -> subprocess.CompletedProcess:

@@ -14,9 +14,7 @@ import pytest
 from solders.account import Account
 
 from decentral_chain.client import EscrowClient
-from decentral_chain.localnet.chain import LocalChain
-from decentral_chain.localnet.genesis import USDC, build_genesis
-from decentral_chain.localnet.server import ServerThread, create_app
+from decentral_chain.localnet.genesis import USDC
 from decentral_chain.pda import new_job_id, program_data_address
 from decentral_chain.receipts import Receipt
 
@@ -30,27 +28,24 @@ def decentral(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def live(program_elf, tmp_path):
-    g = build_genesis(program_elf)
-    chain = LocalChain.from_genesis(g)
-    with ServerThread((create_app(chain), 0)) as server:
-        url = server.url()
+def live(rpc_localnet, tmp_path):
+    url, chain, g = rpc_localnet
 
-        async def jobs() -> list[Receipt]:
-            out = []
-            async with EscrowClient(url) as escrow:
-                await escrow.deposit(g.clients[0].keypair, 10 * USDC)
-                for cost in (100_000, 200_000, 300_000):
-                    job_id = new_job_id()
-                    lock = await escrow.lock_job(g.gateway, g.clients[0].pubkey, job_id, USDC, g.workers[0].pubkey)
-                    end = await escrow.settle_job(g.gateway, job_id, cost=cost,
-                                                  result_hash=hashlib.sha256(RESPONSE).digest(), prompt_tokens=1,
-                                                  completion_tokens=2)
-                    out.append(Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end),
-                                       worker=str(g.workers[0].pubkey), cost=cost))
-            return out
+    async def jobs() -> list[Receipt]:
+        out = []
+        async with EscrowClient(url) as escrow:
+            await escrow.deposit(g.clients[0].keypair, 10 * USDC)
+            for cost in (100_000, 200_000, 300_000):
+                job_id = new_job_id()
+                lock = await escrow.lock_job(g.gateway, g.clients[0].pubkey, job_id, USDC, g.workers[0].pubkey)
+                end = await escrow.settle_job(g.gateway, job_id, cost=cost,
+                                              result_hash=hashlib.sha256(RESPONSE).digest(), prompt_tokens=1,
+                                              completion_tokens=2)
+                out.append(Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end),
+                                   worker=str(g.workers[0].pubkey), cost=cost))
+        return out
 
-        yield url, chain, asyncio.run(jobs()), tmp_path
+    return url, chain, asyncio.run(jobs()), tmp_path
 
 
 def test_verify_a_receipt_by_options_and_by_file(live):

@@ -15,22 +15,14 @@ from starlette.routing import Route
 from decentral_chain.client import BlockhashExpired, ConfirmationTimeout, EscrowClient
 from decentral_chain.errors import EscrowError, ProgramError, RpcError, RpcUnavailable
 from decentral_chain.instructions import build_deposit
-from decentral_chain.localnet.chain import MAX_BLOCKHASH_AGE, LocalChain
-from decentral_chain.localnet.genesis import USDC, build_genesis
-from decentral_chain.localnet.server import ServerThread, create_app
+from decentral_chain.localnet.chain import MAX_BLOCKHASH_AGE
+from decentral_chain.localnet.genesis import USDC
+from decentral_chain.localnet.server import ServerThread
 from decentral_chain.pda import new_job_id
 
 
-@pytest.fixture
-def net(program_elf):
-    g = build_genesis(program_elf)
-    chain = LocalChain.from_genesis(g)
-    with ServerThread((create_app(chain), 0)) as server:
-        yield server.url(), chain, g
-
-
-def test_full_job_lifecycle_with_typed_reads(net):
-    url, chain, g = net
+def test_full_job_lifecycle_with_typed_reads(rpc_localnet):
+    url, chain, g = rpc_localnet
     client, worker = g.clients[0], g.workers[0]
 
     async def run():
@@ -60,8 +52,8 @@ def test_full_job_lifecycle_with_typed_reads(net):
     asyncio.run(run())
 
 
-def test_program_errors_are_named_exceptions(net):
-    url, chain, g = net
+def test_program_errors_are_named_exceptions(rpc_localnet):
+    url, chain, g = rpc_localnet
     client, worker = g.clients[0], g.workers[0]
 
     async def run():
@@ -80,8 +72,8 @@ def test_program_errors_are_named_exceptions(net):
     asyncio.run(run())
 
 
-def test_expired_blockhash_is_resigned(net):
-    url, chain, g = net
+def test_expired_blockhash_is_resigned(rpc_localnet):
+    url, chain, g = rpc_localnet
     client = g.clients[0]
 
     class SlowSigner(EscrowClient):
@@ -114,8 +106,8 @@ def test_expired_blockhash_is_resigned(net):
     asyncio.run(run())
 
 
-def test_confirmation_has_an_explicit_deadline(net):
-    url, chain, g = net
+def test_confirmation_has_an_explicit_deadline(rpc_localnet):
+    url, chain, g = rpc_localnet
 
     async def run():
         async with EscrowClient(url) as escrow:

@@ -23,18 +23,8 @@ from solders.transaction import VersionedTransaction
 
 from decentral_chain.events import JobSettled, parse_events
 from decentral_chain.instructions import build_deposit, build_lock_job, build_settle_job
-from decentral_chain.localnet.chain import LocalChain
-from decentral_chain.localnet.genesis import USDC, build_genesis
-from decentral_chain.localnet.server import ServerThread, create_app
+from decentral_chain.localnet.genesis import USDC
 from decentral_chain.pda import new_job_id
-
-
-@pytest.fixture
-def localnet(program_elf):
-    g = build_genesis(program_elf)
-    chain = LocalChain.from_genesis(g)
-    with ServerThread((create_app(chain), 0)) as server:
-        yield server.url(), chain, g
 
 
 def rpc(url: str, method: str, params: list | None = None) -> dict:
@@ -49,8 +39,8 @@ async def send_signed(client: AsyncClient, ixs, payer: Keypair, *signers: Keypai
     return sig
 
 
-def test_solana_py_transfers_and_reads_back(localnet):
-    url, chain, g = localnet
+def test_solana_py_transfers_and_reads_back(rpc_localnet):
+    url, chain, g = rpc_localnet
 
     async def run():
         async with AsyncClient(url) as client:
@@ -76,8 +66,8 @@ def test_solana_py_transfers_and_reads_back(localnet):
     asyncio.run(run())
 
 
-def test_escrow_settlement_through_solana_py_reports_token_balances(localnet):
-    url, chain, g = localnet
+def test_escrow_settlement_through_solana_py_reports_token_balances(rpc_localnet):
+    url, chain, g = rpc_localnet
     client_wallet, worker = g.clients[0], g.workers[0]
 
     async def run():
@@ -108,8 +98,8 @@ def test_escrow_settlement_through_solana_py_reports_token_balances(localnet):
     asyncio.run(run())
 
 
-def test_failed_escrow_transaction_is_a_preflight_error_with_logs(localnet):
-    url, chain, g = localnet
+def test_failed_escrow_transaction_is_a_preflight_error_with_logs(rpc_localnet):
+    url, chain, g = rpc_localnet
     worker = g.workers[0]
 
     async def run():
@@ -130,8 +120,8 @@ def test_failed_escrow_transaction_is_a_preflight_error_with_logs(localnet):
     asyncio.run(run())
 
 
-def test_bad_input_gets_json_rpc_errors_and_the_server_keeps_serving(localnet):
-    url, chain, g = localnet
+def test_bad_input_gets_json_rpc_errors_and_the_server_keeps_serving(rpc_localnet):
+    url, chain, g = rpc_localnet
     assert httpx.post(url, content=b"{not json").json()["error"]["code"] == -32700
     assert rpc(url, "getEverything")["error"]["code"] == -32601
     assert rpc(url, "getBalance", ["not-a-key"])["error"]["code"] == -32602
@@ -150,8 +140,8 @@ def test_bad_input_gets_json_rpc_errors_and_the_server_keeps_serving(localnet):
     assert rpc(url, "getHealth")["result"] == "ok"
 
 
-def test_slots_advance_and_old_blockhashes_stay_valid(localnet):
-    url, chain, g = localnet
+def test_slots_advance_and_old_blockhashes_stay_valid(rpc_localnet):
+    url, chain, g = rpc_localnet
     first = rpc(url, "getLatestBlockhash")["result"]["value"]["blockhash"]
     slot = rpc(url, "getSlot")["result"]
     time.sleep(1.0)  # 400 ms slots
@@ -160,9 +150,9 @@ def test_slots_advance_and_old_blockhashes_stay_valid(localnet):
     assert rpc(url, "isBlockhashValid", [first])["result"]["value"] is True
 
 
-def test_every_read_method_parses_in_solana_py(localnet):
+def test_every_read_method_parses_in_solana_py(rpc_localnet):
     """solana-py parses each answer with solders' strict response types."""
-    url, chain, g = localnet
+    url, chain, g = rpc_localnet
     from solana.rpc.types import DataSliceOpts, MemcmpOpts, TokenAccountOpts
 
     from decentral_chain.abi import CREDITS, PROGRAM_ID
@@ -228,15 +218,15 @@ def test_every_read_method_parses_in_solana_py(localnet):
     asyncio.run(run())
 
 
-def test_missing_block_is_a_block_not_available_error(localnet):
-    url, chain, g = localnet
+def test_missing_block_is_a_block_not_available_error(rpc_localnet):
+    url, chain, g = rpc_localnet
     reply = rpc(url, "getBlock", [10**9])
     assert reply["error"]["code"] == -32004
     assert rpc(url, "getBlockTime", [10**9])["error"]["code"] == -32004
 
 
-def test_a_forged_signature_is_refused_with_and_without_preflight(localnet):
-    url, chain, g = localnet
+def test_a_forged_signature_is_refused_with_and_without_preflight(rpc_localnet):
+    url, chain, g = rpc_localnet
     msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=g.admin.pubkey(),
                                                               to_pubkey=Keypair().pubkey(), lamports=1))],
                                      g.admin.pubkey(), chain.latest_blockhash[0])
@@ -249,8 +239,8 @@ def test_a_forged_signature_is_refused_with_and_without_preflight(localnet):
     assert good.signatures[0] not in chain.history and forged.signatures[0] not in chain.history
 
 
-def test_base58_sends_paging_and_block_details(localnet):
-    url, chain, g = localnet
+def test_base58_sends_paging_and_block_details(rpc_localnet):
+    url, chain, g = rpc_localnet
     import based58
 
     sigs = []

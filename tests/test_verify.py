@@ -23,8 +23,7 @@ from decentral_chain.client import EscrowClient
 from decentral_chain.errors import DecodeError, ProgramError
 from decentral_chain.instructions import build_lock_job, build_settle_job
 from decentral_chain.localnet.chain import LocalChain
-from decentral_chain.localnet.genesis import USDC, build_genesis
-from decentral_chain.localnet.server import ServerThread, create_app
+from decentral_chain.localnet.genesis import USDC
 from decentral_chain.pda import new_job_id
 from decentral_chain.receipts import Receipt, load_jsonl
 from decentral_chain.sbpf.build import compile_object
@@ -66,13 +65,10 @@ class Net:
 
 
 @pytest.fixture
-def net(program_elf):
-    g = build_genesis(program_elf, clients=1)
-    chain = LocalChain.from_genesis(g)
-    with ServerThread((create_app(chain), 0)) as server:
-        n = Net(server.url(), chain, g)
-        n.run(_deposit(n))
-        yield n
+def net(rpc_localnet):
+    n = Net(*rpc_localnet)
+    n.run(_deposit(n))
+    return n
 
 
 async def _deposit(n: Net) -> None:
