@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from decentral_chain.abi import INSTRUCTIONS
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "compute_units.py"
@@ -29,27 +31,16 @@ def test_compute_units_json_has_exactly_the_keys_and_meets_the_cu_targets():
                                      ).stat().st_size
 
 
-def test_settlement_json_has_exactly_the_keys():
-    """Timing targets live in the benchmark, not here: only the report's shape is asserted."""
-    bench = BENCH.parent / "settlement.py"
-    proc = subprocess.run([sys.executable, str(bench), "--json"], capture_output=True, text=True, check=True,
-                          timeout=300)
+@pytest.mark.parametrize("script,keys", [
+    ("settlement.py", {"cold_start_s", "jobs_per_s"}),
+    ("verify.py", {"receipts_per_s", "sequential_per_s"}),
+    ("gateway.py", {"added_latency_ms_p50", "tokens_per_s_ratio", "jobs_per_s_8_clients"}),
+])
+def test_timing_benchmark_json_has_exactly_its_keys(script, keys):
+    """Timing targets live in the benchmarks, not here: only each report's shape is asserted."""
+    proc = subprocess.run([sys.executable, str(BENCH.parent / script), "--json"], capture_output=True, text=True,
+                          check=True, timeout=300)
     report = json.loads(proc.stdout)
-    assert set(report) == {"cold_start_s", "jobs_per_s"}
-    assert report["cold_start_s"] > 0 and report["jobs_per_s"] > 0
-
-
-def test_verify_json_has_exactly_the_keys():
-    proc = subprocess.run([sys.executable, str(BENCH.parent / "verify.py"), "--json"], capture_output=True,
-                          text=True, check=True, timeout=300)
-    report = json.loads(proc.stdout)
-    assert set(report) == {"receipts_per_s", "sequential_per_s"}
-    assert report["receipts_per_s"] > 0 and report["sequential_per_s"] > 0
-
-
-def test_gateway_json_has_exactly_the_keys():
-    proc = subprocess.run([sys.executable, str(BENCH.parent / "gateway.py"), "--json"], capture_output=True,
-                          text=True, check=True, timeout=300)
-    report = json.loads(proc.stdout)
-    assert set(report) == {"added_latency_ms_p50", "tokens_per_s_ratio", "jobs_per_s_8_clients"}
-    assert report["tokens_per_s_ratio"] > 0 and report["jobs_per_s_8_clients"] > 0
+    assert set(report) == keys
+    assert all(isinstance(v, (int, float)) for v in report.values())
+    assert all(report[k] > 0 for k in keys if k != "added_latency_ms_p50")  # a difference may be negative
