@@ -23,8 +23,8 @@ DEPLOY_PATH = ROOT / "target" / "deploy" / "decentral_escrow.so"
 CFLAGS = (
     "-target", "bpfel-freestanding",
     "-mcpu=v2",  # v3 is rejected at deploy (unknown opcode 0x16)
-    "-Os",
-    "-mllvm", "-inline-threshold=0",  # smallest code: helpers stay out of line (~60 CU per ix)
+    "-O2",
+    "-mllvm", "-inline-threshold=-50",  # helpers stay out of line: -O2 with this is smaller than -Os/-Oz
     "-ffreestanding",
     "-fno-builtin",
     "-fno-unwind-tables",

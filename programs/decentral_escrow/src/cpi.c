@@ -83,24 +83,33 @@ typedef struct {
   const SolSignerSeeds *signer;
 } CreatePda;
 
-/* System instruction data: u32 tag (< 256), then the fields the tag takes, little endian. */
+/* System instruction data: u32 tag, then the fields the tag takes, little endian like sBPF.
+ * Built in u32 words, so the u64 fields at byte 4 are two aligned stores each:
+ *   CreateAccount: lamports, space, owner    Transfer: lamports
+ *   Allocate:      space                     Assign:   owner */
+static void put_u64(uint32_t *w, uint64_t v) {
+  w[0] = (uint32_t)v;
+  w[1] = (uint32_t)(v >> 32);
+}
+
 static uint64_t invoke_system(const CreatePda *c, uint32_t tag, uint64_t lamports) {
-  uint8_t data[52];
-  uint64_t len = 4;
-  sol_memset_(data, 0, 4);
-  data[0] = (uint8_t)tag;
+  uint32_t w[13];
+  uint32_t *at = w + 1;
+  w[0] = tag;
   if (tag == SYS_CREATE_ACCOUNT || tag == SYS_TRANSFER) {
-    sol_memcpy_(data + len, &lamports, 8); /* sBPF is little endian, like the wire */
-    len += 8;
+    put_u64(at, lamports);
+    at += 2;
   }
   if (tag == SYS_CREATE_ACCOUNT || tag == SYS_ALLOCATE) {
-    sol_memcpy_(data + len, &c->space, 8);
-    len += 8;
+    put_u64(at, c->space);
+    at += 2;
   }
   if (tag == SYS_CREATE_ACCOUNT || tag == SYS_ASSIGN) {
-    sol_memcpy_(data + len, c->owner->x, 32);
-    len += 32;
+    mem_copy(at, c->owner->x, 32);
+    at += 8;
   }
+  const uint8_t *data = (const uint8_t *)w;
+  uint64_t len = (uint64_t)((const uint8_t *)at - data);
   Cpi cpi = {&SYSTEM_PROGRAM_ID, c->signer, data, len, 2, {c->payer, c->target},
              {CPI_WRITABLE | CPI_SIGNER, CPI_WRITABLE | CPI_SIGNER}};
   if (tag == SYS_TRANSFER) { /* payer -> target: only the payer signs */
@@ -158,7 +167,7 @@ static uint64_t token_transfer(SolAccountInfo *from, SolAccountInfo *to, SolAcco
                                uint64_t amount, const SolSignerSeeds *signer) {
   uint8_t data[9];
   data[0] = TOKEN_TRANSFER;
-  sol_memcpy_(data + 1, &amount, 8);
+  mem_copy(data + 1, &amount, 8);
   const Cpi cpi = {&TOKEN_PROGRAM_ID, signer, data, sizeof(data), 3, {from, to, authority},
                    {CPI_WRITABLE, CPI_WRITABLE, CPI_SIGNER}};
   return invoke(&cpi);
@@ -168,7 +177,7 @@ static uint64_t token_transfer(SolAccountInfo *from, SolAccountInfo *to, SolAcco
 static uint64_t token_initialize_account3(SolAccountInfo *account, SolAccountInfo *mint, const SolPubkey *owner) {
   uint8_t data[33];
   data[0] = TOKEN_INITIALIZE_ACCOUNT3;
-  sol_memcpy_(data + 1, owner->x, 32);
+  mem_copy(data + 1, owner->x, 32);
   const Cpi cpi = {&TOKEN_PROGRAM_ID, 0, data, sizeof(data), 2, {account, mint}, {CPI_WRITABLE, 0}};
   return invoke(&cpi);
 }
@@ -178,7 +187,7 @@ static uint64_t token_initialize_account3(SolAccountInfo *account, SolAccountInf
 static uint64_t close_account(SolAccountInfo *account, SolAccountInfo *destination) {
   TRY(checked_add(destination->lamports, *account->lamports));
   *account->lamports = 0;
-  sol_memset_(account->data, 0, account->data_len);
+  mem_zero(account->data, account->data_len);
   *account_len_slot(account) = 0;
   account->data_len = 0;
   *account->owner = SYSTEM_PROGRAM_ID;

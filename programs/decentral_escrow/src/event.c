@@ -4,13 +4,13 @@
 #include "escrow_abi.h"
 
 /* Copy the run of fields first..last of an account into the same-named run of an event:
- * one sol_memcpy_ instead of field-by-field copies; the layouts are checked at compile time. */
+ * one mem_copy instead of field-by-field copies; the layouts are checked at compile time. */
 #define COPY_RUN(ev, src, first, last)                                                           \
   do {                                                                                           \
     _Static_assert(offsetof(__typeof__(*(src)), last) - offsetof(__typeof__(*(src)), first) ==   \
                        offsetof(__typeof__(ev), last) - offsetof(__typeof__(ev), first),         \
                    "event run mirrors the account");                                             \
-    sol_memcpy_(&(ev).first, &(src)->first,                                                      \
+    mem_copy(&(ev).first, &(src)->first,                                                      \
                 offsetof(__typeof__(ev), last) + sizeof((ev).last) - offsetof(__typeof__(ev), first)); \
   } while (0)
 

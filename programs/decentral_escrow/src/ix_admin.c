@@ -68,7 +68,7 @@ static uint64_t process_accept_admin(SolParameters *p) {
   TRY(require_key(a.new_admin, &cfg->pending_admin, ERR_NOT_PENDING_ADMIN));
 
   pubkey_copy(&cfg->admin, &cfg->pending_admin);
-  sol_memset_(&cfg->pending_admin, 0, sizeof(SolPubkey));
+  mem_zero(&cfg->pending_admin, sizeof(SolPubkey));
   emit_config_updated(cfg);
   return 0;
 }

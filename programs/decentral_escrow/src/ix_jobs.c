@@ -32,7 +32,7 @@ static uint64_t process_lock_job(SolParameters *p) {
   TRY(init_pda(p, &init));
   Job *job = (Job *)a.job->data;
   job->discriminator = ACCOUNT_JOB;
-  sol_memcpy_(job->job_id, args.job_id, 16);
+  mem_copy(job->job_id, args.job_id, 16);
   pubkey_copy(&job->client, &credits->owner);
   pubkey_copy(&job->worker, &args.worker);
   pubkey_copy(&job->payer, a.gateway->key);
@@ -118,7 +118,7 @@ static uint64_t process_settle_job(SolParameters *p) {
   JobSettledEvent ev;
   ev.discriminator = EVENT_JOB_SETTLED;
   COPY_RUN(ev, job, job_id, worker);
-  sol_memcpy_(ev.result_hash, args.result_hash, 32);
+  mem_copy(ev.result_hash, args.result_hash, 32);
   ev.cost = args.cost;
   ev.fee = fee;
   ev.refunded = job->amount - args.cost;

@@ -35,7 +35,7 @@ static uint64_t read_args(const SolParameters *p, uint8_t *out, const ArgField *
     }
     if (left < f->size) return ERR_INVALID_INSTRUCTION_DATA;
     if ((f->flags & ARG_BOOL) && d[0] > 1) return ERR_INVALID_INSTRUCTION_DATA;
-    sol_memcpy_(out + f->offset, d, f->size);
+    mem_copy(out + f->offset, d, f->size);
     d += f->size;
     left -= f->size;
   }
