@@ -177,9 +177,9 @@ def _ix_c(ix: InstructionSpec) -> list[str]:
     lines.append("typedef union {")
     lines.append("  struct {")
     for acc in ix.accounts:
-        lines.append(f"    SolAccountInfo *{acc.name};")
+        lines.append(f"    SolAccount *{acc.name};")
     lines.append("  };")
-    lines.append(f"  SolAccountInfo *at[{U}_NUM_ACCOUNTS];")
+    lines.append(f"  SolAccount *at[{U}_NUM_ACCOUNTS];")
     lines.append(f"}} {P}Accounts;")
     flags = ", ".join(
         "|".join(f for f, on in (("ACC_SIGNER", acc.signer), ("ACC_WRITABLE", acc.writable)) if on) or "0"
@@ -201,7 +201,7 @@ def _ix_c(ix: InstructionSpec) -> list[str]:
                 abi.TOKEN_PROGRAM_ID: ("TOKEN_PROGRAM_ID", "ERR_INVALID_TOKEN_PROGRAM"),
                 abi.SYSTEM_PROGRAM_ID: ("SYSTEM_PROGRAM_ID", "ERR_INVALID_SYSTEM_PROGRAM"),
             }[acc.address]
-            lines.append(f"  if (!pubkey_eq(a->{acc.name}->key, &{const})) return {err};")
+            lines.append(f"  if (!pubkey_eq(&a->{acc.name}->key, &{const})) return {err};")
     if ix.args:
         lines.append(f"  return read_args(p, (uint8_t *)args, {U}_ARGS, {len(ix.args)});")
     else:
@@ -216,7 +216,7 @@ def render_ix_header() -> str:
     out.append(" * then every signer, then every writable account, each with its own error. */")
     out.append("#define ACC_SIGNER 1")
     out.append("#define ACC_WRITABLE 2")
-    out.append("static uint64_t bind_accounts(SolParameters *p, SolAccountInfo **at, const uint8_t *flags,")
+    out.append("static uint64_t bind_accounts(SolParameters *p, SolAccount **at, const uint8_t *flags,")
     out.append("                              uint64_t n);")
     out.append("")
     out.append("/* Borsh arguments, by read_args() (validate.c): Borsh and sBPF are both little endian, so")

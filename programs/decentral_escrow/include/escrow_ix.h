@@ -7,7 +7,7 @@
  * then every signer, then every writable account, each with its own error. */
 #define ACC_SIGNER 1
 #define ACC_WRITABLE 2
-static uint64_t bind_accounts(SolParameters *p, SolAccountInfo **at, const uint8_t *flags,
+static uint64_t bind_accounts(SolParameters *p, SolAccount **at, const uint8_t *flags,
                               uint64_t n);
 
 /* Borsh arguments, by read_args() (validate.c): Borsh and sBPF are both little endian, so
@@ -45,18 +45,18 @@ typedef struct { bool is_some; uint8_t value; } OptBool;
 #define INITIALIZE_NUM_ACCOUNTS 10
 typedef union {
   struct {
-    SolAccountInfo *admin;
-    SolAccountInfo *config;
-    SolAccountInfo *vault;
-    SolAccountInfo *mint;
-    SolAccountInfo *gateway;
-    SolAccountInfo *treasury;
-    SolAccountInfo *program;
-    SolAccountInfo *program_data;
-    SolAccountInfo *token_program;
-    SolAccountInfo *system_program;
+    SolAccount *admin;
+    SolAccount *config;
+    SolAccount *vault;
+    SolAccount *mint;
+    SolAccount *gateway;
+    SolAccount *treasury;
+    SolAccount *program;
+    SolAccount *program_data;
+    SolAccount *token_program;
+    SolAccount *system_program;
   };
-  SolAccountInfo *at[INITIALIZE_NUM_ACCOUNTS];
+  SolAccount *at[INITIALIZE_NUM_ACCOUNTS];
 } InitializeAccounts;
 static const uint8_t INITIALIZE_FLAGS[INITIALIZE_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0, 0, 0, 0, 0, 0, 0};
 typedef struct {
@@ -66,8 +66,8 @@ typedef struct {
 static const ArgField INITIALIZE_ARGS[2] = {{0, 2, offsetof(InitializeArgs, fee_bps), 0}, {0, 8, offsetof(InitializeArgs, refund_timeout), 0}};
 static uint64_t parse_initialize(SolParameters *p, InitializeAccounts *a, InitializeArgs *args) {
   TRY(bind_accounts(p, a->at, INITIALIZE_FLAGS, INITIALIZE_NUM_ACCOUNTS));
-  if (!pubkey_eq(a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
-  if (!pubkey_eq(a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
+  if (!pubkey_eq(&a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
+  if (!pubkey_eq(&a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
   return read_args(p, (uint8_t *)args, INITIALIZE_ARGS, 2);
 }
 
@@ -84,15 +84,15 @@ static uint64_t parse_initialize(SolParameters *p, InitializeAccounts *a, Initia
 #define DEPOSIT_NUM_ACCOUNTS 7
 typedef union {
   struct {
-    SolAccountInfo *owner;
-    SolAccountInfo *config;
-    SolAccountInfo *credits;
-    SolAccountInfo *source;
-    SolAccountInfo *vault;
-    SolAccountInfo *token_program;
-    SolAccountInfo *system_program;
+    SolAccount *owner;
+    SolAccount *config;
+    SolAccount *credits;
+    SolAccount *source;
+    SolAccount *vault;
+    SolAccount *token_program;
+    SolAccount *system_program;
   };
-  SolAccountInfo *at[DEPOSIT_NUM_ACCOUNTS];
+  SolAccount *at[DEPOSIT_NUM_ACCOUNTS];
 } DepositAccounts;
 static const uint8_t DEPOSIT_FLAGS[DEPOSIT_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0, 0};
 typedef struct {
@@ -101,8 +101,8 @@ typedef struct {
 static const ArgField DEPOSIT_ARGS[1] = {{0, 8, offsetof(DepositArgs, amount), 0}};
 static uint64_t parse_deposit(SolParameters *p, DepositAccounts *a, DepositArgs *args) {
   TRY(bind_accounts(p, a->at, DEPOSIT_FLAGS, DEPOSIT_NUM_ACCOUNTS));
-  if (!pubkey_eq(a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
-  if (!pubkey_eq(a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
+  if (!pubkey_eq(&a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
+  if (!pubkey_eq(&a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
   return read_args(p, (uint8_t *)args, DEPOSIT_ARGS, 1);
 }
 
@@ -118,14 +118,14 @@ static uint64_t parse_deposit(SolParameters *p, DepositAccounts *a, DepositArgs 
 #define WITHDRAW_NUM_ACCOUNTS 6
 typedef union {
   struct {
-    SolAccountInfo *owner;
-    SolAccountInfo *config;
-    SolAccountInfo *credits;
-    SolAccountInfo *destination;
-    SolAccountInfo *vault;
-    SolAccountInfo *token_program;
+    SolAccount *owner;
+    SolAccount *config;
+    SolAccount *credits;
+    SolAccount *destination;
+    SolAccount *vault;
+    SolAccount *token_program;
   };
-  SolAccountInfo *at[WITHDRAW_NUM_ACCOUNTS];
+  SolAccount *at[WITHDRAW_NUM_ACCOUNTS];
 } WithdrawAccounts;
 static const uint8_t WITHDRAW_FLAGS[WITHDRAW_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0};
 typedef struct {
@@ -134,7 +134,7 @@ typedef struct {
 static const ArgField WITHDRAW_ARGS[1] = {{0, 8, offsetof(WithdrawArgs, amount), 0}};
 static uint64_t parse_withdraw(SolParameters *p, WithdrawAccounts *a, WithdrawArgs *args) {
   TRY(bind_accounts(p, a->at, WITHDRAW_FLAGS, WITHDRAW_NUM_ACCOUNTS));
-  if (!pubkey_eq(a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
+  if (!pubkey_eq(&a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
   return read_args(p, (uint8_t *)args, WITHDRAW_ARGS, 1);
 }
 
@@ -149,13 +149,13 @@ static uint64_t parse_withdraw(SolParameters *p, WithdrawAccounts *a, WithdrawAr
 #define LOCK_JOB_NUM_ACCOUNTS 5
 typedef union {
   struct {
-    SolAccountInfo *gateway;
-    SolAccountInfo *config;
-    SolAccountInfo *credits;
-    SolAccountInfo *job;
-    SolAccountInfo *system_program;
+    SolAccount *gateway;
+    SolAccount *config;
+    SolAccount *credits;
+    SolAccount *job;
+    SolAccount *system_program;
   };
-  SolAccountInfo *at[LOCK_JOB_NUM_ACCOUNTS];
+  SolAccount *at[LOCK_JOB_NUM_ACCOUNTS];
 } LockJobAccounts;
 static const uint8_t LOCK_JOB_FLAGS[LOCK_JOB_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE, 0, ACC_WRITABLE, ACC_WRITABLE, 0};
 typedef struct {
@@ -166,7 +166,7 @@ typedef struct {
 static const ArgField LOCK_JOB_ARGS[3] = {{0, 16, offsetof(LockJobArgs, job_id), 0}, {0, 8, offsetof(LockJobArgs, amount), 0}, {0, 32, offsetof(LockJobArgs, worker), 0}};
 static uint64_t parse_lock_job(SolParameters *p, LockJobAccounts *a, LockJobArgs *args) {
   TRY(bind_accounts(p, a->at, LOCK_JOB_FLAGS, LOCK_JOB_NUM_ACCOUNTS));
-  if (!pubkey_eq(a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
+  if (!pubkey_eq(&a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
   return read_args(p, (uint8_t *)args, LOCK_JOB_ARGS, 3);
 }
 
@@ -185,17 +185,17 @@ static uint64_t parse_lock_job(SolParameters *p, LockJobAccounts *a, LockJobArgs
 #define SETTLE_JOB_NUM_ACCOUNTS 9
 typedef union {
   struct {
-    SolAccountInfo *gateway;
-    SolAccountInfo *config;
-    SolAccountInfo *job;
-    SolAccountInfo *credits;
-    SolAccountInfo *vault;
-    SolAccountInfo *worker_token;
-    SolAccountInfo *treasury;
-    SolAccountInfo *payer;
-    SolAccountInfo *token_program;
+    SolAccount *gateway;
+    SolAccount *config;
+    SolAccount *job;
+    SolAccount *credits;
+    SolAccount *vault;
+    SolAccount *worker_token;
+    SolAccount *treasury;
+    SolAccount *payer;
+    SolAccount *token_program;
   };
-  SolAccountInfo *at[SETTLE_JOB_NUM_ACCOUNTS];
+  SolAccount *at[SETTLE_JOB_NUM_ACCOUNTS];
 } SettleJobAccounts;
 static const uint8_t SETTLE_JOB_FLAGS[SETTLE_JOB_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0};
 typedef struct {
@@ -207,7 +207,7 @@ typedef struct {
 static const ArgField SETTLE_JOB_ARGS[4] = {{0, 8, offsetof(SettleJobArgs, cost), 0}, {0, 32, offsetof(SettleJobArgs, result_hash), 0}, {0, 4, offsetof(SettleJobArgs, prompt_tokens), 0}, {0, 4, offsetof(SettleJobArgs, completion_tokens), 0}};
 static uint64_t parse_settle_job(SolParameters *p, SettleJobAccounts *a, SettleJobArgs *args) {
   TRY(bind_accounts(p, a->at, SETTLE_JOB_FLAGS, SETTLE_JOB_NUM_ACCOUNTS));
-  if (!pubkey_eq(a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
+  if (!pubkey_eq(&a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
   return read_args(p, (uint8_t *)args, SETTLE_JOB_ARGS, 4);
 }
 
@@ -222,13 +222,13 @@ static uint64_t parse_settle_job(SolParameters *p, SettleJobAccounts *a, SettleJ
 #define REFUND_JOB_NUM_ACCOUNTS 5
 typedef union {
   struct {
-    SolAccountInfo *authority;
-    SolAccountInfo *config;
-    SolAccountInfo *job;
-    SolAccountInfo *credits;
-    SolAccountInfo *payer;
+    SolAccount *authority;
+    SolAccount *config;
+    SolAccount *job;
+    SolAccount *credits;
+    SolAccount *payer;
   };
-  SolAccountInfo *at[REFUND_JOB_NUM_ACCOUNTS];
+  SolAccount *at[REFUND_JOB_NUM_ACCOUNTS];
 } RefundJobAccounts;
 static const uint8_t REFUND_JOB_FLAGS[REFUND_JOB_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE};
 static uint64_t parse_refund_job(SolParameters *p, RefundJobAccounts *a) {
@@ -244,10 +244,10 @@ static uint64_t parse_refund_job(SolParameters *p, RefundJobAccounts *a) {
 #define UPDATE_CONFIG_NUM_ACCOUNTS 2
 typedef union {
   struct {
-    SolAccountInfo *admin;
-    SolAccountInfo *config;
+    SolAccount *admin;
+    SolAccount *config;
   };
-  SolAccountInfo *at[UPDATE_CONFIG_NUM_ACCOUNTS];
+  SolAccount *at[UPDATE_CONFIG_NUM_ACCOUNTS];
 } UpdateConfigAccounts;
 static const uint8_t UPDATE_CONFIG_FLAGS[UPDATE_CONFIG_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
 typedef struct {
@@ -271,11 +271,11 @@ static uint64_t parse_update_config(SolParameters *p, UpdateConfigAccounts *a, U
 #define SET_TREASURY_NUM_ACCOUNTS 3
 typedef union {
   struct {
-    SolAccountInfo *admin;
-    SolAccountInfo *config;
-    SolAccountInfo *treasury;
+    SolAccount *admin;
+    SolAccount *config;
+    SolAccount *treasury;
   };
-  SolAccountInfo *at[SET_TREASURY_NUM_ACCOUNTS];
+  SolAccount *at[SET_TREASURY_NUM_ACCOUNTS];
 } SetTreasuryAccounts;
 static const uint8_t SET_TREASURY_FLAGS[SET_TREASURY_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, 0};
 static uint64_t parse_set_treasury(SolParameters *p, SetTreasuryAccounts *a) {
@@ -291,10 +291,10 @@ static uint64_t parse_set_treasury(SolParameters *p, SetTreasuryAccounts *a) {
 #define PROPOSE_ADMIN_NUM_ACCOUNTS 2
 typedef union {
   struct {
-    SolAccountInfo *admin;
-    SolAccountInfo *config;
+    SolAccount *admin;
+    SolAccount *config;
   };
-  SolAccountInfo *at[PROPOSE_ADMIN_NUM_ACCOUNTS];
+  SolAccount *at[PROPOSE_ADMIN_NUM_ACCOUNTS];
 } ProposeAdminAccounts;
 static const uint8_t PROPOSE_ADMIN_FLAGS[PROPOSE_ADMIN_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
 typedef struct {
@@ -314,10 +314,10 @@ static uint64_t parse_propose_admin(SolParameters *p, ProposeAdminAccounts *a, P
 #define ACCEPT_ADMIN_NUM_ACCOUNTS 2
 typedef union {
   struct {
-    SolAccountInfo *new_admin;
-    SolAccountInfo *config;
+    SolAccount *new_admin;
+    SolAccount *config;
   };
-  SolAccountInfo *at[ACCEPT_ADMIN_NUM_ACCOUNTS];
+  SolAccount *at[ACCEPT_ADMIN_NUM_ACCOUNTS];
 } AcceptAdminAccounts;
 static const uint8_t ACCEPT_ADMIN_FLAGS[ACCEPT_ADMIN_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
 static uint64_t parse_accept_admin(SolParameters *p, AcceptAdminAccounts *a) {

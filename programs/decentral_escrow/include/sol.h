@@ -112,54 +112,51 @@ __attribute__((noinline)) static void mem_zero(void *dst, uint64_t n) { sol_mems
 #define MAX_PERMITTED_DATA_INCREASE (10 * 1024)
 #define NON_DUP_MARKER 0xff
 
+/* One account as the loader serialized it into the input buffer (aligned layout). The
+ * program reads and writes accounts in place, like Pinocchio: no copies, and the runtime
+ * reads lamports, data_len and data straight back from here. Duplicates point at the
+ * record of their first occurrence, so they alias exactly as the runtime means. */
 typedef struct {
-  SolAccountInfo ka[SOL_MAX_ACCOUNTS];
-  uint64_t ka_num; /* accounts stored in ka (extras beyond SOL_MAX_ACCOUNTS are skipped) */
+  uint8_t dup_marker; /* NON_DUP_MARKER: a unique account */
+  uint8_t is_signer;
+  uint8_t is_writable;
+  uint8_t executable;
+  uint8_t padding[4];
+  SolPubkey key;
+  SolPubkey owner;
+  uint64_t lamports;
+  uint64_t data_len; /* writing it shrinks (or grows, within the realloc room) the account */
+  uint8_t data[];    /* data_len bytes, 10 KiB realloc room, pad to 8, u64 rent_epoch */
+} SolAccount;
+_Static_assert(offsetof(SolAccount, key) == 8 && offsetof(SolAccount, data) == 88, "loader layout");
+
+typedef struct {
+  SolAccount *ka[SOL_MAX_ACCOUNTS];
+  uint64_t ka_num; /* accounts in ka (extras beyond SOL_MAX_ACCOUNTS are skipped) */
   const uint8_t *data;
   uint64_t data_len;
   const SolPubkey *program_id;
 } SolParameters;
 
-/* Parses the loader's aligned serialization:
- *   u64 n; per account: u8 dup (0xff unique, else index of the original) then, when
- *   unique: u8 signer, u8 writable, u8 executable, [4] pad, key[32], owner[32],
- *   u64 lamports, u64 data_len, data, 10 KiB realloc room, pad to 8, u64 rent_epoch;
- *   u64 ix_data_len, ix_data, program_id[32]. */
+/* Walks the loader's serialization: u64 n; per account either a full record (unique) or
+ * u8 index of the original + 7 bytes of padding; then u64 ix_data_len, ix_data,
+ * program_id[32]. */
 static void sol_deserialize(uint8_t *input, SolParameters *p) {
   uint64_t n = *(uint64_t *)input;
   input += 8;
-  uint64_t stored = 0;
   for (uint64_t i = 0; i < n; i++) {
-    uint8_t dup = input[0];
-    SolAccountInfo *ka = i < SOL_MAX_ACCOUNTS ? &p->ka[i] : 0;
-    if (dup == NON_DUP_MARKER) {
-      if (ka) {
-        ka->is_signer = input[1] != 0;
-        ka->is_writable = input[2] != 0;
-        ka->executable = input[3] != 0;
-        ka->key = (SolPubkey *)(input + 8);
-        ka->owner = (SolPubkey *)(input + 40);
-        ka->lamports = (uint64_t *)(input + 72);
-        ka->data_len = *(uint64_t *)(input + 80);
-        ka->data = input + 88;
-      }
-      uint64_t data_len = *(uint64_t *)(input + 80);
-      input += 88 + data_len + MAX_PERMITTED_DATA_INCREASE;
+    SolAccount *a = (SolAccount *)input;
+    if (a->dup_marker == NON_DUP_MARKER) {
+      input += sizeof(SolAccount) + a->data_len + MAX_PERMITTED_DATA_INCREASE + 8;
       input = (uint8_t *)(((uint64_t)input + 7) & ~(uint64_t)7);
-      if (ka) ka->rent_epoch = *(uint64_t *)input;
-      input += 8;
     } else {
-      if (ka) *ka = p->ka[dup]; /* same pointers: a duplicate has the same key */
       input += 8;
+      if (i < SOL_MAX_ACCOUNTS) a = p->ka[a->dup_marker]; /* always an earlier index */
     }
-    if (ka) stored++;
+    if (i < SOL_MAX_ACCOUNTS) p->ka[i] = a;
   }
-  p->ka_num = stored;
+  p->ka_num = n < SOL_MAX_ACCOUNTS ? n : SOL_MAX_ACCOUNTS;
   p->data_len = *(uint64_t *)input;
   p->data = input + 8;
   p->program_id = (const SolPubkey *)(input + 8 + p->data_len);
 }
-
-/* The serialized data length sits right before the data: the runtime reads it back, so
- * writing it shrinks (or grows, within the realloc room) the account. */
-static inline uint64_t *account_len_slot(const SolAccountInfo *a) { return (uint64_t *)(a->data - 8); }

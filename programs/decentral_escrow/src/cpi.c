@@ -55,7 +55,7 @@ typedef struct {
   const uint8_t *data;
   uint64_t data_len;
   uint64_t n;
-  SolAccountInfo *accounts[3];
+  SolAccount *accounts[3];
   uint8_t flags[3];
 } Cpi;
 
@@ -63,10 +63,13 @@ static uint64_t invoke(const Cpi *c) {
   SolAccountMeta metas[3];
   SolAccountInfo infos[3];
   for (uint64_t i = 0; i < c->n; i++) {
-    metas[i].pubkey = c->accounts[i]->key;
+    SolAccount *a = c->accounts[i];
+    metas[i].pubkey = &a->key;
     metas[i].is_writable = (c->flags[i] & CPI_WRITABLE) != 0;
     metas[i].is_signer = (c->flags[i] & CPI_SIGNER) != 0;
-    infos[i] = *c->accounts[i];
+    /* rent_epoch sits after the data in the input buffer; the runtime does not read it. */
+    infos[i] = (SolAccountInfo){&a->key, &a->lamports, a->data_len, a->data, &a->owner, 0,
+                                a->is_signer, a->is_writable, a->executable};
   }
   const SolInstruction ix = {c->program, metas, c->n, c->data, c->data_len};
   return sol_invoke_signed_c(&ix, infos, (int)c->n, c->signer, c->signer ? 1 : 0);
@@ -76,8 +79,8 @@ static uint64_t invoke(const Cpi *c) {
  * block CreateAccount - top up, Allocate and Assign. The caller checked the address is
  * the canonical PDA and uninitialized. */
 typedef struct {
-  SolAccountInfo *payer;
-  SolAccountInfo *target;
+  SolAccount *payer;
+  SolAccount *target;
   uint64_t space;
   const SolPubkey *owner;
   const SolSignerSeeds *signer;
@@ -119,16 +122,13 @@ static uint64_t invoke_system(const CreatePda *c, uint32_t tag, uint64_t lamport
     cpi.n = 1;
     cpi.accounts[0] = c->target;
   }
-  TRY(invoke(&cpi));
-  /* The runtime wrote the new length into the input buffer, not into our info. */
-  c->target->data_len = *account_len_slot(c->target);
-  return 0;
+  return invoke(&cpi); /* the runtime writes the new data_len straight into the record */
 }
 
 static uint64_t create_pda_account(const CreatePda *c) {
   uint64_t needed;
   TRY(rent_exempt_minimum(c->space, &needed));
-  uint64_t have = *c->target->lamports;
+  uint64_t have = c->target->lamports;
   if (have == 0) return invoke_system(c, SYS_CREATE_ACCOUNT, needed);
   if (needed > have) TRY(invoke_system(c, SYS_TRANSFER, needed - have));
   TRY(invoke_system(c, SYS_ALLOCATE, 0));
@@ -138,8 +138,8 @@ static uint64_t create_pda_account(const CreatePda *c) {
 /* Anchor's `init` with `seeds = [prefix, key?], bump`: the canonical PDA of the seeds,
  * which must not exist yet (`exists_err`), created with `space` bytes for `owner`. */
 typedef struct {
-  SolAccountInfo *payer;
-  SolAccountInfo *target;
+  SolAccount *payer;
+  SolAccount *target;
   const char *prefix;
   uint64_t prefix_len;
   const uint8_t *key; /* second seed, or 0 for a single-seed PDA */
@@ -163,7 +163,7 @@ static uint64_t init_pda(const SolParameters *p, InitPda *i) {
 }
 
 /* SPL Token Transfer (3): from -> to, signed by authority (or by `signer`'s PDA). */
-static uint64_t token_transfer(SolAccountInfo *from, SolAccountInfo *to, SolAccountInfo *authority,
+static uint64_t token_transfer(SolAccount *from, SolAccount *to, SolAccount *authority,
                                uint64_t amount, const SolSignerSeeds *signer) {
   uint8_t data[9];
   data[0] = TOKEN_TRANSFER;
@@ -174,7 +174,7 @@ static uint64_t token_transfer(SolAccountInfo *from, SolAccountInfo *to, SolAcco
 }
 
 /* SPL Token InitializeAccount3 (18): account of mint, owned by `owner`. */
-static uint64_t token_initialize_account3(SolAccountInfo *account, SolAccountInfo *mint, const SolPubkey *owner) {
+static uint64_t token_initialize_account3(SolAccount *account, SolAccount *mint, const SolPubkey *owner) {
   uint8_t data[33];
   data[0] = TOKEN_INITIALIZE_ACCOUNT3;
   mem_copy(data + 1, owner->x, 32);
@@ -184,13 +184,12 @@ static uint64_t token_initialize_account3(SolAccountInfo *account, SolAccountInf
 
 /* Anchor's `close = payer`: move every lamport, zero the data, shrink to 0 bytes and give
  * the account back to the system program, so it cannot be revived as this program's. */
-static uint64_t close_account(SolAccountInfo *account, SolAccountInfo *destination) {
-  TRY(checked_add(destination->lamports, *account->lamports));
-  *account->lamports = 0;
+static uint64_t close_account(SolAccount *account, SolAccount *destination) {
+  TRY(checked_add(&destination->lamports, account->lamports));
+  account->lamports = 0;
   mem_zero(account->data, account->data_len);
-  *account_len_slot(account) = 0;
   account->data_len = 0;
-  *account->owner = SYSTEM_PROGRAM_ID;
+  account->owner = SYSTEM_PROGRAM_ID;
   return 0;
 }
 

@@ -9,7 +9,7 @@ static void emit_config_updated(const Config *cfg) {
   emit_event(&ev, CONFIG_UPDATED_EVENT_LEN);
 }
 
-static uint64_t load_config_as_admin(SolParameters *p, SolAccountInfo *admin, SolAccountInfo *config,
+static uint64_t load_config_as_admin(SolParameters *p, SolAccount *admin, SolAccount *config,
                                      Config **cfg) {
   TRY(load_config(p, config, cfg));
   return require_key(admin, &(*cfg)->admin, ERR_NOT_ADMIN);
@@ -42,9 +42,9 @@ static uint64_t process_set_treasury(SolParameters *p) {
   TRY(load_config_as_admin(p, a.admin, a.config, &cfg));
   TRY(load_token_account(a.treasury, &cfg->mint, &treasury));
   // Fees paid into the vault would back no credits: vault != Σ free + Σ locked.
-  if (pubkey_eq(a.treasury->key, &cfg->vault)) return ERR_INVALID_TREASURY;
+  if (pubkey_eq(&a.treasury->key, &cfg->vault)) return ERR_INVALID_TREASURY;
 
-  pubkey_copy(&cfg->treasury, a.treasury->key);
+  pubkey_copy(&cfg->treasury, &a.treasury->key);
   emit_config_updated(cfg);
   return 0;
 }

@@ -13,17 +13,17 @@ static void emit_credits_event(uint64_t disc, const Credits *c, uint64_t amount)
 
 /* Anchor's `init_if_needed` with seeds ["credits", owner]: a new account is created at
  * the canonical PDA; an existing one must be ours and belong to the owner. */
-static uint64_t credits_for_deposit(SolParameters *p, SolAccountInfo *owner, SolAccountInfo *account,
+static uint64_t credits_for_deposit(SolParameters *p, SolAccount *owner, SolAccount *account,
                                     Credits **out) {
   uint64_t err = load_credits(p, account, out);
   if (err == 0) return require_key(owner, &(*out)->owner, ERR_CREDITS_OWNER_MISMATCH);
   TRY(require_uninitialized(account, err)); /* neither ours nor empty: the load error */
-  InitPda init = {owner, account, SEED_CREDITS, SEED_CREDITS_LEN, owner->key->x, 32, CREDITS_LEN,
+  InitPda init = {owner, account, SEED_CREDITS, SEED_CREDITS_LEN, owner->key.x, 32, CREDITS_LEN,
                   p->program_id, err, 0};
   TRY(init_pda(p, &init));
   Credits *c = (Credits *)account->data;
   c->discriminator = ACCOUNT_CREDITS;
-  pubkey_copy(&c->owner, owner->key);
+  pubkey_copy(&c->owner, &owner->key);
   c->bump = init.bump;
   *out = c;
   return 0;
@@ -44,7 +44,7 @@ static uint64_t process_deposit(SolParameters *p) {
   // 3. Token accounts: the config vault; the owner's own account of the config mint
   TRY(require_key(a.vault, &cfg->vault, ERR_VAULT_MISMATCH));
   TRY(load_token_account(a.source, &cfg->mint, &source));
-  TRY(require_token_owner(source, a.owner->key));
+  TRY(require_token_owner(source, &a.owner->key));
   // 4. Credits of this owner (created on first deposit)
   TRY(credits_for_deposit(p, a.owner, a.credits, &credits));
 
@@ -75,7 +75,7 @@ static uint64_t process_withdraw(SolParameters *p) {
   // 4. Token accounts
   TRY(require_key(a.vault, &cfg->vault, ERR_VAULT_MISMATCH));
   TRY(load_token_account(a.destination, &cfg->mint, &destination));
-  TRY(require_token_owner(destination, a.owner->key));
+  TRY(require_token_owner(destination, &a.owner->key));
 
   // Effects
   const SolSignerSeed seeds[2] = {{(const uint8_t *)SEED_CONFIG, SEED_CONFIG_LEN}, {&cfg->bump, 1}};

@@ -10,7 +10,7 @@ static uint64_t process_initialize(SolParameters *p) {
   // 1. Account count, signer, writable, program ids, argument layout
   TRY(parse_initialize(p, &a, &args));
   // 2. Only the upgrade authority of this very program
-  TRY(require_upgrade_authority(p->program_id, a.program, a.program_data, a.admin->key));
+  TRY(require_upgrade_authority(p->program_id, a.program, a.program_data, &a.admin->key));
   // 3. Arguments
   if (args.fee_bps > MAX_FEE_BPS) return ERR_INVALID_FEE_BPS;
   if (args.refund_timeout < MIN_REFUND_TIMEOUT || args.refund_timeout > MAX_REFUND_TIMEOUT)
@@ -18,7 +18,7 @@ static uint64_t process_initialize(SolParameters *p) {
   // 4. Mint and treasury: classic SPL Token, same mint
   TRY(require_mint(a.mint));
   TokenAccountHead *treasury;
-  TRY(load_token_account(a.treasury, a.mint->key, &treasury));
+  TRY(load_token_account(a.treasury, &a.mint->key, &treasury));
 
   // Effects: Config and the vault at their canonical PDAs (neither may exist yet); the
   // vault is a token account of the mint owned by Config.
@@ -28,15 +28,15 @@ static uint64_t process_initialize(SolParameters *p) {
                    ERR_ACCOUNT_ALREADY_INITIALIZED, 0};
   TRY(init_pda(p, &config));
   TRY(init_pda(p, &vault));
-  TRY(token_initialize_account3(a.vault, a.mint, a.config->key));
+  TRY(token_initialize_account3(a.vault, a.mint, &a.config->key));
 
   Config *cfg = (Config *)a.config->data;
   cfg->discriminator = ACCOUNT_CONFIG;
-  pubkey_copy(&cfg->admin, a.admin->key);
-  pubkey_copy(&cfg->gateway, a.gateway->key);
-  pubkey_copy(&cfg->mint, a.mint->key);
-  pubkey_copy(&cfg->vault, a.vault->key);
-  pubkey_copy(&cfg->treasury, a.treasury->key);
+  pubkey_copy(&cfg->admin, &a.admin->key);
+  pubkey_copy(&cfg->gateway, &a.gateway->key);
+  pubkey_copy(&cfg->mint, &a.mint->key);
+  pubkey_copy(&cfg->vault, &a.vault->key);
+  pubkey_copy(&cfg->treasury, &a.treasury->key);
   cfg->refund_timeout = args.refund_timeout;
   cfg->fee_bps = args.fee_bps;
   cfg->bump = config.bump;

@@ -18,7 +18,7 @@ static uint64_t process_lock_job(SolParameters *p) {
   if (args.amount == 0) return ERR_ZERO_AMOUNT;
   static const uint8_t zero_id[16] = {0};
   if (bytes_eq(args.job_id, zero_id, 16)) return ERR_INVALID_JOB_ID;
-  if (pubkey_is_zero(&args.worker) || pubkey_eq(&args.worker, a.config->key) || pubkey_eq(&args.worker, &cfg->vault))
+  if (pubkey_is_zero(&args.worker) || pubkey_eq(&args.worker, &a.config->key) || pubkey_eq(&args.worker, &cfg->vault))
     return ERR_INVALID_WORKER;
   // 4. Client credits
   TRY(load_credits(p, a.credits, &credits));
@@ -35,7 +35,7 @@ static uint64_t process_lock_job(SolParameters *p) {
   mem_copy(job->job_id, args.job_id, 16);
   pubkey_copy(&job->client, &credits->owner);
   pubkey_copy(&job->worker, &args.worker);
-  pubkey_copy(&job->payer, a.gateway->key);
+  pubkey_copy(&job->payer, &a.gateway->key);
   job->amount = args.amount;
   job->created_at = unix_now();
   if (__builtin_add_overflow(job->created_at, cfg->refund_timeout, &job->expires_at)) return ERR_ARITHMETIC_OVERFLOW;
@@ -63,7 +63,7 @@ static uint64_t release_job(Credits *credits, const Job *job, uint64_t back) {
 /* What settle and refund both load: Config, the Job, the job client's Credits, and the
  * account the Job rent goes back to. */
 typedef struct {
-  SolAccountInfo *config, *job, *credits, *payer;
+  SolAccount *config, *job, *credits, *payer;
 } JobAccounts;
 typedef struct {
   Config *cfg;
@@ -141,8 +141,8 @@ static uint64_t process_refund_job(SolParameters *p) {
   Job *job = s.job;
   Credits *credits = s.credits;
   // 3. The gateway at any time; the client once the job expired
-  if (!pubkey_eq(a.authority->key, &cfg->gateway)) {
-    if (!pubkey_eq(a.authority->key, &job->client)) return ERR_NOT_JOB_PARTY;
+  if (!pubkey_eq(&a.authority->key, &cfg->gateway)) {
+    if (!pubkey_eq(&a.authority->key, &job->client)) return ERR_NOT_JOB_PARTY;
     if (unix_now() < job->expires_at) return ERR_JOB_NOT_EXPIRED;
   }
 
@@ -152,7 +152,7 @@ static uint64_t process_refund_job(SolParameters *p) {
   JobRefundedEvent ev;
   ev.discriminator = EVENT_JOB_REFUNDED;
   COPY_RUN(ev, job, job_id, client);
-  pubkey_copy(&ev.authority, a.authority->key);
+  pubkey_copy(&ev.authority, &a.authority->key);
   ev.amount = job->amount;
   TRY(close_account(a.job, a.payer));
   emit_event(&ev, JOB_REFUNDED_EVENT_LEN);
