@@ -312,6 +312,18 @@ class AccountSpec:
     address: Pubkey | None = None  # fixed address (program ids)
     #: PDA seeds for the IDL: ("const", b"..."), ("account", name) or ("arg", name).
     pda: tuple[tuple[str, Any], ...] = ()
+    #: What the account must be: a program account ("Config", "Credits", "Job": owner, exact
+    #: size, discriminator) or a classic SPL Token "TokenAccount" / "Mint" (owner, size,
+    #: initialized). The program checks it before any constraint reads the account's data.
+    type: str | None = None
+    #: Anchor-style constraints, checked in order after every type: "<a>.<f> == <b>.<g> @ Error",
+    #: "!=" likewise, or "!<a>.<flag> @ Error". <f> is "key" (the address) or a Pubkey field of
+    #: the account's type; <flag> a bool field.
+    constraints: tuple[str, ...] = ()
+
+
+#: Offsets of the SPL Token account fields constraints may name (the account is 165 bytes).
+TOKEN_ACCOUNT_FIELDS: Mapping[str, int] = {"mint": 0, "owner": 32}
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +349,20 @@ _VAULT_SEEDS = (("const", SEED_VAULT),)
 _CREDITS_SEEDS = (("const", SEED_CREDITS), ("account", "owner"))
 _TOKEN = AccountSpec("token_program", doc="Classic SPL Token program", address=TOKEN_PROGRAM_ID)
 _SYSTEM = AccountSpec("system_program", doc="System program", address=SYSTEM_PROGRAM_ID)
+_CONFIG = AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS, type="Config")
+_CONFIG_OPEN = AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS, type="Config",
+                           constraints=("!config.paused @ ProgramPaused",))
+_VAULT = AccountSpec("vault", True, doc="Vault PDA", pda=_VAULT_SEEDS,
+                     constraints=("vault.key == config.vault @ VaultMismatch",))
+_ADMIN = AccountSpec("admin", False, True, "Config admin", constraints=("admin.key == config.admin @ NotAdmin",))
+#: A Job's Config, the Job, its client's Credits and the payer of its rent (settle, refund).
+_JOB_ACCOUNTS = (
+    AccountSpec("job", True, doc="Job PDA (closed)", type="Job"),
+    AccountSpec("credits", True, doc="Credits PDA of the job's client", type="Credits",
+                constraints=("credits.owner == job.client @ CreditsMismatch",)),
+)
+_PAYER = AccountSpec("payer", True, doc="job.payer; receives the Job rent",
+                     constraints=("payer.key == job.payer @ PayerMismatch",))
 
 INSTRUCTIONS: tuple[InstructionSpec, ...] = (
     InstructionSpec(
@@ -346,9 +372,10 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
             AccountSpec("admin", True, True, "Program upgrade authority; pays rent; becomes admin"),
             AccountSpec("config", True, doc="Config PDA [\"config\"] (created)", pda=_CONFIG_SEEDS),
             AccountSpec("vault", True, doc="Vault PDA [\"vault\"] (created token account)", pda=_VAULT_SEEDS),
-            AccountSpec("mint", doc="Credit mint (classic SPL Token)"),
+            AccountSpec("mint", doc="Credit mint (classic SPL Token)", type="Mint"),
             AccountSpec("gateway", doc="Operator wallet"),
-            AccountSpec("treasury", doc="Fee token account of the mint"),
+            AccountSpec("treasury", doc="Fee token account of the mint", type="TokenAccount",
+                        constraints=("treasury.mint == mint.key @ MintMismatch",)),
             AccountSpec("program", doc="This program's account"),
             AccountSpec("program_data", doc="This program's ProgramData account"),
             _TOKEN,
@@ -361,12 +388,14 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (Field("amount", U64),),
         (
             AccountSpec("owner", True, True, "Client wallet; pays Credits rent on first use"),
-            AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS),
+            _CONFIG_OPEN,
             AccountSpec(
                 "credits", True, doc="Credits PDA [\"credits\", owner] (created if missing)", pda=_CREDITS_SEEDS
             ),
-            AccountSpec("source", True, doc="Owner's token account of the mint"),
-            AccountSpec("vault", True, doc="Vault PDA", pda=_VAULT_SEEDS),
+            AccountSpec("source", True, doc="Owner's token account of the mint", type="TokenAccount",
+                        constraints=("source.mint == config.mint @ MintMismatch",
+                                     "source.owner == owner.key @ TokenOwnerMismatch")),
+            _VAULT,
             _TOKEN,
             _SYSTEM,
         ),
@@ -377,10 +406,13 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (Field("amount", U64),),
         (
             AccountSpec("owner", False, True, "Client wallet"),
-            AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS),
-            AccountSpec("credits", True, doc="Credits PDA of owner", pda=_CREDITS_SEEDS),
-            AccountSpec("destination", True, doc="Owner's token account of the mint"),
-            AccountSpec("vault", True, doc="Vault PDA", pda=_VAULT_SEEDS),
+            _CONFIG,
+            AccountSpec("credits", True, doc="Credits PDA of owner", pda=_CREDITS_SEEDS, type="Credits",
+                        constraints=("credits.owner == owner.key @ CreditsOwnerMismatch",)),
+            AccountSpec("destination", True, doc="Owner's token account of the mint", type="TokenAccount",
+                        constraints=("destination.mint == config.mint @ MintMismatch",
+                                     "destination.owner == owner.key @ TokenOwnerMismatch")),
+            _VAULT,
             _TOKEN,
         ),
         "Move free credits back to the owner's token account.",
@@ -389,9 +421,11 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         "lock_job",
         (Field("job_id", JOB_ID), Field("amount", U64), Field("worker", PUBKEY)),
         (
-            AccountSpec("gateway", True, True, "Config gateway; pays Job rent"),
-            AccountSpec("config", doc="Config PDA", pda=_CONFIG_SEEDS),
-            AccountSpec("credits", True, doc="Client's Credits PDA"),
+            AccountSpec("gateway", True, True, "Config gateway; pays Job rent",
+                        constraints=("gateway.key == config.gateway @ NotGateway",)),
+            AccountSpec("config", doc="Config PDA", pda=_CONFIG_SEEDS, type="Config",
+                        constraints=("!config.paused @ ProgramPaused",)),
+            AccountSpec("credits", True, doc="Client's Credits PDA", type="Credits"),
             AccountSpec(
                 "job", True, doc="Job PDA [\"job\", job_id] (created)", pda=(("const", SEED_JOB), ("arg", "job_id"))
             ),
@@ -408,14 +442,18 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
             Field("completion_tokens", U32),
         ),
         (
-            AccountSpec("gateway", False, True, "Config gateway"),
-            AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS),
-            AccountSpec("job", True, doc="Job PDA (closed)"),
-            AccountSpec("credits", True, doc="Credits PDA of the job's client"),
-            AccountSpec("vault", True, doc="Vault PDA", pda=_VAULT_SEEDS),
-            AccountSpec("worker_token", True, doc="Token account of the mint owned by job.worker"),
-            AccountSpec("treasury", True, doc="Config treasury"),
-            AccountSpec("payer", True, doc="job.payer; receives the Job rent"),
+            AccountSpec("gateway", False, True, "Config gateway",
+                        constraints=("gateway.key == config.gateway @ NotGateway",)),
+            _CONFIG,
+            *_JOB_ACCOUNTS,
+            _VAULT,
+            AccountSpec("worker_token", True, doc="Token account of the mint owned by job.worker", type="TokenAccount",
+                        constraints=("worker_token.mint == config.mint @ MintMismatch",
+                                     "worker_token.owner == job.worker @ TokenOwnerMismatch",
+                                     "worker_token.key != treasury.key @ DuplicateAccount")),
+            AccountSpec("treasury", True, doc="Config treasury",
+                        constraints=("treasury.key == config.treasury @ TreasuryMismatch",)),
+            _PAYER,
             _TOKEN,
         ),
         "Pay cost - fee to the worker and fee to the treasury; the rest returns to free.",
@@ -425,10 +463,9 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (),
         (
             AccountSpec("authority", False, True, "Config gateway, or the client after expires_at"),
-            AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS),
-            AccountSpec("job", True, doc="Job PDA (closed)"),
-            AccountSpec("credits", True, doc="Credits PDA of the job's client"),
-            AccountSpec("payer", True, doc="job.payer; receives the Job rent"),
+            _CONFIG,
+            *_JOB_ACCOUNTS,
+            _PAYER,
         ),
         "Return the locked amount to the client's free credits.",
     ),
@@ -440,29 +477,25 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
             Field("gateway", Option(PUBKEY)),
             Field("paused", Option(BOOL)),
         ),
-        (
-            AccountSpec("admin", False, True, "Config admin"),
-            AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS),
-        ),
+        (_ADMIN, _CONFIG),
         "Change fee, refund timeout, gateway or the pause flag (each optional).",
     ),
     InstructionSpec(
         "set_treasury",
         (),
         (
-            AccountSpec("admin", False, True, "Config admin"),
-            AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS),
-            AccountSpec("treasury", doc="New fee token account of the mint"),
+            _ADMIN,
+            _CONFIG,
+            AccountSpec("treasury", doc="New fee token account of the mint", type="TokenAccount",
+                        constraints=("treasury.mint == config.mint @ MintMismatch",
+                                     "treasury.key != config.vault @ InvalidTreasury")),
         ),
         "Point fees at another token account of the mint.",
     ),
     InstructionSpec(
         "propose_admin",
         (Field("new_admin", PUBKEY),),
-        (
-            AccountSpec("admin", False, True, "Config admin"),
-            AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS),
-        ),
+        (_ADMIN, _CONFIG),
         "First step of the admin handover.",
     ),
     InstructionSpec(
@@ -470,7 +503,7 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (),
         (
             AccountSpec("new_admin", False, True, "Config pending_admin"),
-            AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS),
+            _CONFIG,
         ),
         "Second step of the admin handover, signed by the proposed admin.",
     ),

@@ -8,9 +8,10 @@ Outputs:
 * ``programs/decentral_escrow/include/escrow_abi.h`` discriminators, account and event
   structs pinned by ``_Static_assert``, error codes, seeds and program ids;
 * ``programs/decentral_escrow/include/escrow_ix.h``  per instruction, the account struct
-  and one ``parse_<ix>()`` that enforces account count, signer and writable flags, fixed
-  program addresses and the exact Borsh argument layout — the IDL's constraints, enforced
-  by code generated from the same table;
+  and one table (``IxSpec``) of everything Anchor's ``#[derive(Accounts)]`` would check:
+  account count, signer and writable flags, fixed program addresses, account types and
+  the declared constraints, and the exact Borsh argument layout — enforced by one
+  interpreter (``parse()`` in validate.c) from tables generated from the same source;
 * ``decentral_chain/idl/decentral_escrow.json``       legacy IDL (anchorpy 0.21);
 * ``decentral_chain/idl/decentral_escrow.anchor-0.30.json``  Anchor >= 0.30 IDL.
 """
@@ -192,22 +193,90 @@ def _ix_c(ix: InstructionSpec) -> list[str]:
             lines.append(f"  {_arg_decl(f)};")
         lines.append(f"}} {P}Args;")
         lines.append(f"static const ArgField {U}_ARGS[{len(ix.args)}] = {{{_arg_table(ix)}}};")
-    args_param = f", {P}Args *args" if ix.args else ""
-    lines.append(f"static uint64_t parse_{ix.name}(SolParameters *p, {P}Accounts *a{args_param}) {{")
-    lines.append(f"  TRY(bind_accounts(p, a->at, {U}_FLAGS, {U}_NUM_ACCOUNTS));")
-    for acc in ix.accounts:
-        if acc.address is not None:
-            const, err = {
-                abi.TOKEN_PROGRAM_ID: ("TOKEN_PROGRAM_ID", "ERR_INVALID_TOKEN_PROGRAM"),
-                abi.SYSTEM_PROGRAM_ID: ("SYSTEM_PROGRAM_ID", "ERR_INVALID_SYSTEM_PROGRAM"),
-            }[acc.address]
-            lines.append(f"  if (!pubkey_eq(&a->{acc.name}->key, &{const})) return {err};")
-    if ix.args:
-        lines.append(f"  return read_args(p, (uint8_t *)args, {U}_ARGS, {len(ix.args)});")
-    else:
-        lines.append("  return read_args(p, 0, 0, 0);")
+    checks = _check_rows(ix)
+    lines.append(f"static const Check {U}_CHECKS[{len(checks)}] = {{")
+    lines += ["  " + row.replace("} /* ", "}, /* ", 1) for row in checks]
+    lines.append("};")
+    args = (f"{U}_ARGS", len(ix.args)) if ix.args else ("0", 0)
+    lines.append(f"static const IxSpec {U}_IX = {{{U}_FLAGS, {U}_CHECKS, {args[0]}, "
+                 f"{U}_NUM_ACCOUNTS, {len(checks)}, {args[1]}}};")
+    args_param, args_value = (f", {P}Args *args", "args") if ix.args else ("", "0")
+    lines.append(f"static inline __attribute__((always_inline)) uint64_t parse_{ix.name}("
+                 f"SolParameters *p, {P}Accounts *a{args_param}) {{")
+    lines.append(f"  return parse(p, a->at, {args_value}, &{U}_IX);")
     lines.append("}")
     return lines + [""]
+
+
+#: Account types a constraint table can require, with the fields constraints may name.
+_TYPES = {
+    "Config": ("TYPE_CONFIG", abi.CONFIG),
+    "Credits": ("TYPE_CREDITS", abi.CREDITS),
+    "Job": ("TYPE_JOB", abi.JOB),
+    "TokenAccount": ("TYPE_TOKEN_ACCOUNT", None),
+    "Mint": ("TYPE_MINT", None),
+}
+_PROGRAM_SOURCES = {
+    abi.TOKEN_PROGRAM_ID: ("SRC_TOKEN_PROGRAM", "InvalidTokenProgram"),
+    abi.SYSTEM_PROGRAM_ID: ("SRC_SYSTEM_PROGRAM", "InvalidSystemProgram"),
+}
+_CONSTRAINT = re.compile(
+    r"^(?:(?P<neg>!)(?P<flag>\w+\.\w+)|(?P<a>\w+\.\w+) (?P<op>==|!=) (?P<b>\w+\.\w+)) @ (?P<err>\w+)$"
+)
+
+
+def _operand(ix: InstructionSpec, ref: str, typed: dict[str, str], want: Type) -> tuple[int, str]:
+    """(account index, offset expression) of ``account.field`` in ``ix``."""
+    name, field = ref.split(".")
+    index = next((i for i, a in enumerate(ix.accounts) if a.name == name), None)
+    if index is None:
+        raise ValueError(f"{ix.name}: constraint names unknown account {name!r}")
+    if field == "key":
+        if want is not abi.PUBKEY:
+            raise ValueError(f"{ix.name}: {ref} is an address, not a flag")
+        return index, "OFF_KEY"
+    if name not in typed:
+        raise ValueError(f"{ix.name}: {ref} reads the data of an account without a type")
+    struct = _TYPES[typed[name]][1]
+    if struct is None:
+        if typed[name] != "TokenAccount" or field not in abi.TOKEN_ACCOUNT_FIELDS or want is not abi.PUBKEY:
+            raise ValueError(f"{ix.name}: {ref} is not a field of {typed[name]}")
+        return index, str(abi.TOKEN_ACCOUNT_FIELDS[field])
+    fields = {f.name: f for f in struct.fields}
+    if field not in fields or fields[field].type is not want:
+        raise ValueError(f"{ix.name}: {ref} is not a {want.idl30} field of {struct.name}")
+    if want is abi.PUBKEY and struct.offsets()[field] % 8:
+        raise ValueError(f"{ix.name}: {ref} is not 8-aligned (pubkey_eq compares u64 words)")
+    return index, f"offsetof({struct.name}, {field})"
+
+
+def _check_rows(ix: InstructionSpec) -> list[str]:
+    """The instruction's Check table: fixed program addresses, then every account type,
+    then the constraints in declaration order (so each one reads type-checked data)."""
+    rows = []
+    typed = {a.name: a.type for a in ix.accounts if a.type is not None}
+    for i, acc in enumerate(ix.accounts):
+        if acc.address is not None:
+            src, err = _PROGRAM_SOURCES[acc.address]
+            rows.append(f"{{CHECK_EQ, {i}, OFF_KEY, {src}, 0, ERR_{upper_snake(err)}}} /* {acc.name}.key */")
+    for i, acc in enumerate(ix.accounts):
+        if acc.type is not None:
+            rows.append(f"{{CHECK_TYPE, {i}, 0, {_TYPES[acc.type][0]}, 0, 0}} /* {acc.name}: {acc.type} */")
+    for acc in ix.accounts:
+        for text in acc.constraints:
+            m = _CONSTRAINT.match(text)
+            if m is None or m["err"] not in abi.ERROR_CODES:
+                raise ValueError(f"{ix.name}: cannot read constraint {text!r}")
+            err = f"ERR_{upper_snake(m['err'])}"
+            if m["neg"]:
+                a, a_off = _operand(ix, m["flag"], typed, abi.BOOL)
+                rows.append(f"{{CHECK_FALSE, {a}, {a_off}, 0, 0, {err}}} /* {text} */")
+            else:
+                a, a_off = _operand(ix, m["a"], typed, abi.PUBKEY)
+                b, b_off = _operand(ix, m["b"], typed, abi.PUBKEY)
+                op = "CHECK_EQ" if m["op"] == "==" else "CHECK_NE"
+                rows.append(f"{{{op}, {a}, {a_off}, {b}, {b_off}, {err}}} /* {text} */")
+    return rows
 
 
 def render_ix_header() -> str:
@@ -216,8 +285,22 @@ def render_ix_header() -> str:
     out.append(" * then every signer, then every writable account, each with its own error. */")
     out.append("#define ACC_SIGNER 1")
     out.append("#define ACC_WRITABLE 2")
-    out.append("static uint64_t bind_accounts(SolParameters *p, SolAccount **at, const uint8_t *flags,")
-    out.append("                              uint64_t n);")
+    out.append("")
+    out.append("/* Account types and constraints (abi.py's `type` and `constraints`), checked in table")
+    out.append(" * order by check_accounts() (validate.c): Anchor's #[account(...)] as data. An operand is")
+    out.append(" * an account's address (OFF_KEY) or the Pubkey/bool at a byte offset of its data, which")
+    out.append(" * an earlier CHECK_TYPE row has validated; or a fixed program id (SRC_*). */")
+    out.append("enum { CHECK_TYPE, CHECK_EQ, CHECK_NE, CHECK_FALSE };")
+    out.append("enum { TYPE_CONFIG, TYPE_CREDITS, TYPE_JOB, TYPE_TOKEN_ACCOUNT, TYPE_MINT };")
+    out.append("#define OFF_KEY 0xff")
+    out.append("#define SRC_TOKEN_PROGRAM 0xfe")
+    out.append("#define SRC_SYSTEM_PROGRAM 0xfd")
+    out.append("typedef struct {")
+    out.append("  uint8_t op;")
+    out.append("  uint8_t a, a_off; /* CHECK_TYPE: the account, unused */")
+    out.append("  uint8_t b, b_off; /* CHECK_TYPE: the TYPE_*, unused */")
+    out.append("  uint16_t err;     /* returned when the check fails (CHECK_TYPE: its own errors) */")
+    out.append("} Check;")
     out.append("")
     out.append("/* Borsh arguments, by read_args() (validate.c): Borsh and sBPF are both little endian, so")
     out.append(" * every fixed-size value is copied as is; bools and Option tags must be 0 or 1, and the")
@@ -230,7 +313,16 @@ def render_ix_header() -> str:
     out.append("  uint16_t offset; /* of the value in the Args struct */")
     out.append("  uint16_t tag;    /* of is_some in the Args struct (ARG_OPTION) */")
     out.append("} ArgField;")
-    out.append("static uint64_t read_args(const SolParameters *p, uint8_t *out, const ArgField *fields, uint64_t n);")
+    out.append("")
+    out.append("/* One instruction's accounts and arguments. parse() (validate.c) binds the accounts")
+    out.append(" * (count, signers, writables), runs the Check table, then reads the arguments. */")
+    out.append("typedef struct {")
+    out.append("  const uint8_t *flags;")
+    out.append("  const Check *checks;")
+    out.append("  const ArgField *args;")
+    out.append("  uint8_t n_accounts, n_checks, n_args;")
+    out.append("} IxSpec;")
+    out.append("static uint64_t parse(SolParameters *p, SolAccount **at, void *args, const IxSpec *ix);")
     out.append("")
     out.append("/* Optional arguments: Borsh Option<T>, a 0/1 tag then T. */")
     seen = set()

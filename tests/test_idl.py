@@ -8,6 +8,7 @@ be the program's own, by running the program.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -170,6 +171,41 @@ def test_idl_error_codes_are_the_programs(chain):
 
 def test_generated_files_are_up_to_date():
     assert codegen.stale() == [], "run `python -m decentral_chain.codegen`"
+
+
+def test_constraint_tables_check_types_before_constraints_read_data():
+    """Every instruction's Check table: program addresses, then types, then constraints, so
+    no constraint reads data whose owner, size and discriminator are unchecked."""
+    for ix in abi.INSTRUCTIONS:
+        ops = [row.split(",")[0].lstrip("{") for row in codegen._check_rows(ix)]
+        n_types = sum(a.type is not None for a in ix.accounts)
+        n_addresses = sum(a.address is not None for a in ix.accounts)
+        assert ops[n_addresses:n_addresses + n_types] == ["CHECK_TYPE"] * n_types, ix.name
+        assert "CHECK_TYPE" not in ops[n_addresses + n_types:], ix.name
+        assert len(ops) == n_addresses + n_types + sum(len(a.constraints) for a in ix.accounts)
+
+
+@pytest.mark.parametrize(
+    ("constraint", "message"),
+    [
+        ("nobody.key == config.vault @ VaultMismatch", "unknown account"),
+        ("vault.key == source.mint @ VaultMismatch", "without a type"),  # source has no type here
+        ("vault.key == config.fee_bps @ VaultMismatch", "not a pubkey field"),
+        ("vault.key == config.vault @ NoSuchError", "cannot read"),
+        ("vault.key = config.vault @ VaultMismatch", "cannot read"),
+        ("!config.vault @ ProgramPaused", "not a bool field"),
+        ("!vault.key @ ProgramPaused", "not a flag"),
+    ],
+)
+def test_constraint_compiler_rejects_what_it_cannot_enforce(constraint, message):
+    deposit = abi.INSTRUCTIONS_BY_NAME["deposit"]
+    accounts = tuple(
+        dataclasses.replace(a, constraints=(constraint,)) if a.name == "vault"
+        else dataclasses.replace(a, type=None, constraints=()) if a.name == "source" else a
+        for a in deposit.accounts
+    )
+    with pytest.raises(ValueError, match=message):
+        codegen._check_rows(dataclasses.replace(deposit, accounts=accounts))
 
 
 def test_discriminators_follow_anchors_rule():

@@ -74,10 +74,10 @@ class EscrowMachine(RuleBasedStateMachine):
         job_id = self.next_job.to_bytes(16, "big")  # deterministic: hypothesis replays exactly
         do = lambda: self.chain.lock(amount, client=self.client(c), worker=self.chain.workers[w].pubkey,  # noqa: E731
                                      job_id=job_id)
-        if amount == 0:
-            expect_failure(do, E.ZeroAmount)
-        elif not self.has_credits[c]:
+        if not self.has_credits[c]:  # account constraints come before argument checks, as in Anchor
             expect_failure(do, E.AccountOwnedByWrongProgram)
+        elif amount == 0:
+            expect_failure(do, E.ZeroAmount)
         elif amount > self.free[c]:
             expect_failure(do, E.InsufficientCredits)
         else:

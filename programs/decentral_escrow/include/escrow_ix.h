@@ -7,8 +7,22 @@
  * then every signer, then every writable account, each with its own error. */
 #define ACC_SIGNER 1
 #define ACC_WRITABLE 2
-static uint64_t bind_accounts(SolParameters *p, SolAccount **at, const uint8_t *flags,
-                              uint64_t n);
+
+/* Account types and constraints (abi.py's `type` and `constraints`), checked in table
+ * order by check_accounts() (validate.c): Anchor's #[account(...)] as data. An operand is
+ * an account's address (OFF_KEY) or the Pubkey/bool at a byte offset of its data, which
+ * an earlier CHECK_TYPE row has validated; or a fixed program id (SRC_*). */
+enum { CHECK_TYPE, CHECK_EQ, CHECK_NE, CHECK_FALSE };
+enum { TYPE_CONFIG, TYPE_CREDITS, TYPE_JOB, TYPE_TOKEN_ACCOUNT, TYPE_MINT };
+#define OFF_KEY 0xff
+#define SRC_TOKEN_PROGRAM 0xfe
+#define SRC_SYSTEM_PROGRAM 0xfd
+typedef struct {
+  uint8_t op;
+  uint8_t a, a_off; /* CHECK_TYPE: the account, unused */
+  uint8_t b, b_off; /* CHECK_TYPE: the TYPE_*, unused */
+  uint16_t err;     /* returned when the check fails (CHECK_TYPE: its own errors) */
+} Check;
 
 /* Borsh arguments, by read_args() (validate.c): Borsh and sBPF are both little endian, so
  * every fixed-size value is copied as is; bools and Option tags must be 0 or 1, and the
@@ -21,7 +35,16 @@ typedef struct {
   uint16_t offset; /* of the value in the Args struct */
   uint16_t tag;    /* of is_some in the Args struct (ARG_OPTION) */
 } ArgField;
-static uint64_t read_args(const SolParameters *p, uint8_t *out, const ArgField *fields, uint64_t n);
+
+/* One instruction's accounts and arguments. parse() (validate.c) binds the accounts
+ * (count, signers, writables), runs the Check table, then reads the arguments. */
+typedef struct {
+  const uint8_t *flags;
+  const Check *checks;
+  const ArgField *args;
+  uint8_t n_accounts, n_checks, n_args;
+} IxSpec;
+static uint64_t parse(SolParameters *p, SolAccount **at, void *args, const IxSpec *ix);
 
 /* Optional arguments: Borsh Option<T>, a 0/1 tag then T. */
 typedef struct { bool is_some; uint16_t value; } OptU16;
@@ -64,11 +87,16 @@ typedef struct {
   int64_t refund_timeout;
 } InitializeArgs;
 static const ArgField INITIALIZE_ARGS[2] = {{0, 2, offsetof(InitializeArgs, fee_bps), 0}, {0, 8, offsetof(InitializeArgs, refund_timeout), 0}};
-static uint64_t parse_initialize(SolParameters *p, InitializeAccounts *a, InitializeArgs *args) {
-  TRY(bind_accounts(p, a->at, INITIALIZE_FLAGS, INITIALIZE_NUM_ACCOUNTS));
-  if (!pubkey_eq(&a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
-  if (!pubkey_eq(&a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
-  return read_args(p, (uint8_t *)args, INITIALIZE_ARGS, 2);
+static const Check INITIALIZE_CHECKS[5] = {
+  {CHECK_EQ, 8, OFF_KEY, SRC_TOKEN_PROGRAM, 0, ERR_INVALID_TOKEN_PROGRAM}, /* token_program.key */
+  {CHECK_EQ, 9, OFF_KEY, SRC_SYSTEM_PROGRAM, 0, ERR_INVALID_SYSTEM_PROGRAM}, /* system_program.key */
+  {CHECK_TYPE, 3, 0, TYPE_MINT, 0, 0}, /* mint: Mint */
+  {CHECK_TYPE, 5, 0, TYPE_TOKEN_ACCOUNT, 0, 0}, /* treasury: TokenAccount */
+  {CHECK_EQ, 5, 0, 3, OFF_KEY, ERR_MINT_MISMATCH}, /* treasury.mint == mint.key @ MintMismatch */
+};
+static const IxSpec INITIALIZE_IX = {INITIALIZE_FLAGS, INITIALIZE_CHECKS, INITIALIZE_ARGS, INITIALIZE_NUM_ACCOUNTS, 5, 2};
+static inline __attribute__((always_inline)) uint64_t parse_initialize(SolParameters *p, InitializeAccounts *a, InitializeArgs *args) {
+  return parse(p, a->at, args, &INITIALIZE_IX);
 }
 
 /* deposit(amount: u64)
@@ -99,11 +127,19 @@ typedef struct {
   uint64_t amount;
 } DepositArgs;
 static const ArgField DEPOSIT_ARGS[1] = {{0, 8, offsetof(DepositArgs, amount), 0}};
-static uint64_t parse_deposit(SolParameters *p, DepositAccounts *a, DepositArgs *args) {
-  TRY(bind_accounts(p, a->at, DEPOSIT_FLAGS, DEPOSIT_NUM_ACCOUNTS));
-  if (!pubkey_eq(&a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
-  if (!pubkey_eq(&a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
-  return read_args(p, (uint8_t *)args, DEPOSIT_ARGS, 1);
+static const Check DEPOSIT_CHECKS[8] = {
+  {CHECK_EQ, 5, OFF_KEY, SRC_TOKEN_PROGRAM, 0, ERR_INVALID_TOKEN_PROGRAM}, /* token_program.key */
+  {CHECK_EQ, 6, OFF_KEY, SRC_SYSTEM_PROGRAM, 0, ERR_INVALID_SYSTEM_PROGRAM}, /* system_program.key */
+  {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
+  {CHECK_TYPE, 3, 0, TYPE_TOKEN_ACCOUNT, 0, 0}, /* source: TokenAccount */
+  {CHECK_FALSE, 1, offsetof(Config, paused), 0, 0, ERR_PROGRAM_PAUSED}, /* !config.paused @ ProgramPaused */
+  {CHECK_EQ, 3, 0, 1, offsetof(Config, mint), ERR_MINT_MISMATCH}, /* source.mint == config.mint @ MintMismatch */
+  {CHECK_EQ, 3, 32, 0, OFF_KEY, ERR_TOKEN_OWNER_MISMATCH}, /* source.owner == owner.key @ TokenOwnerMismatch */
+  {CHECK_EQ, 4, OFF_KEY, 1, offsetof(Config, vault), ERR_VAULT_MISMATCH}, /* vault.key == config.vault @ VaultMismatch */
+};
+static const IxSpec DEPOSIT_IX = {DEPOSIT_FLAGS, DEPOSIT_CHECKS, DEPOSIT_ARGS, DEPOSIT_NUM_ACCOUNTS, 8, 1};
+static inline __attribute__((always_inline)) uint64_t parse_deposit(SolParameters *p, DepositAccounts *a, DepositArgs *args) {
+  return parse(p, a->at, args, &DEPOSIT_IX);
 }
 
 /* withdraw(amount: u64)
@@ -132,10 +168,19 @@ typedef struct {
   uint64_t amount;
 } WithdrawArgs;
 static const ArgField WITHDRAW_ARGS[1] = {{0, 8, offsetof(WithdrawArgs, amount), 0}};
-static uint64_t parse_withdraw(SolParameters *p, WithdrawAccounts *a, WithdrawArgs *args) {
-  TRY(bind_accounts(p, a->at, WITHDRAW_FLAGS, WITHDRAW_NUM_ACCOUNTS));
-  if (!pubkey_eq(&a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
-  return read_args(p, (uint8_t *)args, WITHDRAW_ARGS, 1);
+static const Check WITHDRAW_CHECKS[8] = {
+  {CHECK_EQ, 5, OFF_KEY, SRC_TOKEN_PROGRAM, 0, ERR_INVALID_TOKEN_PROGRAM}, /* token_program.key */
+  {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
+  {CHECK_TYPE, 2, 0, TYPE_CREDITS, 0, 0}, /* credits: Credits */
+  {CHECK_TYPE, 3, 0, TYPE_TOKEN_ACCOUNT, 0, 0}, /* destination: TokenAccount */
+  {CHECK_EQ, 2, offsetof(Credits, owner), 0, OFF_KEY, ERR_CREDITS_OWNER_MISMATCH}, /* credits.owner == owner.key @ CreditsOwnerMismatch */
+  {CHECK_EQ, 3, 0, 1, offsetof(Config, mint), ERR_MINT_MISMATCH}, /* destination.mint == config.mint @ MintMismatch */
+  {CHECK_EQ, 3, 32, 0, OFF_KEY, ERR_TOKEN_OWNER_MISMATCH}, /* destination.owner == owner.key @ TokenOwnerMismatch */
+  {CHECK_EQ, 4, OFF_KEY, 1, offsetof(Config, vault), ERR_VAULT_MISMATCH}, /* vault.key == config.vault @ VaultMismatch */
+};
+static const IxSpec WITHDRAW_IX = {WITHDRAW_FLAGS, WITHDRAW_CHECKS, WITHDRAW_ARGS, WITHDRAW_NUM_ACCOUNTS, 8, 1};
+static inline __attribute__((always_inline)) uint64_t parse_withdraw(SolParameters *p, WithdrawAccounts *a, WithdrawArgs *args) {
+  return parse(p, a->at, args, &WITHDRAW_IX);
 }
 
 /* lock_job(job_id: [u8; 16], amount: u64, worker: Pubkey)
@@ -164,10 +209,16 @@ typedef struct {
   SolPubkey worker;
 } LockJobArgs;
 static const ArgField LOCK_JOB_ARGS[3] = {{0, 16, offsetof(LockJobArgs, job_id), 0}, {0, 8, offsetof(LockJobArgs, amount), 0}, {0, 32, offsetof(LockJobArgs, worker), 0}};
-static uint64_t parse_lock_job(SolParameters *p, LockJobAccounts *a, LockJobArgs *args) {
-  TRY(bind_accounts(p, a->at, LOCK_JOB_FLAGS, LOCK_JOB_NUM_ACCOUNTS));
-  if (!pubkey_eq(&a->system_program->key, &SYSTEM_PROGRAM_ID)) return ERR_INVALID_SYSTEM_PROGRAM;
-  return read_args(p, (uint8_t *)args, LOCK_JOB_ARGS, 3);
+static const Check LOCK_JOB_CHECKS[5] = {
+  {CHECK_EQ, 4, OFF_KEY, SRC_SYSTEM_PROGRAM, 0, ERR_INVALID_SYSTEM_PROGRAM}, /* system_program.key */
+  {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
+  {CHECK_TYPE, 2, 0, TYPE_CREDITS, 0, 0}, /* credits: Credits */
+  {CHECK_EQ, 0, OFF_KEY, 1, offsetof(Config, gateway), ERR_NOT_GATEWAY}, /* gateway.key == config.gateway @ NotGateway */
+  {CHECK_FALSE, 1, offsetof(Config, paused), 0, 0, ERR_PROGRAM_PAUSED}, /* !config.paused @ ProgramPaused */
+};
+static const IxSpec LOCK_JOB_IX = {LOCK_JOB_FLAGS, LOCK_JOB_CHECKS, LOCK_JOB_ARGS, LOCK_JOB_NUM_ACCOUNTS, 5, 3};
+static inline __attribute__((always_inline)) uint64_t parse_lock_job(SolParameters *p, LockJobAccounts *a, LockJobArgs *args) {
+  return parse(p, a->at, args, &LOCK_JOB_IX);
 }
 
 /* settle_job(cost: u64, result_hash: [u8; 32], prompt_tokens: u32, completion_tokens: u32)
@@ -205,10 +256,24 @@ typedef struct {
   uint32_t completion_tokens;
 } SettleJobArgs;
 static const ArgField SETTLE_JOB_ARGS[4] = {{0, 8, offsetof(SettleJobArgs, cost), 0}, {0, 32, offsetof(SettleJobArgs, result_hash), 0}, {0, 4, offsetof(SettleJobArgs, prompt_tokens), 0}, {0, 4, offsetof(SettleJobArgs, completion_tokens), 0}};
-static uint64_t parse_settle_job(SolParameters *p, SettleJobAccounts *a, SettleJobArgs *args) {
-  TRY(bind_accounts(p, a->at, SETTLE_JOB_FLAGS, SETTLE_JOB_NUM_ACCOUNTS));
-  if (!pubkey_eq(&a->token_program->key, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_PROGRAM;
-  return read_args(p, (uint8_t *)args, SETTLE_JOB_ARGS, 4);
+static const Check SETTLE_JOB_CHECKS[13] = {
+  {CHECK_EQ, 8, OFF_KEY, SRC_TOKEN_PROGRAM, 0, ERR_INVALID_TOKEN_PROGRAM}, /* token_program.key */
+  {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
+  {CHECK_TYPE, 2, 0, TYPE_JOB, 0, 0}, /* job: Job */
+  {CHECK_TYPE, 3, 0, TYPE_CREDITS, 0, 0}, /* credits: Credits */
+  {CHECK_TYPE, 5, 0, TYPE_TOKEN_ACCOUNT, 0, 0}, /* worker_token: TokenAccount */
+  {CHECK_EQ, 0, OFF_KEY, 1, offsetof(Config, gateway), ERR_NOT_GATEWAY}, /* gateway.key == config.gateway @ NotGateway */
+  {CHECK_EQ, 3, offsetof(Credits, owner), 2, offsetof(Job, client), ERR_CREDITS_MISMATCH}, /* credits.owner == job.client @ CreditsMismatch */
+  {CHECK_EQ, 4, OFF_KEY, 1, offsetof(Config, vault), ERR_VAULT_MISMATCH}, /* vault.key == config.vault @ VaultMismatch */
+  {CHECK_EQ, 5, 0, 1, offsetof(Config, mint), ERR_MINT_MISMATCH}, /* worker_token.mint == config.mint @ MintMismatch */
+  {CHECK_EQ, 5, 32, 2, offsetof(Job, worker), ERR_TOKEN_OWNER_MISMATCH}, /* worker_token.owner == job.worker @ TokenOwnerMismatch */
+  {CHECK_NE, 5, OFF_KEY, 6, OFF_KEY, ERR_DUPLICATE_ACCOUNT}, /* worker_token.key != treasury.key @ DuplicateAccount */
+  {CHECK_EQ, 6, OFF_KEY, 1, offsetof(Config, treasury), ERR_TREASURY_MISMATCH}, /* treasury.key == config.treasury @ TreasuryMismatch */
+  {CHECK_EQ, 7, OFF_KEY, 2, offsetof(Job, payer), ERR_PAYER_MISMATCH}, /* payer.key == job.payer @ PayerMismatch */
+};
+static const IxSpec SETTLE_JOB_IX = {SETTLE_JOB_FLAGS, SETTLE_JOB_CHECKS, SETTLE_JOB_ARGS, SETTLE_JOB_NUM_ACCOUNTS, 13, 4};
+static inline __attribute__((always_inline)) uint64_t parse_settle_job(SolParameters *p, SettleJobAccounts *a, SettleJobArgs *args) {
+  return parse(p, a->at, args, &SETTLE_JOB_IX);
 }
 
 /* refund_job()
@@ -231,9 +296,16 @@ typedef union {
   SolAccount *at[REFUND_JOB_NUM_ACCOUNTS];
 } RefundJobAccounts;
 static const uint8_t REFUND_JOB_FLAGS[REFUND_JOB_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE};
-static uint64_t parse_refund_job(SolParameters *p, RefundJobAccounts *a) {
-  TRY(bind_accounts(p, a->at, REFUND_JOB_FLAGS, REFUND_JOB_NUM_ACCOUNTS));
-  return read_args(p, 0, 0, 0);
+static const Check REFUND_JOB_CHECKS[5] = {
+  {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
+  {CHECK_TYPE, 2, 0, TYPE_JOB, 0, 0}, /* job: Job */
+  {CHECK_TYPE, 3, 0, TYPE_CREDITS, 0, 0}, /* credits: Credits */
+  {CHECK_EQ, 3, offsetof(Credits, owner), 2, offsetof(Job, client), ERR_CREDITS_MISMATCH}, /* credits.owner == job.client @ CreditsMismatch */
+  {CHECK_EQ, 4, OFF_KEY, 2, offsetof(Job, payer), ERR_PAYER_MISMATCH}, /* payer.key == job.payer @ PayerMismatch */
+};
+static const IxSpec REFUND_JOB_IX = {REFUND_JOB_FLAGS, REFUND_JOB_CHECKS, 0, REFUND_JOB_NUM_ACCOUNTS, 5, 0};
+static inline __attribute__((always_inline)) uint64_t parse_refund_job(SolParameters *p, RefundJobAccounts *a) {
+  return parse(p, a->at, 0, &REFUND_JOB_IX);
 }
 
 /* update_config(fee_bps: Option<u16>, refund_timeout: Option<i64>, gateway: Option<Pubkey>, paused: Option<bool>)
@@ -257,9 +329,13 @@ typedef struct {
   OptBool paused;
 } UpdateConfigArgs;
 static const ArgField UPDATE_CONFIG_ARGS[4] = {{ARG_OPTION, 2, offsetof(UpdateConfigArgs, fee_bps.value), offsetof(UpdateConfigArgs, fee_bps.is_some)}, {ARG_OPTION, 8, offsetof(UpdateConfigArgs, refund_timeout.value), offsetof(UpdateConfigArgs, refund_timeout.is_some)}, {ARG_OPTION, 32, offsetof(UpdateConfigArgs, gateway.value), offsetof(UpdateConfigArgs, gateway.is_some)}, {ARG_OPTION | ARG_BOOL, 1, offsetof(UpdateConfigArgs, paused.value), offsetof(UpdateConfigArgs, paused.is_some)}};
-static uint64_t parse_update_config(SolParameters *p, UpdateConfigAccounts *a, UpdateConfigArgs *args) {
-  TRY(bind_accounts(p, a->at, UPDATE_CONFIG_FLAGS, UPDATE_CONFIG_NUM_ACCOUNTS));
-  return read_args(p, (uint8_t *)args, UPDATE_CONFIG_ARGS, 4);
+static const Check UPDATE_CONFIG_CHECKS[2] = {
+  {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
+  {CHECK_EQ, 0, OFF_KEY, 1, offsetof(Config, admin), ERR_NOT_ADMIN}, /* admin.key == config.admin @ NotAdmin */
+};
+static const IxSpec UPDATE_CONFIG_IX = {UPDATE_CONFIG_FLAGS, UPDATE_CONFIG_CHECKS, UPDATE_CONFIG_ARGS, UPDATE_CONFIG_NUM_ACCOUNTS, 2, 4};
+static inline __attribute__((always_inline)) uint64_t parse_update_config(SolParameters *p, UpdateConfigAccounts *a, UpdateConfigArgs *args) {
+  return parse(p, a->at, args, &UPDATE_CONFIG_IX);
 }
 
 /* set_treasury()
@@ -278,9 +354,16 @@ typedef union {
   SolAccount *at[SET_TREASURY_NUM_ACCOUNTS];
 } SetTreasuryAccounts;
 static const uint8_t SET_TREASURY_FLAGS[SET_TREASURY_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, 0};
-static uint64_t parse_set_treasury(SolParameters *p, SetTreasuryAccounts *a) {
-  TRY(bind_accounts(p, a->at, SET_TREASURY_FLAGS, SET_TREASURY_NUM_ACCOUNTS));
-  return read_args(p, 0, 0, 0);
+static const Check SET_TREASURY_CHECKS[5] = {
+  {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
+  {CHECK_TYPE, 2, 0, TYPE_TOKEN_ACCOUNT, 0, 0}, /* treasury: TokenAccount */
+  {CHECK_EQ, 0, OFF_KEY, 1, offsetof(Config, admin), ERR_NOT_ADMIN}, /* admin.key == config.admin @ NotAdmin */
+  {CHECK_EQ, 2, 0, 1, offsetof(Config, mint), ERR_MINT_MISMATCH}, /* treasury.mint == config.mint @ MintMismatch */
+  {CHECK_NE, 2, OFF_KEY, 1, offsetof(Config, vault), ERR_INVALID_TREASURY}, /* treasury.key != config.vault @ InvalidTreasury */
+};
+static const IxSpec SET_TREASURY_IX = {SET_TREASURY_FLAGS, SET_TREASURY_CHECKS, 0, SET_TREASURY_NUM_ACCOUNTS, 5, 0};
+static inline __attribute__((always_inline)) uint64_t parse_set_treasury(SolParameters *p, SetTreasuryAccounts *a) {
+  return parse(p, a->at, 0, &SET_TREASURY_IX);
 }
 
 /* propose_admin(new_admin: Pubkey)
@@ -301,9 +384,13 @@ typedef struct {
   SolPubkey new_admin;
 } ProposeAdminArgs;
 static const ArgField PROPOSE_ADMIN_ARGS[1] = {{0, 32, offsetof(ProposeAdminArgs, new_admin), 0}};
-static uint64_t parse_propose_admin(SolParameters *p, ProposeAdminAccounts *a, ProposeAdminArgs *args) {
-  TRY(bind_accounts(p, a->at, PROPOSE_ADMIN_FLAGS, PROPOSE_ADMIN_NUM_ACCOUNTS));
-  return read_args(p, (uint8_t *)args, PROPOSE_ADMIN_ARGS, 1);
+static const Check PROPOSE_ADMIN_CHECKS[2] = {
+  {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
+  {CHECK_EQ, 0, OFF_KEY, 1, offsetof(Config, admin), ERR_NOT_ADMIN}, /* admin.key == config.admin @ NotAdmin */
+};
+static const IxSpec PROPOSE_ADMIN_IX = {PROPOSE_ADMIN_FLAGS, PROPOSE_ADMIN_CHECKS, PROPOSE_ADMIN_ARGS, PROPOSE_ADMIN_NUM_ACCOUNTS, 2, 1};
+static inline __attribute__((always_inline)) uint64_t parse_propose_admin(SolParameters *p, ProposeAdminAccounts *a, ProposeAdminArgs *args) {
+  return parse(p, a->at, args, &PROPOSE_ADMIN_IX);
 }
 
 /* accept_admin()
@@ -320,7 +407,10 @@ typedef union {
   SolAccount *at[ACCEPT_ADMIN_NUM_ACCOUNTS];
 } AcceptAdminAccounts;
 static const uint8_t ACCEPT_ADMIN_FLAGS[ACCEPT_ADMIN_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
-static uint64_t parse_accept_admin(SolParameters *p, AcceptAdminAccounts *a) {
-  TRY(bind_accounts(p, a->at, ACCEPT_ADMIN_FLAGS, ACCEPT_ADMIN_NUM_ACCOUNTS));
-  return read_args(p, 0, 0, 0);
+static const Check ACCEPT_ADMIN_CHECKS[1] = {
+  {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
+};
+static const IxSpec ACCEPT_ADMIN_IX = {ACCEPT_ADMIN_FLAGS, ACCEPT_ADMIN_CHECKS, 0, ACCEPT_ADMIN_NUM_ACCOUNTS, 1, 0};
+static inline __attribute__((always_inline)) uint64_t parse_accept_admin(SolParameters *p, AcceptAdminAccounts *a) {
+  return parse(p, a->at, 0, &ACCEPT_ADMIN_IX);
 }

@@ -25,9 +25,9 @@ typedef struct {
   uint8_t *data;
   SolPubkey *owner;
   uint64_t rent_epoch;
-  bool is_signer;
-  bool is_writable;
-  bool executable;
+  uint8_t is_signer; /* bools, 0 or 1: copied from the loader's record as they are */
+  uint8_t is_writable;
+  uint8_t executable;
 } SolAccountInfo;
 
 typedef struct {

@@ -68,8 +68,16 @@ static uint64_t invoke(const Cpi *c) {
     metas[i].is_writable = (c->flags[i] & CPI_WRITABLE) != 0;
     metas[i].is_signer = (c->flags[i] & CPI_SIGNER) != 0;
     /* rent_epoch sits after the data in the input buffer; the runtime does not read it. */
-    infos[i] = (SolAccountInfo){&a->key, &a->lamports, a->data_len, a->data, &a->owner, 0,
-                                a->is_signer, a->is_writable, a->executable};
+    SolAccountInfo *info = &infos[i];
+    info->key = &a->key;
+    info->lamports = &a->lamports;
+    info->data_len = a->data_len;
+    info->data = a->data;
+    info->owner = &a->owner;
+    info->rent_epoch = 0;
+    info->is_signer = a->is_signer;
+    info->is_writable = a->is_writable;
+    info->executable = a->executable;
   }
   const SolInstruction ix = {c->program, metas, c->n, c->data, c->data_len};
   return sol_invoke_signed_c(&ix, infos, (int)c->n, c->signer, c->signer ? 1 : 0);

@@ -7,7 +7,7 @@
 static uint64_t process_initialize(SolParameters *p) {
   InitializeAccounts a;
   InitializeArgs args;
-  // 1. Account count, signer, writable, program ids, argument layout
+  // 1. Accounts (mint: classic SPL Token; treasury: a token account of it), arguments
   TRY(parse_initialize(p, &a, &args));
   // 2. Only the upgrade authority of this very program
   TRY(require_upgrade_authority(p->program_id, a.program, a.program_data, &a.admin->key));
@@ -15,10 +15,6 @@ static uint64_t process_initialize(SolParameters *p) {
   if (args.fee_bps > MAX_FEE_BPS) return ERR_INVALID_FEE_BPS;
   if (args.refund_timeout < MIN_REFUND_TIMEOUT || args.refund_timeout > MAX_REFUND_TIMEOUT)
     return ERR_INVALID_REFUND_TIMEOUT;
-  // 4. Mint and treasury: classic SPL Token, same mint
-  TRY(require_mint(a.mint));
-  TokenAccountHead *treasury;
-  TRY(load_token_account(a.treasury, &a.mint->key, &treasury));
 
   // Effects: Config and the vault at their canonical PDAs (neither may exist yet); the
   // vault is a token account of the mint owned by Config.

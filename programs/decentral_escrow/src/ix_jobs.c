@@ -6,25 +6,20 @@
 static uint64_t process_lock_job(SolParameters *p) {
   LockJobAccounts a;
   LockJobArgs args;
-  Config *cfg;
-  Credits *credits;
-  // 1. Accounts, signer, writable, program ids, arguments
+  // 1. Accounts (only the config gateway, not while paused; the client's Credits), arguments
   TRY(parse_lock_job(p, &a, &args));
-  // 2. Config: only its gateway, not while paused
-  TRY(load_config(p, a.config, &cfg));
-  TRY(require_key(a.gateway, &cfg->gateway, ERR_NOT_GATEWAY));
-  if (cfg->paused) return ERR_PROGRAM_PAUSED;
-  // 3. Arguments
+  Config *cfg = (Config *)a.config->data;
+  Credits *credits = (Credits *)a.credits->data;
+  // 2. Arguments
   if (args.amount == 0) return ERR_ZERO_AMOUNT;
   static const uint8_t zero_id[16] = {0};
   if (bytes_eq(args.job_id, zero_id, 16)) return ERR_INVALID_JOB_ID;
   if (pubkey_is_zero(&args.worker) || pubkey_eq(&args.worker, &a.config->key) || pubkey_eq(&args.worker, &cfg->vault))
     return ERR_INVALID_WORKER;
-  // 4. Client credits
-  TRY(load_credits(p, a.credits, &credits));
+  // 3. Client credits
   if (args.amount > credits->free) return ERR_INSUFFICIENT_CREDITS;
   if (credits->open_jobs == UINT32_MAX) return ERR_ARITHMETIC_OVERFLOW;
-  // 5. Job: created below at the canonical PDA of the id, which must not be open
+  // 4. Job: created below at the canonical PDA of the id, which must not be open
   InitPda init = {a.gateway, a.job, SEED_JOB, SEED_JOB_LEN, args.job_id, 16, JOB_LEN, p->program_id,
                   ERR_JOB_ALREADY_EXISTS, 0};
 
@@ -60,46 +55,16 @@ static uint64_t release_job(Credits *credits, const Job *job, uint64_t back) {
   return 0;
 }
 
-/* What settle and refund both load: Config, the Job, the job client's Credits, and the
- * account the Job rent goes back to. */
-typedef struct {
-  SolAccount *config, *job, *credits, *payer;
-} JobAccounts;
-typedef struct {
-  Config *cfg;
-  Job *job;
-  Credits *credits;
-} JobState;
-
-static uint64_t load_job_state(SolParameters *p, const JobAccounts *a, JobState *s) {
-  TRY(load_config(p, a->config, &s->cfg));
-  TRY(load_job(p, a->job, &s->job));
-  TRY(load_credits(p, a->credits, &s->credits));
-  TRY(require_key(a->payer, &s->job->payer, ERR_PAYER_MISMATCH));
-  return pubkey_eq(&s->credits->owner, &s->job->client) ? 0 : ERR_CREDITS_MISMATCH;
-}
-
 static uint64_t process_settle_job(SolParameters *p) {
   SettleJobAccounts a;
   SettleJobArgs args;
-  JobState s;
-  TokenAccountHead *worker_token;
-  // 1. Accounts, signer, writable, program ids, arguments
+  // 1. Accounts, arguments: only the gateway settles; the Job, its client's Credits and rent
+  //    payer; config vault and treasury; a token account of the worker bound at lock
   TRY(parse_settle_job(p, &a, &args));
-  // 2. Config, Job, the job's client Credits and rent payer; only the gateway settles
-  const JobAccounts ja = {a.config, a.job, a.credits, a.payer};
-  TRY(load_job_state(p, &ja, &s));
-  Config *cfg = s.cfg;
-  Job *job = s.job;
-  Credits *credits = s.credits;
-  TRY(require_key(a.gateway, &cfg->gateway, ERR_NOT_GATEWAY));
-  // 3. Token accounts: config vault and treasury; the worker bound at lock
-  TRY(require_key(a.vault, &cfg->vault, ERR_VAULT_MISMATCH));
-  TRY(require_key(a.treasury, &cfg->treasury, ERR_TREASURY_MISMATCH));
-  TRY(load_token_account(a.worker_token, &cfg->mint, &worker_token));
-  TRY(require_token_owner(worker_token, &job->worker));
-  TRY(require_distinct(a.worker_token, a.treasury));
-  // 4. Amounts: fee = floor(cost * fee_bps / 10,000), computed without overflow
+  Config *cfg = (Config *)a.config->data;
+  Job *job = (Job *)a.job->data;
+  Credits *credits = (Credits *)a.credits->data;
+  // 2. Amounts: fee = floor(cost * fee_bps / 10,000), computed without overflow
   if (args.cost > job->amount) return ERR_COST_EXCEEDS_LOCKED;
   uint64_t fee = (args.cost / BPS_DENOMINATOR) * cfg->fee_bps + (args.cost % BPS_DENOMINATOR) * cfg->fee_bps / BPS_DENOMINATOR;
   uint64_t pay = args.cost - fee;
@@ -131,16 +96,12 @@ static uint64_t process_settle_job(SolParameters *p) {
 
 static uint64_t process_refund_job(SolParameters *p) {
   RefundJobAccounts a;
-  JobState s;
-  // 1. Accounts, signer, writable
+  // 1. Accounts: Config, the Job, its client's Credits and rent payer
   TRY(parse_refund_job(p, &a));
-  // 2. Config, Job, the job's client Credits and rent payer
-  const JobAccounts ja = {a.config, a.job, a.credits, a.payer};
-  TRY(load_job_state(p, &ja, &s));
-  Config *cfg = s.cfg;
-  Job *job = s.job;
-  Credits *credits = s.credits;
-  // 3. The gateway at any time; the client once the job expired
+  Config *cfg = (Config *)a.config->data;
+  Job *job = (Job *)a.job->data;
+  Credits *credits = (Credits *)a.credits->data;
+  // 2. The gateway at any time; the client once the job expired
   if (!pubkey_eq(&a.authority->key, &cfg->gateway)) {
     if (!pubkey_eq(&a.authority->key, &job->client)) return ERR_NOT_JOB_PARTY;
     if (unix_now() < job->expires_at) return ERR_JOB_NOT_EXPIRED;

@@ -13,9 +13,10 @@
 /* The IDL's account constraints (count, signer, writable), from the generated flag table. */
 static uint64_t bind_accounts(SolParameters *p, SolAccount **at, const uint8_t *flags, uint64_t n) {
   if (p->ka_num < n) return ERR_NOT_ENOUGH_ACCOUNTS;
-  for (uint64_t i = 0; i < n; i++) at[i] = p->ka[i];
-  for (uint64_t i = 0; i < n; i++)
-    if ((flags[i] & ACC_SIGNER) && !p->ka[i]->is_signer) return ERR_MISSING_SIGNER;
+  for (uint64_t i = 0; i < n; i++) {
+    at[i] = p->ka[i];
+    if ((flags[i] & ACC_SIGNER) && !at[i]->is_signer) return ERR_MISSING_SIGNER;
+  }
   for (uint64_t i = 0; i < n; i++)
     if ((flags[i] & ACC_WRITABLE) && !p->ka[i]->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
   return 0;
@@ -42,13 +43,51 @@ static uint64_t read_args(const SolParameters *p, uint8_t *out, const ArgField *
   return left == 0 ? 0 : ERR_INVALID_INSTRUCTION_DATA;
 }
 
-static uint64_t require_key(const SolAccount *a, const SolPubkey *expected, uint64_t err) {
-  return pubkey_eq(&a->key, expected) ? 0 : err;
+/* CHECK_TYPE: what the account must be before any constraint reads its data. */
+static uint64_t require_type(const SolParameters *p, const SolAccount *a, uint8_t type) {
+  switch (type) {
+    case TYPE_CONFIG: return load_program_account(a, p->program_id, ACCOUNT_CONFIG, CONFIG_LEN);
+    case TYPE_CREDITS: return load_program_account(a, p->program_id, ACCOUNT_CREDITS, CREDITS_LEN);
+    case TYPE_JOB: return load_program_account(a, p->program_id, ACCOUNT_JOB, JOB_LEN);
+    case TYPE_TOKEN_ACCOUNT: return require_token_account(a);
+    default: return require_mint(a);
+  }
 }
 
-/* The runtime serializes a repeated account once; duplicates share the key pointer. */
-static uint64_t require_distinct(const SolAccount *a, const SolAccount *b) {
-  return pubkey_eq(&a->key, &b->key) ? ERR_DUPLICATE_ACCOUNT : 0;
+static const uint8_t *operand(SolAccount *const *at, uint8_t acc, uint8_t off) {
+  if (acc == SRC_TOKEN_PROGRAM) return TOKEN_PROGRAM_ID.x;
+  if (acc == SRC_SYSTEM_PROGRAM) return SYSTEM_PROGRAM_ID.x;
+  return off == OFF_KEY ? at[acc]->key.x : at[acc]->data + off;
+}
+
+/* The generated Check table, in order; the first failing row's error is returned. */
+static uint64_t check_accounts(const SolParameters *p, SolAccount *const *at, const Check *c, uint64_t n) {
+  for (; n > 0; n--, c++) {
+    if (c->op == CHECK_TYPE) {
+      TRY(require_type(p, at[c->a], c->b));
+      continue;
+    }
+    const uint8_t *x = operand(at, c->a, c->a_off);
+    bool ok;
+    if (c->op == CHECK_FALSE) {
+      ok = *x == 0;
+    } else {
+      /* Pubkey operands are 8-aligned: data starts 8-aligned and codegen places fields so. */
+      ok = pubkey_eq((const SolPubkey *)x, (const SolPubkey *)operand(at, c->b, c->b_off)) == (c->op == CHECK_EQ);
+    }
+    if (!ok) return c->err;
+  }
+  return 0;
+}
+
+static uint64_t parse(SolParameters *p, SolAccount **at, void *args, const IxSpec *ix) {
+  TRY(bind_accounts(p, at, ix->flags, ix->n_accounts));
+  TRY(check_accounts(p, at, ix->checks, ix->n_checks));
+  return read_args(p, (uint8_t *)args, ix->args, ix->n_args);
+}
+
+static uint64_t require_key(const SolAccount *a, const SolPubkey *expected, uint64_t err) {
+  return pubkey_eq(&a->key, expected) ? 0 : err;
 }
 
 /* Never created, or closed: owned by the system program and holding no data. */
@@ -63,40 +102,20 @@ static uint64_t require_canonical_pda(const SolSignerSeed *seeds, uint64_t n, co
   return pubkey_eq(&a->key, &expected) ? 0 : ERR_INVALID_PDA;
 }
 
-static uint64_t load_program_account(SolAccount *a, const SolPubkey *program_id, uint64_t disc,
-                                     uint64_t len, void **out) {
+static uint64_t load_program_account(const SolAccount *a, const SolPubkey *program_id, uint64_t disc,
+                                     uint64_t len) {
   if (!pubkey_eq(&a->owner, program_id)) return ERR_ACCOUNT_OWNED_BY_WRONG_PROGRAM;
   if (a->data_len != len) return ERR_INVALID_ACCOUNT_SIZE;
   if (*(const uint64_t *)a->data != disc) return ERR_ACCOUNT_DISCRIMINATOR_MISMATCH;
-  *out = a->data;
   return 0;
-}
-
-static uint64_t load_config(const SolParameters *p, SolAccount *a, Config **out) {
-  return load_program_account(a, p->program_id, ACCOUNT_CONFIG, CONFIG_LEN, (void **)out);
-}
-
-static uint64_t load_credits(const SolParameters *p, SolAccount *a, Credits **out) {
-  return load_program_account(a, p->program_id, ACCOUNT_CREDITS, CREDITS_LEN, (void **)out);
-}
-
-static uint64_t load_job(const SolParameters *p, SolAccount *a, Job **out) {
-  return load_program_account(a, p->program_id, ACCOUNT_JOB, JOB_LEN, (void **)out);
 }
 
 /* Classic SPL Token only: Token-2022 accounts (other owner, extensions) are rejected. */
-static uint64_t load_token_account(SolAccount *a, const SolPubkey *mint, TokenAccountHead **out) {
+static uint64_t require_token_account(const SolAccount *a) {
   if (!pubkey_eq(&a->owner, &TOKEN_PROGRAM_ID)) return ERR_INVALID_TOKEN_ACCOUNT;
   if (a->data_len != TOKEN_ACCOUNT_LEN) return ERR_INVALID_TOKEN_ACCOUNT;
   if (a->data[TOKEN_STATE_OFFSET] != TOKEN_STATE_INITIALIZED) return ERR_INVALID_TOKEN_ACCOUNT;
-  TokenAccountHead *t = (TokenAccountHead *)a->data;
-  if (!pubkey_eq(&t->mint, mint)) return ERR_MINT_MISMATCH;
-  *out = t;
   return 0;
-}
-
-static uint64_t require_token_owner(const TokenAccountHead *t, const SolPubkey *wallet) {
-  return pubkey_eq(&t->owner, wallet) ? 0 : ERR_TOKEN_OWNER_MISMATCH;
 }
 
 static uint64_t require_mint(const SolAccount *a) {

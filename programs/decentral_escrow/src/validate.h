@@ -14,17 +14,12 @@ typedef struct {
 #define MINT_IS_INITIALIZED_OFFSET 45
 
 static uint64_t require_key(const SolAccount *a, const SolPubkey *expected, uint64_t err);
-static uint64_t require_distinct(const SolAccount *a, const SolAccount *b);
 static uint64_t require_uninitialized(const SolAccount *a, uint64_t err);
 static uint64_t require_canonical_pda(const SolSignerSeed *seeds, uint64_t n, const SolPubkey *program_id,
                                       const SolAccount *a, uint8_t *bump);
-static uint64_t load_program_account(SolAccount *a, const SolPubkey *program_id, uint64_t disc,
-                                     uint64_t len, void **out);
-static uint64_t load_config(const SolParameters *p, SolAccount *a, Config **out);
-static uint64_t load_credits(const SolParameters *p, SolAccount *a, Credits **out);
-static uint64_t load_job(const SolParameters *p, SolAccount *a, Job **out);
-static uint64_t load_token_account(SolAccount *a, const SolPubkey *mint, TokenAccountHead **out);
-static uint64_t require_token_owner(const TokenAccountHead *t, const SolPubkey *wallet);
+static uint64_t load_program_account(const SolAccount *a, const SolPubkey *program_id, uint64_t disc,
+                                     uint64_t len);
+static uint64_t require_token_account(const SolAccount *a);
 static uint64_t require_mint(const SolAccount *a);
 static uint64_t require_upgrade_authority(const SolPubkey *program_id, const SolAccount *program,
                                           const SolAccount *program_data, const SolPubkey *authority);
