@@ -80,9 +80,15 @@ def verify(stack, headers, content: str, **kw):
 
 def test_non_streaming_completion_returns_a_verifiable_receipt(stack):
     with sdk(stack) as client:
+        start = time.perf_counter()
         raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ASK, max_tokens=24,
                                                                temperature=0, seed=3)
+        elapsed_ms = (time.perf_counter() - start) * 1000
     completion = raw.parse()
+    # Server-Timing reports the model call alone: positive and inside what the client waited
+    timing = raw.headers["server-timing"]
+    assert timing.startswith("inference;dur=")
+    assert 0 < float(timing.split("dur=")[1]) < elapsed_ms
     content = completion.choices[0].message.content
     assert content and completion.usage.completion_tokens <= 24 and completion.model == MODEL
     headers = raw.headers

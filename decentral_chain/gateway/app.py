@@ -176,9 +176,9 @@ class Job:
 
 
 async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompletionRequest,
-                    kwargs: dict[str, Any]) -> tuple[Job, int]:
-    """Price the ceiling, check credits, lock (submitted, confirming in the background)."""
-    credits_read = asyncio.create_task(state.escrow.get_credits(client))  # while the prompt is counted
+                    kwargs: dict[str, Any], credits_read: asyncio.Task) -> tuple[Job, int]:
+    """Price the ceiling, check credits (read since the request came in), lock (submitted,
+    confirming in the background)."""
     try:
         prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
     except BaseException:
@@ -265,25 +265,32 @@ async def _refund(state: State, job: Job, reason: str) -> None:
 async def chat_completions(request: Request) -> Response:
     state = _state(request)
     client = _client_wallet(request, state)
-    req = await _parse(request)
-    if req.model != state.settings.model_name:
-        raise gw.ModelNotFound(f"The model `{req.model}` does not exist", param="model")
+    # The client's credits are read while the body is parsed, a worker found and the prompt counted.
+    credits_read = asyncio.create_task(state.escrow.get_credits(client))
     try:
-        worker = await state.pool.acquire()
-    except NoWorkerFree as exc:
-        raise gw.NoWorkerAvailable("All workers are busy; retry shortly", details={"retry_after": exc.retry_after},
-                                   headers={"retry-after": str(math.ceil(exc.retry_after))}) from None
+        req = await _parse(request)
+        if req.model != state.settings.model_name:
+            raise gw.ModelNotFound(f"The model `{req.model}` does not exist", param="model")
+        try:
+            worker = await state.pool.acquire()
+        except NoWorkerFree as exc:
+            raise gw.NoWorkerAvailable("All workers are busy; retry shortly",
+                                       details={"retry_after": exc.retry_after},
+                                       headers={"retry-after": str(math.ceil(exc.retry_after))}) from None
+    except BaseException:
+        credits_read.cancel()
+        raise
     kwargs = _llama_kwargs(req, req.completion_limit or state.settings.default_max_tokens)
     try:
-        job, remaining = await _open_job(state, client, worker, req, kwargs)
+        job, remaining = await _open_job(state, client, worker, req, kwargs, credits_read)
     except BaseException:
         state.pool.release(worker)
         raise
     if req.stream:
         return await _stream(state, req, job, remaining, kwargs)
     try:
-        result = await asyncio.wait_for(worker.call(lambda llama: llama.create_chat_completion(**kwargs)),
-                                        timeout=state.settings.job_timeout)
+        result, inference_s = await asyncio.wait_for(worker.call(lambda llama: _timed_completion(llama, kwargs)),
+                                                     timeout=state.settings.job_timeout)
     except TimeoutError:
         state.spawn(_refund(state, job, "timed out"))
         raise gw.JobTimedOut(f"The job timed out after {state.settings.job_timeout:g} s; its credits are "
@@ -296,8 +303,19 @@ async def chat_completions(request: Request) -> Response:
     content = result["choices"][0]["message"].get("content") or ""
     settlement, cost = await _settle(state, job, content, result["usage"])
     result["model"] = state.settings.model_name
-    headers = job.headers(remaining + job.amount - cost) | {"x-decentral-settlement-tx": settlement}
+    headers = job.headers(remaining + job.amount - cost) | {
+        "x-decentral-settlement-tx": settlement,
+        # W3C Server-Timing: the model call alone, so a client sees what the gateway adds around it
+        "server-timing": f"inference;dur={inference_s * 1000:.2f}",
+    }
     return JSONResponse(result, headers=headers)
+
+
+def _timed_completion(llama: Any, kwargs: dict[str, Any]) -> tuple[dict, float]:
+    """create_chat_completion on the worker thread, and how long exactly that call took."""
+    start = time.perf_counter()
+    result = llama.create_chat_completion(**kwargs)
+    return result, time.perf_counter() - start
 
 
 async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining: int,
