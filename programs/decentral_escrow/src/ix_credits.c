@@ -15,7 +15,7 @@ static void emit_credits_event(uint64_t disc, const Credits *c, uint64_t amount)
  * the canonical PDA; an existing one must be ours and belong to the owner. */
 static uint64_t credits_for_deposit(SolParameters *p, SolAccount *owner, SolAccount *account,
                                     Credits **out) {
-  uint64_t err = load_program_account(account, p->program_id, ACCOUNT_CREDITS, CREDITS_LEN);
+  uint64_t err = require_type(p, account, TYPE_CREDITS);
   *out = (Credits *)account->data;
   if (err == 0) return require_key(owner, &(*out)->owner, ERR_CREDITS_OWNER_MISMATCH);
   TRY(require_uninitialized(account, err)); /* neither ours nor empty: the load error */

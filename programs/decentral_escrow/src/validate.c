@@ -18,7 +18,7 @@ static uint64_t bind_accounts(SolParameters *p, SolAccount **at, const uint8_t *
     if ((flags[i] & ACC_SIGNER) && !at[i]->is_signer) return ERR_MISSING_SIGNER;
   }
   for (uint64_t i = 0; i < n; i++)
-    if ((flags[i] & ACC_WRITABLE) && !p->ka[i]->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+    if ((flags[i] & ACC_WRITABLE) && !at[i]->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
   return 0;
 }
 
@@ -43,12 +43,14 @@ static uint64_t read_args(const SolParameters *p, uint8_t *out, const ArgField *
   return left == 0 ? 0 : ERR_INVALID_INSTRUCTION_DATA;
 }
 
-/* CHECK_TYPE: what the account must be before any constraint reads its data. */
-static uint64_t require_type(const SolParameters *p, const SolAccount *a, uint8_t type) {
+/* CHECK_TYPE: what the account must be before any constraint reads its data. Inlined: at
+ * the one call site with a constant type the switch folds away, and the table loop keeps it
+ * without a call per row. */
+static inline __attribute__((always_inline)) uint64_t require_type(const SolParameters *p, const SolAccount *a, uint8_t type) {
   switch (type) {
-    case TYPE_CONFIG: return load_program_account(a, p->program_id, ACCOUNT_CONFIG, CONFIG_LEN);
-    case TYPE_CREDITS: return load_program_account(a, p->program_id, ACCOUNT_CREDITS, CREDITS_LEN);
-    case TYPE_JOB: return load_program_account(a, p->program_id, ACCOUNT_JOB, JOB_LEN);
+    case TYPE_CONFIG: return require_program_account(a, p->program_id, ACCOUNT_CONFIG, CONFIG_LEN);
+    case TYPE_CREDITS: return require_program_account(a, p->program_id, ACCOUNT_CREDITS, CREDITS_LEN);
+    case TYPE_JOB: return require_program_account(a, p->program_id, ACCOUNT_JOB, JOB_LEN);
     case TYPE_TOKEN_ACCOUNT: return require_token_account(a);
     default: return require_mint(a);
   }
@@ -102,8 +104,8 @@ static uint64_t require_canonical_pda(const SolSignerSeed *seeds, uint64_t n, co
   return pubkey_eq(&a->key, &expected) ? 0 : ERR_INVALID_PDA;
 }
 
-static uint64_t load_program_account(const SolAccount *a, const SolPubkey *program_id, uint64_t disc,
-                                     uint64_t len) {
+static uint64_t require_program_account(const SolAccount *a, const SolPubkey *program_id, uint64_t disc,
+                                        uint64_t len) {
   if (!pubkey_eq(&a->owner, program_id)) return ERR_ACCOUNT_OWNED_BY_WRONG_PROGRAM;
   if (a->data_len != len) return ERR_INVALID_ACCOUNT_SIZE;
   if (*(const uint64_t *)a->data != disc) return ERR_ACCOUNT_DISCRIMINATOR_MISMATCH;
