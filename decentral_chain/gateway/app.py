@@ -178,15 +178,10 @@ class Job:
 async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompletionRequest,
                     kwargs: dict[str, Any], credits_read: asyncio.Task) -> tuple[Job, int]:
     """Price the ceiling, check credits (read since the request came in), lock (submitted,
-    confirming in the background)."""
-    try:
-        prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
-    except BaseException:
-        credits_read.cancel()
-        raise
+    confirming in the background). The caller cancels ``credits_read`` if this raises."""
+    prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
     room = worker.context_length - prompt_tokens
     if room <= 0:
-        credits_read.cancel()
         raise gw.InvalidRequest(f"messages: the prompt has {prompt_tokens} tokens, the context {worker.context_length}",
                                 param="messages")
     kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
@@ -267,6 +262,7 @@ async def chat_completions(request: Request) -> Response:
     client = _client_wallet(request, state)
     # The client's credits are read while the body is parsed, a worker found and the prompt counted.
     credits_read = asyncio.create_task(state.escrow.get_credits(client))
+    worker = None
     try:
         req = await _parse(request)
         if req.model != state.settings.model_name:
@@ -277,14 +273,12 @@ async def chat_completions(request: Request) -> Response:
             raise gw.NoWorkerAvailable("All workers are busy; retry shortly",
                                        details={"retry_after": exc.retry_after},
                                        headers={"retry-after": str(math.ceil(exc.retry_after))}) from None
-    except BaseException:
-        credits_read.cancel()
-        raise
-    kwargs = _llama_kwargs(req, req.completion_limit or state.settings.default_max_tokens)
-    try:
+        kwargs = _llama_kwargs(req, req.completion_limit or state.settings.default_max_tokens)
         job, remaining = await _open_job(state, client, worker, req, kwargs, credits_read)
     except BaseException:
-        state.pool.release(worker)
+        credits_read.cancel()  # a no-op once the read has finished
+        if worker is not None:
+            state.pool.release(worker)
         raise
     if req.stream:
         return await _stream(state, req, job, remaining, kwargs)
