@@ -21,11 +21,15 @@ generate the same tokens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,18 +38,19 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from solders.pubkey import Pubkey  # noqa: E402
 
 from decentral_chain.client import EscrowClient  # noqa: E402
-from decentral_chain.gateway.app import GatewaySettings, create_app  # noqa: E402
+from decentral_chain.gateway.app import _llama_kwargs  # noqa: E402
 from decentral_chain.gateway.keys import KeyStore  # noqa: E402
 from decentral_chain.gateway.model import default_model_path  # noqa: E402
+from decentral_chain.gateway.schemas import ChatCompletionRequest  # noqa: E402
 from decentral_chain.gateway.workers import Worker, WorkerSpec  # noqa: E402
-from decentral_chain.localnet.chain import LocalChain  # noqa: E402
-from decentral_chain.localnet.genesis import USDC, build_genesis  # noqa: E402
-from decentral_chain.localnet.server import ServerThread  # noqa: E402
-from decentral_chain.localnet.server import create_app as create_rpc_app  # noqa: E402
-from decentral_chain.sbpf.build import ensure_built  # noqa: E402
+from decentral_chain.localnet.genesis import USDC  # noqa: E402
+from decentral_chain.localnet.keys import read_keypair  # noqa: E402
+from decentral_chain.localnet.server import free_port_pair  # noqa: E402
 
+CLI = [sys.executable, "-m", "decentral_chain.cli"]
 MODEL = "smollm2-135m-instruct"
 PROMPTS = [f"In one sentence, what is {topic}?" for topic in (
     "rain", "a comet", "bread", "a violin", "gravity", "a river", "chess", "a volcano", "coffee", "a glacier",
@@ -54,6 +59,7 @@ MAX_TOKENS = 32
 REPEATS = 3  # pairs per prompt, in alternating order
 QUIET_S = 0.05  # pause before each measured request: the previous request's background work ends
 CLIENTS = 8
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 JOBS_PER_CLIENT = 6
 
 
@@ -62,30 +68,66 @@ def request(prompt: str, max_tokens: int = MAX_TOKENS) -> dict:
             "temperature": 0.0, "seed": 1}
 
 
-def measure() -> dict:
-    g = build_genesis(ensure_built(), workers=2)
-    chain = LocalChain.from_genesis(g)
-    path = default_model_path()
-    workers = [Worker(WorkerSpec(f"w{i}", path, w.pubkey, n_ctx=512)).start() for i, w in enumerate(g.workers)]
-    direct = Worker(WorkerSpec("direct", path, g.workers[0].pubkey, n_ctx=512)).start()
-    with tempfile.TemporaryDirectory() as tmp, ServerThread((create_rpc_app(chain), 0)) as rpc:
-        settings = GatewaySettings(rpc_url=rpc.url(), keys_db=Path(tmp) / "k.db", journal_db=Path(tmp) / "j.db")
-        store = KeyStore(settings.keys_db)
-        key = store.create(g.clients[0].pubkey)
-        store.close()
+def _wait(check, what: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, ValueError, KeyError, httpx.TransportError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start within {timeout:g} s")
+
+
+@contextlib.contextmanager
+def deployment(tmp: Path) -> Iterator[tuple[str, str, dict]]:
+    """The localnet and the gateway as they are deployed: each its own process
+    (`decentral localnet`, `decentral gateway` with 2 workers). Yields the gateway URL, an
+    API key with 100 USDC of credits behind it, and the localnet's addresses."""
+    rpc_port, gw_port = free_port_pair(), free_port_pair()
+    env = {**os.environ, "DECENTRAL_GATEWAY_KEYS_DB": str(tmp / "keys.db"),
+           "DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp / "journal.db")}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    processes = [subprocess.Popen([*CLI, "localnet", "--port", str(rpc_port), "--keys-dir", str(tmp)], **quiet)]
+    try:
+        _wait(lambda: json.loads((tmp / "addresses.json").read_text())["ready"], "the localnet")
+        addresses = json.loads((tmp / "addresses.json").read_text())
+        client = read_keypair(tmp / "client-keypair.json")
 
         async def deposit() -> None:
-            async with EscrowClient(rpc.url()) as escrow:
-                await escrow.deposit(g.clients[0].keypair, 100 * USDC)
+            async with EscrowClient(addresses["rpc_url"]) as escrow:
+                await escrow.deposit(client, 100 * USDC)
 
         asyncio.run(deposit())
-        with ServerThread((create_app(settings, g.gateway, workers), 0)) as gateway, \
-                httpx.Client(timeout=120, headers={"authorization": f"Bearer {key}"}) as http:
-            url = gateway.url() + "/v1/chat/completions"
+        store = KeyStore(tmp / "keys.db")
+        key = store.create(client.pubkey())
+        store.close()
+        wallets = [arg for w in addresses["workers"] for arg in ("--worker-wallet", w["wallet"])]
+        processes.append(subprocess.Popen(
+            [*CLI, "gateway", "--port", str(gw_port), "--rpc-url", addresses["rpc_url"], "--n-ctx", "512",
+             "--workers", str(WORKERS), *wallets, "--gateway-keypair", str(tmp / "gateway-keypair.json")], **quiet))
+        url = f"http://127.0.0.1:{gw_port}"
+        _wait(lambda: httpx.get(f"{url}/health").status_code == 200, "the gateway")
+        yield url, key, addresses
+    finally:
+        for proc in processes:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def measure() -> dict:
+    path = default_model_path()
+    with tempfile.TemporaryDirectory() as tmp, deployment(Path(tmp)) as (base, key, addresses):
+        direct = Worker(WorkerSpec("direct", path, Pubkey.from_string(addresses["workers"][0]["wallet"]),
+                                   n_ctx=512)).start()
+        with httpx.Client(timeout=120, headers={"authorization": f"Bearer {key}"}) as http:
+            url = base + "/v1/chat/completions"
             http.post(url, json=request("warm up", 4)).raise_for_status()
             added, gateway_tokens, gateway_time, direct_tokens, direct_time = [], 0, 0.0, 0, 0.0
 
             around = []  # per request: client-observed latency minus the gateway's model call
+            model_calls, direct_calls = [], []  # ms: the gateway's model call, the direct one
 
             def through_gateway(body: dict) -> tuple[float, int]:
                 start = time.perf_counter()
@@ -94,12 +136,15 @@ def measure() -> dict:
                 reply.raise_for_status()
                 inference_ms = float(reply.headers["server-timing"].split("dur=")[1])
                 around.append(elapsed * 1000 - inference_ms)
+                model_calls.append(inference_ms)
                 return elapsed, reply.json()["usage"]["completion_tokens"]
 
             def directly(body: dict) -> tuple[float, int]:
-                kwargs = {k: body[k] for k in ("messages", "max_tokens", "temperature", "seed")}
+                # exactly the arguments the gateway passes for this request body
+                kwargs = _llama_kwargs(ChatCompletionRequest.model_validate(body), body["max_tokens"])
                 start = time.perf_counter()
                 plain = direct.submit(lambda llama: llama.create_chat_completion(**kwargs)).result()
+                direct_calls.append((time.perf_counter() - start) * 1000)
                 return time.perf_counter() - start, plain["usage"]["completion_tokens"]
 
             # Pairs in alternating order (ABBA), each side started on a quiet machine: the
@@ -132,10 +177,11 @@ def measure() -> dict:
                     return CLIENTS * JOBS_PER_CLIENT / (time.perf_counter() - start)
 
             jobs = asyncio.run(clients())
-    for w in (*workers, direct):
-        w.close()
+        direct.close()
     return {"added_latency_ms_p50": round(statistics.median(around), 2),
             "paired_difference_ms_p50": round(statistics.median(added), 2),
+            "model_call_ms_p50": round(statistics.median(model_calls), 1),
+            "direct_call_ms_p50": round(statistics.median(direct_calls), 1),
             "tokens_per_s_ratio": round((gateway_tokens / gateway_time) / (direct_tokens / direct_time), 3),
             "jobs_per_s_8_clients": round(jobs, 1)}
 
@@ -143,6 +189,7 @@ def measure() -> dict:
 def main() -> None:
     result = measure()
     paired = result.pop("paired_difference_ms_p50")
+    model_call, direct_call = result.pop("model_call_ms_p50"), result.pop("direct_call_ms_p50")
     if "--json" in sys.argv[1:]:
         print(json.dumps(result))
         return
@@ -151,6 +198,7 @@ def main() -> None:
         table.add_column(col)
     table.add_row("added latency, median per request", f"{result['added_latency_ms_p50']:.1f} ms", "≤ 5 ms")
     table.add_row("  cross-check: gateway − separate direct call, median pair", f"{paired:.1f} ms", "(noisy)")
+    table.add_row("  the model call in the gateway / directly, median", f"{model_call:.1f} / {direct_call:.1f} ms", "")
     table.add_row("tokens/s through the gateway ÷ direct", f"{result['tokens_per_s_ratio']:.3f}", "≥ 0.95")
     table.add_row(f"settled jobs/s, {CLIENTS} concurrent clients", f"{result['jobs_per_s_8_clients']:.1f}", "")
     Console().print(table)

@@ -97,7 +97,8 @@ class EscrowClient:
                  commitment: Commitment = Confirmed, transport_retries: int = 3, backoff: float = 0.1,
                  poll_interval: float = 0.05, skip_preflight: bool = False, blockhash_ttl: float = 2.0) -> None:
         """``skip_preflight`` sends without simulating first (errors then surface at confirm);
-        a fetched blockhash is reused for ``blockhash_ttl`` seconds (it stays valid ~60 s)."""
+        a fetched blockhash is reused for ``blockhash_ttl`` seconds (it stays valid ~60 s), and
+        for up to 10× as long while a newer one is fetched in the background."""
         self.rpc = AsyncClient(rpc, commitment=commitment) if isinstance(rpc, str) else rpc
         self.program_id = program_id
         self.commitment = commitment
@@ -109,6 +110,7 @@ class EscrowClient:
         self._state = "new"
         self._config: Config | None = None
         self._blockhash: tuple[float, object, int] | None = None  # (fetched at, hash, last valid height)
+        self._blockhash_task: asyncio.Task | None = None
         self._status_queue: list[tuple[Signature, asyncio.Future]] = []
         self._status_task: asyncio.Task | None = None
         self._send_queue: list[tuple[SendRawTransaction, asyncio.Future]] = []
@@ -122,6 +124,8 @@ class EscrowClient:
 
     async def __aexit__(self, *exc: object) -> None:
         self._state = "closed"
+        if self._blockhash_task is not None:
+            self._blockhash_task.cancel()
         await self.rpc.close()
 
     # ---------------------------------------------------------------- transport
@@ -166,25 +170,42 @@ class EscrowClient:
         return PreparedTransaction(tx, last_valid, tuple(instructions), payer, tuple(signers))
 
     async def _recent_blockhash(self, *, fresh: bool = False) -> tuple:
-        now = time.monotonic()
-        if fresh or self._blockhash is None or now - self._blockhash[0] > self.blockhash_ttl:
-            resp = await self._call(lambda: self.rpc.get_latest_blockhash(self.commitment))
-            self._blockhash = (now, resp.value.blockhash, resp.value.last_valid_block_height)
+        age = time.monotonic() - self._blockhash[0] if self._blockhash is not None else None
+        if fresh or age is None or age > 10 * self.blockhash_ttl:
+            await self._fetch_blockhash()
+        elif age > self.blockhash_ttl and (self._blockhash_task is None or self._blockhash_task.done()):
+            self._blockhash_task = asyncio.create_task(self._fetch_blockhash(background=True))
         return self._blockhash[1], self._blockhash[2]
+
+    async def _fetch_blockhash(self, *, background: bool = False) -> None:
+        sent = time.monotonic()
+        try:
+            resp = await self._call(lambda: self.rpc.get_latest_blockhash(self.commitment))
+        except DecentralError:
+            if background:  # the cached one is still valid; the next call tries again
+                return
+            raise
+        if self._blockhash is None or self._blockhash[0] <= sent:
+            self._blockhash = (sent, resp.value.blockhash, resp.value.last_valid_block_height)
 
     async def submit(self, prepared: PreparedTransaction, *, skip_preflight: bool | None = None) -> Signature:
         """Send without waiting for confirmation.
 
         Concurrent submits share one JSON-RPC batch request (HTTP round trips dominate
         the cost of a settlement); each transaction still gets its own answer or error."""
+        await self.send_raw(bytes(prepared.transaction), skip_preflight=skip_preflight)
+        return prepared.signature
+
+    async def send_raw(self, raw: bytes, *, skip_preflight: bool | None = None) -> Signature:
+        """Send an already signed transaction as it is (the same bytes, the same signature):
+        how a transaction signed and recorded before a crash is sent again."""
         skip = self.skip_preflight if skip_preflight is None else skip_preflight
         config = RpcSendTransactionConfig(skip_preflight=skip, preflight_commitment=_COMMITMENTS[self.commitment])
         future = asyncio.get_running_loop().create_future()
-        self._send_queue.append((SendRawTransaction(bytes(prepared.transaction), config), future))
+        self._send_queue.append((SendRawTransaction(raw, config), future))
         if self._send_task is None or self._send_task.done():
             self._send_task = asyncio.create_task(self._flush_sends())
-        await future
-        return prepared.signature
+        return await future
 
     async def _flush_sends(self) -> None:
         await asyncio.sleep(0)  # let every submit of this turn enqueue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 from solders.pubkey import Pubkey
@@ -16,14 +17,17 @@ from decentral_chain.abi import (
 )
 
 
+@functools.cache  # derivations are pure and cost 10–60 µs each
 def config_address(program_id: Pubkey = PROGRAM_ID) -> Pubkey:
     return Pubkey.find_program_address([SEED_CONFIG], program_id)[0]
 
 
+@functools.cache
 def vault_address(program_id: Pubkey = PROGRAM_ID) -> Pubkey:
     return Pubkey.find_program_address([SEED_VAULT], program_id)[0]
 
 
+@functools.lru_cache(maxsize=65536)  # one per client: a gateway derives it for every job
 def credits_address(owner: Pubkey, program_id: Pubkey = PROGRAM_ID) -> Pubkey:
     return Pubkey.find_program_address([SEED_CREDITS, bytes(owner)], program_id)[0]
 

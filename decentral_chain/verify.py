@@ -18,6 +18,10 @@ one check. The eight checks (SPEC §3), in order:
     payouts       the job's worker (token owner, config mint) got cost − fee, the treasury the fee
     cost          cost ≤ locked, and equal to the expected cost when one is given
     result_hash   equal to sha256 of the response (or the receipt's hash) when given
+
+A receipt is handed out as its settlement is sent, and a cluster confirms in about a
+second: a signature not yet visible is waited for (``wait``, 3 s by default) before it
+counts as not found.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ from decentral_chain.errors import DecodeError, RpcError, RpcUnavailable
 from decentral_chain.events import JobLocked, JobRefunded, JobSettled, LogsTruncated, parse_events
 from decentral_chain.instructions import DecodedInstruction, decode_instruction_data
 from decentral_chain.receipts import Receipt
+
+DEFAULT_WAIT = 3.0  # seconds a signature not yet visible is waited for
+WAIT_POLL = 0.05
 
 
 class Status(enum.StrEnum):
@@ -265,11 +272,16 @@ async def fetch_transaction(rpc: RawRpc, signature: Signature, commitment: str) 
 class Verifier:
     """Verifies receipts against one RPC; fetched transactions and the Config are reused."""
 
-    def __init__(self, rpc_url: str, *, commitment: str = "confirmed") -> None:
+    def __init__(self, rpc_url: str, *, commitment: str = "confirmed", wait: float = DEFAULT_WAIT) -> None:
+        """``wait``: seconds a signature not yet visible at ``commitment`` is waited for
+        before it counts as not found (a receipt is handed out as its settlement is sent)."""
         if commitment not in ("confirmed", "finalized"):
             raise ValueError("commitment must be confirmed or finalized")
+        if not wait >= 0:
+            raise ValueError("wait must be a number of seconds ≥ 0")
         self.rpc = RawRpc(rpc_url)
         self.commitment = commitment
+        self.wait = wait
         self._txs: dict[Signature, asyncio.Task] = {}
         self._configs: dict[Pubkey, asyncio.Task] = {}
         self._blocks: dict[int, asyncio.Task] = {}
@@ -287,7 +299,16 @@ class Verifier:
 
     def transaction(self, signature: Signature) -> asyncio.Future:
         """The fetched transaction (awaitable; one fetch per signature, shared)."""
-        return self._cached(self._txs, signature, lambda: fetch_transaction(self.rpc, signature, self.commitment))
+        async def load() -> FetchedTx | None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.wait
+            while True:
+                tx = await fetch_transaction(self.rpc, signature, self.commitment)
+                if tx is not None or loop.time() >= deadline:
+                    return tx
+                await asyncio.sleep(min(WAIT_POLL, max(0.0, deadline - loop.time())))
+
+        return self._cached(self._txs, signature, load)
 
     async def config(self, program: Pubkey) -> Config | None:
         async def load() -> Config | None:
@@ -511,21 +532,23 @@ class Verifier:
 
 
 async def verify_receipt(rpc_url: str, receipt: Receipt, *, commitment: str = "confirmed",
-                         expected_cost: int | None = None, response: bytes | None = None) -> Report:
-    async with Verifier(rpc_url, commitment=commitment) as verifier:
+                         expected_cost: int | None = None, response: bytes | None = None,
+                         wait: float = DEFAULT_WAIT) -> Report:
+    async with Verifier(rpc_url, commitment=commitment, wait=wait) as verifier:
         return await verifier.verify(receipt, expected_cost=expected_cost, response=response)
 
 
 async def verify_batch(rpc_url: str, receipts: Sequence[Receipt], *, commitment: str = "confirmed",
                        concurrency: int = 32, fail_fast: bool = False,
-                       on_report: Callable[[Report], None] | None = None) -> list[Report]:
+                       on_report: Callable[[Report], None] | None = None,
+                       wait: float = DEFAULT_WAIT) -> list[Report]:
     """Verify concurrently (at most ``concurrency`` at a time), reusing fetched transactions.
     With ``fail_fast`` the first failed receipt stops the receipts not yet started."""
     semaphore = asyncio.Semaphore(concurrency)
     stop = asyncio.Event()
     results: list[Report | None] = [None] * len(receipts)
 
-    async with Verifier(rpc_url, commitment=commitment) as verifier:
+    async with Verifier(rpc_url, commitment=commitment, wait=wait) as verifier:
         # fetch every transaction first, in large batches (they are cached for the checks)
         for r in receipts:
             verifier.transaction(r.lock_signature)

@@ -62,7 +62,8 @@ def stack(workers, tmp_path_factory):
     asyncio.run(deposit())
     gateway = ServerThread((create_app(settings, g.gateway, ws), 0))
     gateway.__enter__()
-    yield {"url": gateway.url(), "rpc": rpc.url(), "key": rich_key, "poor": poor_key, "g": g, "chain": chain}
+    yield {"url": gateway.url(), "rpc": rpc.url(), "key": rich_key, "poor": poor_key, "g": g, "chain": chain,
+           "keys_db": settings.keys_db, "journal_db": settings.journal_db}
     gateway.__exit__(None, None, None)
     rpc.__exit__(None, None, None)
 
@@ -259,3 +260,139 @@ def test_a_client_leaving_mid_stream_pays_only_for_what_it_was_sent(stack, worke
     assert row["state"] == "settled", row
     assert 1 <= row["completion_tokens"] < 400
     assert row["cost"] < row["amount"]
+
+
+@pytest.mark.parametrize("expired", [False, True])
+def test_a_settlement_signed_before_a_crash_is_the_one_that_lands(stack, workers, tmp_path, expired):
+    """The gateway answers with the settlement's signature, then sends it. Killed in between,
+    it finds the signed bytes in its journal at start and sends exactly those, so the receipt
+    the client holds verifies. Only if their blockhash expired is a new settlement signed
+    (and the job endpoint names it)."""
+    from solders.compute_budget import set_compute_unit_limit
+    from solders.hash import Hash
+    from solders.message import Message
+    from solders.transaction import VersionedTransaction
+
+    from decentral_chain.gateway.journal import Journal
+    from decentral_chain.instructions import build_settle_job
+    from decentral_chain.pda import new_job_id
+
+    g, ws = workers
+    client, job_id = g.clients[0], new_job_id()
+    digest = hashlib.sha256(b"the answer").digest()
+
+    async def lock_and_sign():
+        async with EscrowClient(stack["rpc"]) as escrow:
+            lock = await escrow.lock_job(g.gateway, client.pubkey, job_id, 40_000, ws[0].wallet)
+            ix = build_settle_job(gateway=g.gateway.pubkey(), client=client.pubkey, job_id=job_id,
+                                  worker_token=g.workers[0].token, treasury=(await escrow.get_config()).treasury,
+                                  payer=g.gateway.pubkey(), cost=12_000, result_hash=digest, prompt_tokens=4,
+                                  completion_tokens=4)
+            # a compute-unit limit too: bytes the gateway would not sign again by itself
+            ixs = [set_compute_unit_limit(100_000), ix]
+            if expired:  # a blockhash the chain no longer knows
+                return lock, VersionedTransaction(Message.new_with_blockhash(ixs, g.gateway.pubkey(),
+                                                                             Hash.new_unique()), [g.gateway])
+            return lock, (await escrow.prepare(ixs, g.gateway)).transaction
+
+    lock, signed = asyncio.run(lock_and_sign())
+    ujob = str(uuid.UUID(bytes=job_id))
+    journal = Journal(tmp_path / "journal.db")
+    journal.open(ujob, str(client.pubkey), str(ws[0].wallet), 40_000, str(lock))
+    journal.update(ujob, "settling", cost=12_000, result_hash=digest.hex(), prompt_tokens=4, completion_tokens=4,
+                   settlement_tx=str(signed.signatures[0]), settlement_raw=bytes(signed))
+    journal.close()
+    settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "keys.db", journal_db=tmp_path / "journal.db")
+    with ServerThread((create_app(settings, g.gateway, ws), 0)):
+        pass  # recovery runs at start
+    journal = Journal(tmp_path / "journal.db")
+    row = journal.get(ujob)
+    journal.close()
+    assert row["state"] == "settled"
+    assert (row["settlement_tx"] == str(signed.signatures[0])) is not expired
+    receipt = Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=row["settlement_tx"],
+                      worker=str(ws[0].wallet))
+    report = asyncio.run(verify_receipt(stack["rpc"], receipt, response=b"the answer", expected_cost=12_000))
+    assert report.verified, report.to_dict()
+
+
+def _funded_client(stack, credits: int):
+    """A new client wallet with ``credits`` deposited and an API key on the stack's gateway."""
+    g = stack["g"]
+    with stack["chain"].lock:
+        wallet = g.new_wallet(usdc=USDC)
+
+    async def deposit():
+        async with EscrowClient(stack["rpc"]) as escrow:
+            await escrow.deposit(wallet.keypair, credits)
+
+    asyncio.run(deposit())
+    store = KeyStore(stack["keys_db"])
+    key = store.create(wallet.pubkey)
+    store.close()
+    return wallet, key
+
+
+def _credits(stack, owner):
+    async def read():
+        async with EscrowClient(stack["rpc"]) as escrow:
+            return await escrow.get_credits(owner)
+
+    return asyncio.run(read())
+
+
+def _settled(stack, job_id: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{stack['url']}/v1/jobs/{job_id}", headers={"authorization": f"Bearer {stack['key']}"}
+                    ).json()["status"] != "settled":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_credits_withdrawn_after_the_gateways_reading_are_never_spent(stack):
+    """The 402 check uses the gateway's recent reading; the chain re-checks at the lock. A
+    client that withdrew since gets 402 (streamed or not) and nothing is locked or charged."""
+    wallet, key = _funded_client(stack, 20_000)
+    with sdk(stack, key) as client:
+        raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ASK, max_tokens=4)
+    _settled(stack, raw.headers["x-decentral-job-id"])
+
+    async def withdraw_all():
+        async with EscrowClient(stack["rpc"]) as escrow:
+            await escrow.withdraw(wallet.keypair, (await escrow.get_credits(wallet.pubkey)).free)
+
+    asyncio.run(withdraw_all())  # the gateway still remembers ~19,900 free credits
+    with sdk(stack, key) as client, pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4, stream=True)
+    assert refused.value.status_code == 402 and refused.value.body["code"] == "insufficient_credits"
+    with sdk(stack, key) as client, pytest.raises(openai.APIStatusError) as again:
+        client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4)
+    assert again.value.status_code == 402
+    credits = _credits(stack, wallet.pubkey)
+    assert credits.free == 0 and credits.locked == 0 and credits.open_jobs == 0
+    from decentral_chain.gateway.journal import Journal
+
+    journal = Journal(stack["journal_db"])
+    states = [r[0] for r in journal.db.execute("SELECT state FROM jobs WHERE client = ? ORDER BY created",
+                                               (str(wallet.pubkey),)).fetchall()]
+    journal.close()
+    # the stream's lock was refused by the chain; the last request read the chain and never locked
+    assert states == ["settled", "rejected"]
+
+
+def test_a_deposit_counts_at_once(stack):
+    """A request the gateway's reading would refuse is checked against the chain first."""
+    wallet, key = _funded_client(stack, 100)
+    with sdk(stack, key) as client:
+        client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=1)  # the reading: ~70 free
+        with pytest.raises(openai.APIStatusError) as poor:
+            client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=64)  # ceiling > 128
+        assert poor.value.status_code == 402
+
+        async def deposit():
+            async with EscrowClient(stack["rpc"]) as escrow:
+                await escrow.deposit(wallet.keypair, 10_000)
+
+        asyncio.run(deposit())
+        completion = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=64)
+    assert completion.choices[0].message.content is not None

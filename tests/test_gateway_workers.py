@@ -49,6 +49,17 @@ def test_completions_are_deterministic_at_temperature_zero(workers):
     assert 0 < usage["completion_tokens"] <= 16 and usage["prompt_tokens"] > 5
 
 
+def test_the_prompt_count_is_the_models_own(workers):
+    """The ceiling is priced from this count, on the request's thread: it must equal what
+    llama.cpp reports for the same conversation (system, multi-turn, unicode)."""
+    conversation = [*MESSAGES, {"role": "assistant", "content": "Red, green, blue."},
+                    {"role": "user", "content": "Und auf Deutsch? Ünïcödé — 色"}]
+    for messages in (MESSAGES, conversation):
+        reported = workers[0].submit(lambda llama, m=messages: llama.create_chat_completion(
+            messages=m, max_tokens=1))
+        assert workers[0].prompt_tokens(messages) == reported.result()["usage"]["prompt_tokens"]
+
+
 def test_streaming_yields_the_same_text_and_can_stop_early(workers):
     async def run():
         full = await workers[0].call(chat(max_tokens=24, temperature=0.0))
@@ -90,6 +101,25 @@ def test_the_pool_queues_then_refuses(workers):
         assert await waiter is held
 
     asyncio.run(run())
+
+
+def test_the_pool_hands_out_the_warm_worker_first_and_serves_waiters_in_order(workers):
+    async def run():
+        pool = WorkerPool(workers, max_waiting=4)
+        a = await pool.acquire()
+        pool.release(a)
+        again = await pool.acquire()  # freed last, out first: not the other, idle one
+        b = await pool.acquire()
+        first, second = asyncio.create_task(pool.acquire()), asyncio.create_task(pool.acquire())
+        await asyncio.sleep(0)
+        pool.release(b)
+        await asyncio.sleep(0)
+        served_first = first.done() and not second.done()  # one worker freed: the earlier waiter has it
+        pool.release(again)
+        return a, again, b, served_first, {await first, await second}
+
+    a, again, b, served_first, handed = asyncio.run(run())
+    assert again is a and b is not a and served_first and handed == {a, b}
 
 
 def test_a_bad_model_file_is_a_clear_error(tmp_path):

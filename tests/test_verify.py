@@ -270,10 +270,35 @@ def test_a_tampered_signature(net):
 def test_a_signature_that_does_not_exist(net):
     receipt = net.run(net.job())
     missing = Receipt.parse(receipt.model_dump() | {"lock_tx": str(Keypair().sign_message(b"never sent"))})
-    report = net.verify(missing)
+    report = net.verify(missing, wait=0.5)
     only_failure(report, "transactions")
     got = statuses(report)
     assert got["lock"] == Status.SKIP and "not found" in report.check("transactions").detail
+
+
+def test_a_settlement_that_lands_after_the_receipt_is_waited_for(net):
+    """The gateway hands out a receipt as its settlement is sent: the verifier waits (up to
+    ``wait``) for a signature not yet visible, and only then calls it not found."""
+    g = net.g
+
+    async def run(wait: float):
+        async with EscrowClient(net.url) as escrow:
+            job_id = new_job_id()
+            lock = await escrow.lock_job(g.gateway, g.clients[0].pubkey, job_id, USDC, g.workers[0].pubkey)
+            settle = await escrow.prepare([build_settle_job(
+                gateway=g.gateway.pubkey(), client=g.clients[0].pubkey, job_id=job_id, worker_token=g.workers[0].token,
+                treasury=(await escrow.get_config()).treasury, payer=g.gateway.pubkey(), cost=1000,
+                result_hash=hashlib.sha256(RESPONSE).digest(), prompt_tokens=1, completion_tokens=1)], g.gateway)
+            receipt = Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(settle.signature),
+                              worker=str(g.workers[0].pubkey))
+            verifying = asyncio.create_task(verify_receipt(net.url, receipt, response=RESPONSE, wait=wait))
+            await asyncio.sleep(0.3)  # the receipt is out; its settlement lands later
+            await escrow.submit(settle)
+            return await verifying
+
+    assert net.run(run(wait=5.0)).verified
+    report = net.run(run(wait=0.0))
+    assert not report.verified and "not found" in report.check("transactions").detail
 
 
 # ---------------------------------------------------------------- batch and inputs

@@ -28,7 +28,7 @@ from decentral_chain.cli.chain import ChainOptions, _default_rpc_url, job, parse
 from decentral_chain.errors import DecodeError
 from decentral_chain.events import parse_events
 from decentral_chain.receipts import Receipt, load_jsonl
-from decentral_chain.verify import RawRpc, Report, Status, Verifier, verify_batch, verify_receipt
+from decentral_chain.verify import DEFAULT_WAIT, RawRpc, Report, Status, Verifier, verify_batch, verify_receipt
 
 _STYLE = {Status.PASS: "[green]pass[/green]", Status.FAIL: "[red]FAIL[/red]", Status.SKIP: "[yellow]skip[/yellow]"}
 
@@ -39,6 +39,8 @@ def _rpc_option(fn):
 
 
 def _commitment_option(fn):
+    fn = click.option("--wait", type=click.FloatRange(0, 600), default=DEFAULT_WAIT, show_default=True,
+                      help="Seconds to wait for a signature not yet visible (a fresh receipt's settlement).")(fn)
     return click.option("--commitment", type=click.Choice(["confirmed", "finalized"]), default="confirmed",
                         show_default=True)(fn)
 
@@ -80,7 +82,7 @@ def _pubkey(value: str | None, name: str) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="Print one report object.")
 def verify(job_id: str | None, receipt_file: Path | None, lock_tx: str | None, settlement_tx: str | None,
            worker: str | None, client: str | None, refund: bool, expect_cost: int | None, response: Any,
-           program_id: str, commitment: str, rpc_url: str, as_json: bool) -> None:
+           program_id: str, commitment: str, wait: float, rpc_url: str, as_json: bool) -> None:
     """Verify one receipt against the chain, check by check."""
     from decentral_chain.cli import out
 
@@ -99,7 +101,7 @@ def verify(job_id: str | None, receipt_file: Path | None, lock_tx: str | None, s
         raise click.UsageError(str(exc)) from None
     body = response.read() if response is not None else None
     report = asyncio.run(verify_receipt(rpc_url, receipt, commitment=commitment, expected_cost=expect_cost,
-                                        response=body))
+                                        response=body, wait=wait))
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     else:
@@ -115,8 +117,8 @@ def verify(job_id: str | None, receipt_file: Path | None, lock_tx: str | None, s
 @_commitment_option
 @_rpc_option
 @click.option("--json", "as_json", is_flag=True, help="Print one summary object with every report.")
-def verify_batch_command(receipts_file: Path, concurrency: int, fail_fast: bool, commitment: str, rpc_url: str,
-                         as_json: bool) -> None:
+def verify_batch_command(receipts_file: Path, concurrency: int, fail_fast: bool, commitment: str, wait: float,
+                         rpc_url: str, as_json: bool) -> None:
     """Verify every receipt of a JSON Lines file, concurrently."""
     from decentral_chain.cli import console, out
 
@@ -128,7 +130,8 @@ def verify_batch_command(receipts_file: Path, concurrency: int, fail_fast: bool,
                   console=console, disable=as_json) as progress:
         task = progress.add_task("receipts", total=len(receipts))
         reports = asyncio.run(verify_batch(rpc_url, receipts, commitment=commitment, concurrency=concurrency,
-                                           fail_fast=fail_fast, on_report=lambda r: progress.advance(task)))
+                                           fail_fast=fail_fast, on_report=lambda r: progress.advance(task),
+                                           wait=wait))
     verified = sum(r.verified for r in reports)
     failures = Counter(c.name for r in reports for c in r.checks if c.status == Status.FAIL)
     summary = {"receipts": len(receipts), "checked": len(reports), "verified": verified,

@@ -2,10 +2,12 @@
 
 Per request: authenticate (hashed key → client wallet) → take a free worker (503 when all
 are busy and the queue is full) → price ceiling = (prompt tokens + max tokens) at the
-model's price → 402 unless the client's free credits cover it → ``lock_job`` (submitted,
-not awaited: its signature goes out at once) → inference on the worker's thread while the
-lock confirms → cost from the real token counts → ``settle_job`` with the result hash →
-receipt headers. Every step is written to the journal before it is taken.
+model's price → 402 unless the client's free credits cover it (as last read on chain, see
+``credits.py``; the chain re-checks at the lock) → ``lock_job`` (submitted, not awaited:
+its signature goes out at once) → inference on the worker's thread while the
+lock confirms → cost from the real token counts → ``settle_job`` with the result hash,
+signed and journaled, sent as the response goes out (not awaited: its signature is final
+once signed) → receipt headers. Every step is written to the journal before it is taken.
 
 The result hash is sha256 of the UTF-8 bytes of the assistant message's content — the
 ``choices[0].message.content`` of a completion, or the concatenated ``delta.content`` of a
@@ -30,6 +32,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.transaction_status import TransactionErrorFieldless
 from spl.token.instructions import get_associated_token_address
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,9 +41,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from decentral_chain.abi import PROGRAM_ID
-from decentral_chain.client import EscrowClient
-from decentral_chain.errors import DecentralError
+from decentral_chain.client import EscrowClient, PreparedTransaction
+from decentral_chain.errors import DecentralError, EscrowError, ProgramError, TransactionFailed
 from decentral_chain.gateway import errors as gw
+from decentral_chain.gateway.credits import CreditsBook
 from decentral_chain.gateway.journal import Journal
 from decentral_chain.gateway.keys import KeyStore
 from decentral_chain.gateway.schemas import ChatCompletionRequest
@@ -61,6 +66,8 @@ class GatewaySettings(BaseModel):
     price_per_1k_completion: int = Field(default=200, ge=0, description="Credits per 1,000 completion tokens")
     default_max_tokens: int = Field(default=256, ge=1)
     job_timeout: float = Field(default=120.0, gt=0, description="Seconds of inference before a job is refunded (504)")
+    credits_max_age: float = Field(default=10.0, ge=0, description="Seconds a client's credits reading is used for "
+                                   "the 402 check before the chain is read again (0: read for every request)")
     confirm_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a transaction to confirm")
     keys_db: Path = Field(description="SQLite file of hashed API keys")
     journal_db: Path = Field(description="SQLite file of the job journal")
@@ -74,12 +81,14 @@ class State:
     keys: KeyStore
     journal: Journal
     escrow: EscrowClient
+    credits: CreditsBook
     background: set[asyncio.Task] = field(default_factory=set)
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+        return task
 
 
 def price(settings: GatewaySettings, prompt_tokens: int, completion_tokens: int) -> int:
@@ -133,25 +142,6 @@ def _llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]
     return kwargs
 
 
-_FORMATTERS: dict[int, Any] = {}
-
-
-def _prompt_tokens(llama: Any, messages: list[dict[str, str]]) -> int:
-    """Tokens of the chat-formatted prompt, with the model's own template (compiled once
-    per model instance; this runs on the worker's own thread)."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    template = llama.metadata.get("tokenizer.chat_template")
-    if template:
-        formatter = _FORMATTERS.get(id(llama))
-        if formatter is None:
-            formatter = _FORMATTERS[id(llama)] = Jinja2ChatFormatter(template, eos_token="", bos_token="")
-        text = formatter(messages=messages).prompt
-    else:
-        text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-    return len(llama.tokenize(text.encode(), add_bos=True, special=True))
-
-
 @dataclass
 class Job:
     job_id: bytes
@@ -177,17 +167,19 @@ class Job:
 
 async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompletionRequest,
                     kwargs: dict[str, Any], credits_read: asyncio.Task) -> tuple[Job, int]:
-    """Price the ceiling, check credits (read since the request came in), lock (submitted,
-    confirming in the background). The caller cancels ``credits_read`` if this raises."""
-    prompt_tokens = await worker.call(lambda llama: _prompt_tokens(llama, kwargs["messages"]))
+    """Price the ceiling, check credits (looked up since the request came in), lock
+    (submitted, confirming in the background). The caller cancels ``credits_read`` if this
+    raises."""
+    prompt_tokens = worker.prompt_tokens(kwargs["messages"])
     room = worker.context_length - prompt_tokens
     if room <= 0:
         raise gw.InvalidRequest(f"messages: the prompt has {prompt_tokens} tokens, the context {worker.context_length}",
                                 param="messages")
     kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
     ceiling = max(1, price(state.settings, prompt_tokens, kwargs["max_tokens"]))
-    credits = await credits_read
-    free = credits.free if credits else 0
+    free, remembered = await credits_read
+    if free < ceiling and remembered:  # the reading may predate a deposit: the chain decides
+        free = await state.credits.read(client)
     if free < ceiling:
         raise gw.InsufficientCredits(f"This request needs up to {ceiling} credits; {free} are free. "
                                      "Deposit with `decentral credits deposit`.",
@@ -202,23 +194,28 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
                                    last_valid_block_height=pending.last_valid_block_height)
 
     confirm = asyncio.create_task(submit_and_confirm())
+    state.credits.move(client, -ceiling)
     state.journal.update(str(uuid.UUID(bytes=job_id)), "locked")
     return Job(job_id, worker, client, ceiling, str(pending.signature), confirm, prompt_tokens), free - ceiling
 
 
 async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -> tuple[str, int]:
-    """Record the result, then settle at the real price (never above the lock)."""
+    """Record the result, then settle at the real price (never above the lock). Returns the
+    settlement's signature, final once signed; the transaction is on its way, not awaited."""
     cost = min(job.amount, price(state.settings, usage["prompt_tokens"], usage["completion_tokens"]))
     digest = hashlib.sha256(content.encode()).digest()
     state.journal.update(job.uuid, "inferred", cost=cost, result_hash=digest.hex(),
                          prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
-    await job.lock_confirmed
-    return await _send_settlement(state, job.uuid, job.job_id, job.client, job.worker.wallet, cost, digest, usage)
+    await job.lock_confirmed  # landed while the model ran (callers checked it with _locked)
+    pending = await _sign_settlement(state, job.uuid, job.job_id, job.client, job.worker.wallet, cost, digest, usage)
+    state.spawn(_submit_settlement(state, job.uuid, job.client, job.amount - cost, pending))
+    return str(pending.signature), cost
 
 
-async def _send_settlement(state: State, job_uuid: str, job_id: bytes, client: Pubkey, worker: Pubkey, cost: int,
-                           digest: bytes, usage: dict[str, int]) -> tuple[str, int]:
-    state.journal.update(job_uuid, "settling")
+async def _sign_settlement(state: State, job_uuid: str, job_id: bytes, client: Pubkey, worker: Pubkey, cost: int,
+                           digest: bytes, usage: dict[str, int]) -> PreparedTransaction:
+    """Sign ``settle_job`` and journal its signature and bytes before anything is sent: the
+    signature a client is given is then always one the gateway can send again."""
     config = await state.escrow.cached_config()
     ix = build_settle_job(gateway=state.gateway.pubkey(), client=client, job_id=job_id,
                           worker_token=get_associated_token_address(worker, config.mint),
@@ -226,22 +223,43 @@ async def _send_settlement(state: State, job_uuid: str, job_id: bytes, client: P
                           prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
                           program_id=state.escrow.program_id)
     pending = await state.escrow.prepare([ix], state.gateway)
-    state.journal.update(job_uuid, "settling", settlement_tx=str(pending.signature))
-    # sent before the response, so a receipt is checkable the moment the client has it;
-    # confirmation goes on in the background
-    await state.escrow.submit(pending, skip_preflight=True)
-    state.spawn(_confirm_settlement(state, job_uuid, pending))
-    return str(pending.signature), cost
+    state.journal.update(job_uuid, "settling", settlement_tx=str(pending.signature),
+                         settlement_raw=bytes(pending.transaction))
+    return pending
 
 
-async def _confirm_settlement(state: State, job_uuid: str, pending: Any) -> None:
+async def _submit_settlement(state: State, job_uuid: str, client: Pubkey, unspent: int,
+                             pending: PreparedTransaction) -> None:
+    """Send a journaled settlement and follow it to confirmation. If that fails the job stays
+    ``settling``: the next start sends the same transaction again (or a new one if expired).
+    ``unspent`` (locked − cost) is free again once it lands."""
     try:
+        await state.escrow.submit(pending, skip_preflight=True)
         await state.escrow.confirm(pending.signature, timeout=state.settings.confirm_timeout,
                                    last_valid_block_height=pending.last_valid_block_height)
         state.journal.update(job_uuid, "settled")
+        state.credits.move(client, unspent)
     except DecentralError as exc:
         logger.error("settlement of %s not confirmed: %s", job_uuid, exc)
         state.journal.update(job_uuid, "settling", error=str(exc))
+        state.credits.forget(client)
+
+
+async def _resend_settlement(state: State, row: dict[str, Any]) -> bool:
+    """At start: send the settlement journaled before the crash, byte for byte, so the
+    signature its client holds is the one that lands. False if its blockhash expired (it can
+    never land; the caller signs a new one)."""
+    signature = Signature.from_string(row["settlement_tx"])
+    try:
+        await state.escrow.send_raw(row["settlement_raw"], skip_preflight=True)
+    except TransactionFailed as exc:
+        if exc.err == TransactionErrorFieldless.BlockhashNotFound:
+            return False
+        if exc.err != TransactionErrorFieldless.AlreadyProcessed:
+            raise
+    await state.escrow.confirm(signature, timeout=state.settings.confirm_timeout)
+    state.journal.update(row["job_id"], "settled")
+    return True
 
 
 async def _refund(state: State, job: Job, reason: str) -> None:
@@ -250,8 +268,29 @@ async def _refund(state: State, job: Job, reason: str) -> None:
         await job.lock_confirmed
         await state.escrow.refund_job(state.gateway, job.job_id)
         state.journal.update(job.uuid, "refunded")
+        state.credits.move(job.client, job.amount)
     except DecentralError as exc:
         logger.error("refund of %s failed: %s", job.uuid, exc)
+        state.credits.forget(job.client)
+
+
+async def _locked(state: State, job: Job) -> None:
+    """Wait for the job's lock (it confirms while the model runs). A lock the chain refused
+    ends the request with nothing charged: 402 if the credits were gone by then (withdrawn
+    since the gateway's reading, or spent by a concurrent request)."""
+    try:
+        await job.lock_confirmed
+    except TransactionFailed as exc:
+        state.journal.update(job.uuid, "rejected", error=f"lock refused: {exc}")
+        state.credits.forget(job.client)
+        if isinstance(exc, ProgramError) and exc.error == EscrowError.InsufficientCredits:
+            raise gw.InsufficientCredits(f"This request needs up to {job.amount} credits and they are no longer "
+                                         "free; nothing was charged. Deposit with `decentral credits deposit`.",
+                                         details={"required": job.amount}) from None
+        raise gw.GatewayError(f"The chain refused the job's lock ({exc}); nothing was charged") from None
+    except DecentralError as exc:  # its fate unknown: refunded if it landed
+        state.spawn(_refund(state, job, f"lock not confirmed: {exc}"))
+        raise gw.GatewayError("The job's lock was not confirmed; nothing is charged") from exc
 
 
 # ------------------------------------------------------------------------ routes
@@ -261,7 +300,7 @@ async def chat_completions(request: Request) -> Response:
     state = _state(request)
     client = _client_wallet(request, state)
     # The client's credits are read while the body is parsed, a worker found and the prompt counted.
-    credits_read = asyncio.create_task(state.escrow.get_credits(client))
+    credits_read = asyncio.create_task(state.credits.free(client))
     worker = None
     try:
         req = await _parse(request)
@@ -294,6 +333,7 @@ async def chat_completions(request: Request) -> Response:
         raise gw.GatewayError("Inference failed; the job's credits are refunded") from exc
     finally:
         state.pool.release(worker)
+    await _locked(state, job)
     content = result["choices"][0]["message"].get("content") or ""
     settlement, cost = await _settle(state, job, content, result["usage"])
     result["model"] = state.settings.model_name
@@ -325,6 +365,12 @@ async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining:
             raise gw.JobTimedOut("The job timed out; its credits are refunded", headers=job.headers(remaining)) \
                 from None
         raise gw.GatewayError("Inference failed; the job's credits are refunded") from exc
+    try:
+        await _locked(state, job)  # nothing is streamed unless the credits are locked
+    except gw.GatewayError:
+        await chunks.aclose()
+        state.pool.release(worker)
+        raise
 
     async def events() -> AsyncIterator[bytes]:
         parts: list[str] = []
@@ -385,10 +431,13 @@ async def recover(state: State) -> dict[str, int]:
                 state.journal.update(row["job_id"], ended, error="resolved at start: no open Job on chain")
                 counts["closed"] += 1
             elif row["cost"] is not None and row["result_hash"]:
-                usage = {"prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"]}
-                await _send_settlement(
-                    state, row["job_id"], job_id, onchain.client, onchain.worker, row["cost"],
-                    bytes.fromhex(row["result_hash"]), usage)
+                if not (row["settlement_raw"] and await _resend_settlement(state, row)):
+                    usage = {"prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"]}
+                    pending = await _sign_settlement(
+                        state, row["job_id"], job_id, onchain.client, onchain.worker, row["cost"],
+                        bytes.fromhex(row["result_hash"]), usage)
+                    await _submit_settlement(state, row["job_id"], onchain.client, onchain.amount - row["cost"],
+                                             pending)
                 counts["settled"] += 1
             else:
                 state.journal.update(row["job_id"], "refunding", error="resolved at start: inference unfinished")
@@ -397,9 +446,6 @@ async def recover(state: State) -> dict[str, int]:
                 counts["refunded"] += 1
         except DecentralError as exc:
             logger.error("could not resolve job %s at start: %s", row["job_id"], exc)
-    for task in list(state.background):  # settlements sent above
-        with contextlib.suppress(Exception):
-            await task
     return counts
 
 
@@ -471,7 +517,7 @@ def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker
                               poll_interval=0.02)
         async with escrow:
             state = State(settings, gateway, WorkerPool(workers, max_waiting=max_waiting), KeyStore(settings.keys_db),
-                          Journal(settings.journal_db), escrow)
+                          Journal(settings.journal_db), escrow, CreditsBook(escrow, max_age=settings.credits_max_age))
             app.state.gateway = state
             recovered = await recover(state)
             if any(recovered.values()):
@@ -482,6 +528,7 @@ def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker
                 for task in list(state.background):
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(task, timeout=settings.confirm_timeout)
+                await state.credits.aclose()
                 state.keys.close()
                 state.journal.close()
 

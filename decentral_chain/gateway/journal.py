@@ -2,9 +2,12 @@
 
     locking → locked → inferred → settling → settled
                     ↘ refunding → refunded
+                    ↘ rejected              (the chain refused the lock: nothing was locked)
 
 A row in a non-final state after a crash names exactly what is owed: settle with the
-recorded cost and hash if inference finished, otherwise refund.
+recorded cost and hash if inference finished, otherwise refund. A settlement is signed and
+recorded (signature and transaction bytes) before it is sent, so the one a client was told
+about is the one re-sent after a crash, while its blockhash lives.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-FINAL = ("settled", "refunded")
+FINAL = ("settled", "refunded", "rejected")
 COLUMNS = ("job_id", "client", "worker", "amount", "state", "lock_tx", "settlement_tx", "cost", "result_hash",
-           "prompt_tokens", "completion_tokens", "created", "updated", "error")
+           "prompt_tokens", "completion_tokens", "created", "updated", "error", "settlement_raw")
 
 
 class Journal:
@@ -27,7 +30,10 @@ class Journal:
         self.db.execute("CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, client TEXT, worker TEXT, "
                         "amount INTEGER, state TEXT, lock_tx TEXT, settlement_tx TEXT, cost INTEGER, "
                         "result_hash TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL, "
-                        "updated REAL, error TEXT)")
+                        "updated REAL, error TEXT, settlement_raw BLOB)")
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)").fetchall()}
+        if "settlement_raw" not in columns:  # a journal written before settlements were kept signed
+            self.db.execute("ALTER TABLE jobs ADD COLUMN settlement_raw BLOB")
 
     def open(self, job_id: str, client: str, worker: str, amount: int, lock_tx: str) -> None:
         now = time.time()
@@ -45,8 +51,8 @@ class Journal:
         return dict(zip(COLUMNS, rows[0], strict=True)) if rows else None
 
     def open_jobs(self) -> list[dict[str, Any]]:
-        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE state NOT IN ('settled', 'refunded')"
-                               ).fetchall()
+        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE state NOT IN "
+                               f"({', '.join('?' for _ in FINAL)})", FINAL).fetchall()
         return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
     def close(self) -> None:
