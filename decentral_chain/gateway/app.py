@@ -41,7 +41,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from decentral_chain.abi import PROGRAM_ID
-from decentral_chain.client import EscrowClient, PreparedTransaction
+from decentral_chain.client import EscrowClient, PreparedTransaction, pubkey_of
 from decentral_chain.errors import DecentralError, EscrowError, ProgramError, TransactionFailed
 from decentral_chain.gateway import errors as gw
 from decentral_chain.gateway.credits import CreditsBook
@@ -195,17 +195,14 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
 
     confirm = asyncio.create_task(submit_and_confirm())
     state.credits.move(client, -ceiling)
-    state.journal.update(str(uuid.UUID(bytes=job_id)), "locked")
     return Job(job_id, worker, client, ceiling, str(pending.signature), confirm, prompt_tokens), free - ceiling
 
 
 async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -> tuple[str, int]:
-    """Record the result, then settle at the real price (never above the lock). Returns the
-    settlement's signature, final once signed; the transaction is on its way, not awaited."""
+    """Settle at the real price (never above the lock). Returns the settlement's signature,
+    final once signed; the transaction is on its way, not awaited."""
     cost = min(job.amount, price(state.settings, usage["prompt_tokens"], usage["completion_tokens"]))
     digest = hashlib.sha256(content.encode()).digest()
-    state.journal.update(job.uuid, "inferred", cost=cost, result_hash=digest.hex(),
-                         prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"])
     await job.lock_confirmed  # landed while the model ran (callers checked it with _locked)
     pending = await _sign_settlement(state, job.uuid, job.job_id, job.client, job.worker.wallet, cost, digest, usage)
     state.spawn(_submit_settlement(state, job.uuid, job.client, job.amount - cost, pending))
@@ -214,17 +211,20 @@ async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -
 
 async def _sign_settlement(state: State, job_uuid: str, job_id: bytes, client: Pubkey, worker: Pubkey, cost: int,
                            digest: bytes, usage: dict[str, int]) -> PreparedTransaction:
-    """Sign ``settle_job`` and journal its signature and bytes before anything is sent: the
-    signature a client is given is then always one the gateway can send again."""
+    """Sign ``settle_job``, then journal the result (cost, hash, token counts) with the
+    settlement's signature and bytes in one write, before anything is sent or answered: the
+    signature a client is given is always one the gateway can send again."""
     config = await state.escrow.cached_config()
-    ix = build_settle_job(gateway=state.gateway.pubkey(), client=client, job_id=job_id,
+    gateway = pubkey_of(state.gateway)
+    ix = build_settle_job(gateway=gateway, client=client, job_id=job_id,
                           worker_token=get_associated_token_address(worker, config.mint),
-                          treasury=config.treasury, payer=state.gateway.pubkey(), cost=cost, result_hash=digest,
+                          treasury=config.treasury, payer=gateway, cost=cost, result_hash=digest,
                           prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
                           program_id=state.escrow.program_id)
     pending = await state.escrow.prepare([ix], state.gateway)
-    state.journal.update(job_uuid, "settling", settlement_tx=str(pending.signature),
-                         settlement_raw=bytes(pending.transaction))
+    state.journal.update(job_uuid, "settling", cost=cost, result_hash=digest.hex(),
+                         prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
+                         settlement_tx=str(pending.signature), settlement_raw=bytes(pending.transaction))
     return pending
 
 

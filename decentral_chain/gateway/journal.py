@@ -1,13 +1,17 @@
 """The job journal (SQLite, WAL): each job's state is written before acting on it.
 
-    locking → locked → inferred → settling → settled
-                    ↘ refunding → refunded
-                    ↘ rejected              (the chain refused the lock: nothing was locked)
+    locked → settling → settled
+           ↘ refunding → refunded
+           ↘ rejected              (the chain refused the lock: nothing was locked)
 
-A row in a non-final state after a crash names exactly what is owed: settle with the
-recorded cost and hash if inference finished, otherwise refund. A settlement is signed and
-recorded (signature and transaction bytes) before it is sent, so the one a client was told
-about is the one re-sent after a crash, while its blockhash lives.
+``locked`` is written when the lock is signed, before it is sent.
+
+``settling`` is written once inference finished and the settlement is signed: cost, result
+hash, token counts, the settlement's signature and bytes, in one write, before the answer
+goes out. A row in a non-final state after a crash names exactly what is owed: settle with
+the recorded result (re-sending the very transaction the client was told about, while its
+blockhash lives) if it has one, otherwise refund. (``inferred`` — a result without a signed
+settlement — is only found in journals of earlier versions; it is settled the same way.)
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ class Journal:
     def open(self, job_id: str, client: str, worker: str, amount: int, lock_tx: str) -> None:
         now = time.time()
         self.db.execute("INSERT INTO jobs (job_id, client, worker, amount, state, lock_tx, created, updated) "
-                        "VALUES (?, ?, ?, ?, 'locking', ?, ?, ?)", (job_id, client, worker, amount, lock_tx, now, now))
+                        "VALUES (?, ?, ?, ?, 'locked', ?, ?, ?)", (job_id, client, worker, amount, lock_tx, now, now))
 
     def update(self, job_id: str, state: str, **fields: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
