@@ -396,3 +396,26 @@ def test_a_deposit_counts_at_once(stack):
         asyncio.run(deposit())
         completion = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=64)
     assert completion.choices[0].message.content is not None
+
+
+def test_settlements_of_one_tick_are_sent_together():
+    """Settlements wait for the next tick, so those signed within one tick wake in the same
+    loop turn (EscrowClient then sends them in one JSON-RPC batch)."""
+    from decentral_chain.gateway.app import _next_tick
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        await _next_tick(0.05)  # start just after a tick
+        woke: list[float] = []
+
+        async def settle_after(delay: float):
+            await asyncio.sleep(delay)
+            await _next_tick(0.05)
+            woke.append(loop.time())
+
+        await asyncio.gather(settle_after(0.0), settle_after(0.02))
+        return woke
+
+    first, second = asyncio.run(run())
+    assert abs(first - second) < 0.005  # together, though they started 20 ms apart
+    assert abs(first / 0.05 - round(first / 0.05)) < 0.4  # on a tick (give or take a busy machine)

@@ -69,6 +69,8 @@ class GatewaySettings(BaseModel):
     credits_max_age: float = Field(default=10.0, ge=0, description="Seconds a client's credits reading is used for "
                                    "the 402 check before the chain is read again (0: read for every request)")
     confirm_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a transaction to confirm")
+    settle_tick: float = Field(default=0.005, ge=0, le=1, description="Settlements are sent on this tick (seconds), "
+                               "those of one tick in one JSON-RPC batch (0: each at once)")
     keys_db: Path = Field(description="SQLite file of hashed API keys")
     journal_db: Path = Field(description="SQLite file of the job journal")
 
@@ -234,6 +236,7 @@ async def _submit_settlement(state: State, job_uuid: str, client: Pubkey, unspen
     ``settling``: the next start sends the same transaction again (or a new one if expired).
     ``unspent`` (locked − cost) is free again once it lands."""
     try:
+        await _next_tick(state.settings.settle_tick)
         await state.escrow.submit(pending, skip_preflight=True)
         await state.escrow.confirm(pending.signature, timeout=state.settings.confirm_timeout,
                                    last_valid_block_height=pending.last_valid_block_height)
@@ -243,6 +246,15 @@ async def _submit_settlement(state: State, job_uuid: str, client: Pubkey, unspen
         logger.error("settlement of %s not confirmed: %s", job_uuid, exc)
         state.journal.update(job_uuid, "settling", error=str(exc))
         state.credits.forget(client)
+
+
+async def _next_tick(tick: float) -> None:
+    """Sleep until the next multiple of ``tick`` on the loop's clock. Settlements signed
+    within one tick wake in the same loop turn, so EscrowClient sends them in one JSON-RPC
+    batch; and the answer they belong to has left before their HTTP work starts."""
+    if tick > 0:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(-loop.time() % tick or tick)
 
 
 async def _resend_settlement(state: State, row: dict[str, Any]) -> bool:
