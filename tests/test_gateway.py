@@ -419,3 +419,22 @@ def test_settlements_of_one_tick_are_sent_together():
     first, second = asyncio.run(run())
     assert abs(first - second) < 0.005  # together, though they started 20 ms apart
     assert abs(first / 0.05 - round(first / 0.05)) < 0.4  # on a tick (give or take a busy machine)
+
+
+def test_the_account_and_the_job_agree_with_the_receipt_at_once(stack, workers, tmp_path):
+    """The settlement goes out just after the answer (here on a slow 0.5 s tick, as if the
+    chain were far away); the gateway's own endpoints wait for it, so right after a
+    completion they report what its headers said."""
+    server, key, _ = _second_gateway(stack, workers, tmp_path, settle_tick=0.5)
+    auth = {"authorization": f"Bearer {key}"}
+    with server:
+        with openai.OpenAI(base_url=server.url() + "/v1", api_key=key, max_retries=0) as client:
+            before = httpx.get(f"{server.url()}/v1/account", headers=auth).json()["credits_remaining"]
+            raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ASK, max_tokens=16)
+        account = httpx.get(f"{server.url()}/v1/account", headers=auth).json()
+        job = httpx.get(f"{server.url()}/v1/jobs/{raw.headers['x-decentral-job-id']}", headers=auth).json()
+    assert account["credits_locked"] == 0
+    assert account["credits_remaining"] == int(raw.headers["x-decentral-credits-remaining"])
+    assert job["status"] == "settled" and not job["open_on_chain"]
+    assert job["receipt"]["settlement_tx"] == raw.headers["x-decentral-settlement-tx"]
+    assert before - account["credits_remaining"] == job["receipt"]["cost"]

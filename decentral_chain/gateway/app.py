@@ -54,6 +54,7 @@ from decentral_chain.pda import new_job_id
 
 logger = logging.getLogger(__name__)
 USDC = 1_000_000
+LANDING_WAIT_S = 2.0  # how long /v1/account and /v1/jobs wait for a settlement on its way
 
 
 class GatewaySettings(BaseModel):
@@ -85,12 +86,25 @@ class State:
     escrow: EscrowClient
     credits: CreditsBook
     background: set[asyncio.Task] = field(default_factory=set)
+    settling: dict[str, tuple[Pubkey, asyncio.Task]] = field(default_factory=dict)  # job → (client, its send)
 
     def spawn(self, coro: Any) -> asyncio.Task:
         task = asyncio.create_task(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         return task
+
+    def spawn_settlement(self, job_uuid: str, client: Pubkey, coro: Any) -> None:
+        task = self.spawn(coro)
+        self.settling[job_uuid] = (client, task)
+        task.add_done_callback(lambda _: self.settling.pop(job_uuid, None))
+
+    async def landed(self, *, client: Pubkey | None = None, job_uuid: str | None = None) -> None:
+        """Wait (briefly) for the settlements on their way for this client or job, so what the
+        gateway reports agrees with the receipts it has handed out."""
+        tasks = [t for j, (c, t) in self.settling.items() if c == client or j == job_uuid]
+        if tasks:
+            await asyncio.wait(tasks, timeout=LANDING_WAIT_S)
 
 
 def price(settings: GatewaySettings, prompt_tokens: int, completion_tokens: int) -> int:
@@ -207,7 +221,8 @@ async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -
     digest = hashlib.sha256(content.encode()).digest()
     await job.lock_confirmed  # landed while the model ran (callers checked it with _locked)
     pending = await _sign_settlement(state, job.uuid, job.job_id, job.client, job.worker.wallet, cost, digest, usage)
-    state.spawn(_submit_settlement(state, job.uuid, job.client, job.amount - cost, pending))
+    state.spawn_settlement(job.uuid, job.client, _submit_settlement(state, job.uuid, job.client, job.amount - cost,
+                                                                   pending))
     return str(pending.signature), cost
 
 
@@ -475,6 +490,7 @@ async def models(request: Request) -> Response:
 async def account(request: Request) -> Response:
     state = _state(request)
     client = _client_wallet(request, state)
+    await state.landed(client=client)  # an answer's settlement is counted once the client has it
     credits = await state.escrow.get_credits(client)
     free, locked = (credits.free, credits.locked) if credits else (0, 0)
     return JSONResponse({"object": "account", "wallet": str(client), "credits_remaining": free,
@@ -485,6 +501,7 @@ async def job_status(request: Request) -> Response:
     state = _state(request)
     _client_wallet(request, state)
     job_id = request.path_params["job_id"]
+    await state.landed(job_uuid=job_id)
     record = state.journal.get(job_id)
     if record is None:
         raise gw.JobNotFound(f"No job {job_id}", param="job_id")
