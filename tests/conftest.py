@@ -179,3 +179,15 @@ def valid_instructions(chain: Chain) -> dict[str, tuple[Instruction, list[Keypai
                           [admin]),
         "accept_admin": (build_accept_admin(new_admin=admin.pubkey(), program_id=pid), [admin]),
     }
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """llama-cpp-python opens two /dev/null files at import and never closes them: close them
+    here instead of seeing a ResourceWarning when the interpreter exits."""
+    import sys
+
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        f = getattr(utils, name, None)
+        if f is not None:
+            f.close()

@@ -117,7 +117,9 @@ def test_streaming_carries_the_settlement_in_its_final_chunk(stack):
     assert report.verified, report.to_dict()
     job = httpx.get(f"{stack['url']}/v1/jobs/{final['job_id']}",
                     headers={"authorization": f"Bearer {stack['key']}"}).json()
-    assert job["receipt"]["settlement_tx"] == final["settlement_tx"] and job["status"] in ("settling", "settled")
+    assert job["receipt"]["settlement_tx"] == final["settlement_tx"] and job["status"] == "settled"
+    other = httpx.get(f"{stack['url']}/v1/jobs/{final['job_id']}", headers={"authorization": f"Bearer {stack['poor']}"})
+    assert other.status_code == 404 and other.json()["error"]["code"] == "job_not_found"  # another wallet's key
 
 
 def test_async_client_and_the_other_endpoints(stack):
@@ -341,9 +343,9 @@ def _credits(stack, owner):
     return asyncio.run(read())
 
 
-def _settled(stack, job_id: str, timeout: float = 10.0) -> None:
+def _settled(stack, job_id: str, key: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while httpx.get(f"{stack['url']}/v1/jobs/{job_id}", headers={"authorization": f"Bearer {stack['key']}"}
+    while httpx.get(f"{stack['url']}/v1/jobs/{job_id}", headers={"authorization": f"Bearer {key}"}
                     ).json()["status"] != "settled":
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -355,7 +357,7 @@ def test_credits_withdrawn_after_the_gateways_reading_are_never_spent(stack):
     wallet, key = _funded_client(stack, 20_000)
     with sdk(stack, key) as client:
         raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ASK, max_tokens=4)
-    _settled(stack, raw.headers["x-decentral-job-id"])
+    _settled(stack, raw.headers["x-decentral-job-id"], key)
 
     async def withdraw_all():
         async with EscrowClient(stack["rpc"]) as escrow:

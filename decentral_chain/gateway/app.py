@@ -499,11 +499,11 @@ async def account(request: Request) -> Response:
 
 async def job_status(request: Request) -> Response:
     state = _state(request)
-    _client_wallet(request, state)
+    wallet = _client_wallet(request, state)
     job_id = request.path_params["job_id"]
     await state.landed(job_uuid=job_id)
     record = state.journal.get(job_id)
-    if record is None:
+    if record is None or record["client"] != str(wallet):  # a key sees its own wallet's jobs only
         raise gw.JobNotFound(f"No job {job_id}", param="job_id")
     receipt = {"job_id": record["job_id"], "lock_tx": record["lock_tx"], "settlement_tx": record["settlement_tx"],
                "worker": record["worker"], "client": record["client"], "cost": record["cost"],
