@@ -440,3 +440,33 @@ def test_the_account_and_the_job_agree_with_the_receipt_at_once(stack, workers, 
     assert job["status"] == "settled" and not job["open_on_chain"]
     assert job["receipt"]["settlement_tx"] == raw.headers["x-decentral-settlement-tx"]
     assert before - account["credits_remaining"] == job["receipt"]["cost"]
+
+
+def test_a_paused_escrow_is_a_503_and_charges_nothing(stack, workers, tmp_path):
+    """The admin pauses the program: the chain refuses the lock, the client gets 503 with
+    retry_after (streamed or not) and its credits do not move."""
+    from decentral_chain.instructions import build_update_config
+
+    g = stack["g"]
+    server, key, _ = _second_gateway(stack, workers, tmp_path)
+
+    async def pause(paused: bool):
+        async with EscrowClient(stack["rpc"]) as escrow:
+            await escrow.send([build_update_config(admin=g.admin.pubkey(), paused=paused)], g.admin)
+
+    with server:
+        with openai.OpenAI(base_url=server.url() + "/v1", api_key=key, max_retries=0) as client:
+            client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=2)  # the gateway reads the credits
+            httpx.get(f"{server.url()}/v1/account", headers={"authorization": f"Bearer {key}"})  # its settlement landed
+            before = _credits(stack, g.clients[0].pubkey)
+            asyncio.run(pause(True))
+            try:
+                for stream in (False, True):
+                    with pytest.raises(openai.APIStatusError) as paused:
+                        client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=2, stream=stream)
+                    assert paused.value.status_code == 503 and paused.value.body["code"] == "escrow_paused"
+                    assert paused.value.body["details"]["retry_after"] > 0
+            finally:
+                asyncio.run(pause(False))
+    after = _credits(stack, g.clients[0].pubkey)
+    assert (after.free, after.locked) == (before.free, before.locked)

@@ -55,6 +55,7 @@ from decentral_chain.pda import new_job_id
 logger = logging.getLogger(__name__)
 USDC = 1_000_000
 LANDING_WAIT_S = 2.0  # how long /v1/account and /v1/jobs wait for a settlement on its way
+PAUSED_RETRY_S = 30  # retry_after of a 503 while the escrow is paused
 
 
 class GatewaySettings(BaseModel):
@@ -314,6 +315,10 @@ async def _locked(state: State, job: Job) -> None:
             raise gw.InsufficientCredits(f"This request needs up to {job.amount} credits and they are no longer "
                                          "free; nothing was charged. Deposit with `decentral credits deposit`.",
                                          details={"required": job.amount}) from None
+        if isinstance(exc, ProgramError) and exc.error == EscrowError.ProgramPaused:
+            raise gw.EscrowPaused("The escrow program is paused by its admin; nothing was charged, retry later",
+                                  details={"retry_after": PAUSED_RETRY_S},
+                                  headers={"retry-after": str(PAUSED_RETRY_S)}) from None
         raise gw.GatewayError(f"The chain refused the job's lock ({exc}); nothing was charged") from None
     except DecentralError as exc:  # its fate unknown: refunded if it landed
         state.spawn(_refund(state, job, f"lock not confirmed: {exc}"))

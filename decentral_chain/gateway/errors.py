@@ -46,6 +46,10 @@ class NoWorkerAvailable(GatewayError):
     status, type, code = 503, "server_error", "no_worker_free"
 
 
+class EscrowPaused(GatewayError):
+    status, type, code = 503, "server_error", "escrow_paused"
+
+
 class JobTimedOut(GatewayError):
     status, type, code = 504, "server_error", "job_timed_out"
 
