@@ -210,8 +210,8 @@ def test_jobs_left_open_by_a_crash_are_resolved_at_start(stack, workers, tmp_pat
 
 def _second_gateway(stack, workers, tmp_path, **overrides):
     g, ws = workers
-    settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "keys.db", journal_db=tmp_path / "j.db",
-                               **overrides)
+    settings = GatewaySettings(**{"rpc_url": stack["rpc"], "keys_db": tmp_path / "keys.db",
+                                  "journal_db": tmp_path / "j.db", **overrides})
     store = KeyStore(settings.keys_db)
     key = store.create(g.clients[0].pubkey)
     store.close()
@@ -470,3 +470,19 @@ def test_a_paused_escrow_is_a_503_and_charges_nothing(stack, workers, tmp_path):
                 asyncio.run(pause(False))
     after = _credits(stack, g.clients[0].pubkey)
     assert (after.free, after.locked) == (before.free, before.locked)
+
+
+def test_an_unreachable_chain_is_a_503_to_retry(stack, workers, tmp_path):
+    """The RPC cannot be reached before anything is locked: 503 chain_unavailable with
+    retry_after, in OpenAI's envelope — for a completion and for the account."""
+    from decentral_chain.localnet.server import free_port_pair
+
+    server, key, _ = _second_gateway(stack, workers, tmp_path, rpc_url=f"http://127.0.0.1:{free_port_pair()}")
+    with server:
+        with openai.OpenAI(base_url=server.url() + "/v1", api_key=key, max_retries=0) as client, \
+                pytest.raises(openai.APIStatusError) as down:
+            client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=2)
+        account = httpx.get(f"{server.url()}/v1/account", headers={"authorization": f"Bearer {key}"})
+    assert down.value.status_code == 503 and down.value.body["code"] == "chain_unavailable"
+    assert down.value.body["details"]["retry_after"] > 0
+    assert account.status_code == 503 and account.json()["error"]["code"] == "chain_unavailable"

@@ -24,7 +24,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,14 @@ from starlette.routing import Route
 
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.client import EscrowClient, PreparedTransaction, pubkey_of
-from decentral_chain.errors import DecentralError, EscrowError, ProgramError, TransactionFailed
+from decentral_chain.errors import (
+    DecentralError,
+    EscrowError,
+    ProgramError,
+    RpcError,
+    RpcUnavailable,
+    TransactionFailed,
+)
 from decentral_chain.gateway import errors as gw
 from decentral_chain.gateway.credits import CreditsBook
 from decentral_chain.gateway.journal import Journal
@@ -56,6 +63,7 @@ logger = logging.getLogger(__name__)
 USDC = 1_000_000
 LANDING_WAIT_S = 2.0  # how long /v1/account and /v1/jobs wait for a settlement on its way
 PAUSED_RETRY_S = 30  # retry_after of a 503 while the escrow is paused
+CHAIN_RETRY_S = 5  # retry_after of a 503 while the RPC is unreachable
 
 
 class GatewaySettings(BaseModel):
@@ -159,6 +167,17 @@ def _llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]
     return kwargs
 
 
+@contextlib.contextmanager
+def _chain_errors() -> Iterator[None]:
+    """The RPC unreachable or failing before anything was locked: a 503 to retry, not a 500."""
+    try:
+        yield
+    except (RpcUnavailable, RpcError) as exc:
+        raise gw.ChainUnavailable(f"The chain's RPC is unavailable ({exc}); nothing was charged, retry shortly",
+                                  details={"retry_after": CHAIN_RETRY_S},
+                                  headers={"retry-after": str(CHAIN_RETRY_S)}) from exc
+
+
 @dataclass
 class Job:
     job_id: bytes
@@ -194,15 +213,16 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
                                 param="messages")
     kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
     ceiling = max(1, price(state.settings, prompt_tokens, kwargs["max_tokens"]))
-    free, remembered = await credits_read
-    if free < ceiling and remembered:  # the reading may predate a deposit: the chain decides
-        free = await state.credits.read(client)
-    if free < ceiling:
-        raise gw.InsufficientCredits(f"This request needs up to {ceiling} credits; {free} are free. "
-                                     "Deposit with `decentral credits deposit`.",
-                                     details={"required": ceiling, "free": free})
-    job_id = new_job_id(state.escrow.program_id)
-    pending = await state.escrow.prepare_lock_job(state.gateway, client, job_id, ceiling, worker.wallet)
+    with _chain_errors():
+        free, remembered = await credits_read
+        if free < ceiling and remembered:  # the reading may predate a deposit: the chain decides
+            free = await state.credits.read(client)
+        if free < ceiling:
+            raise gw.InsufficientCredits(f"This request needs up to {ceiling} credits; {free} are free. "
+                                         "Deposit with `decentral credits deposit`.",
+                                         details={"required": ceiling, "free": free})
+        job_id = new_job_id(state.escrow.program_id)
+        pending = await state.escrow.prepare_lock_job(state.gateway, client, job_id, ceiling, worker.wallet)
     state.journal.open(str(uuid.UUID(bytes=job_id)), str(client), str(worker.wallet), ceiling, str(pending.signature))
 
     async def submit_and_confirm() -> None:  # runs while the model does; settlement waits for it
@@ -496,7 +516,8 @@ async def account(request: Request) -> Response:
     state = _state(request)
     client = _client_wallet(request, state)
     await state.landed(client=client)  # an answer's settlement is counted once the client has it
-    credits = await state.escrow.get_credits(client)
+    with _chain_errors():
+        credits = await state.escrow.get_credits(client)
     free, locked = (credits.free, credits.locked) if credits else (0, 0)
     return JSONResponse({"object": "account", "wallet": str(client), "credits_remaining": free,
                          "credits_locked": locked, "usdc_value": f"{free / USDC:.6f}"})
@@ -513,7 +534,8 @@ async def job_status(request: Request) -> Response:
     receipt = {"job_id": record["job_id"], "lock_tx": record["lock_tx"], "settlement_tx": record["settlement_tx"],
                "worker": record["worker"], "client": record["client"], "cost": record["cost"],
                "result_hash": record["result_hash"], "program_id": state.settings.program_id}
-    onchain = await state.escrow.get_job(uuid.UUID(job_id).bytes)
+    with _chain_errors():
+        onchain = await state.escrow.get_job(uuid.UUID(job_id).bytes)
     return JSONResponse({"object": "job", "id": record["job_id"], "status": record["state"],
                          "open_on_chain": onchain is not None, "locked": record["amount"],
                          "usage": {"prompt_tokens": record["prompt_tokens"],

@@ -50,6 +50,10 @@ class EscrowPaused(GatewayError):
     status, type, code = 503, "server_error", "escrow_paused"
 
 
+class ChainUnavailable(GatewayError):
+    status, type, code = 503, "server_error", "chain_unavailable"
+
+
 class JobTimedOut(GatewayError):
     status, type, code = 504, "server_error", "job_timed_out"
 
