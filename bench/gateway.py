@@ -63,7 +63,7 @@ MAX_TOKENS = 32
 REPEATS = 3  # pairs per prompt, in alternating order
 QUIET_S = 0.05  # pause before each measured request: the previous request's background work ends
 CLIENTS = 8
-WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+WORKERS = 2  # gateway workers (the latency pairs use one at a time: the pool hands out the warm one)
 JOBS_PER_CLIENT = 6
 
 

@@ -44,8 +44,7 @@ class CreditsBook:
         self.escrow = escrow
         self.max_age = max_age
         self._readings: dict[Pubkey, _Reading] = {}
-        self._refreshing: set[asyncio.Task] = set()
-        self._pending: set[Pubkey] = set()
+        self._refreshing: dict[Pubkey, asyncio.Task] = {}  # at most one background read per client
 
     async def read(self, client: Pubkey) -> int:
         """The client's free credits on chain now (and remembered)."""
@@ -81,7 +80,7 @@ class CreditsBook:
 
     def refresh(self, client: Pubkey) -> None:
         """Read the client again in the background (one read at a time per client)."""
-        if client in self._pending:
+        if client in self._refreshing:
             return
 
         async def read() -> None:
@@ -91,14 +90,12 @@ class CreditsBook:
                 self.forget(client)
                 logger.warning("could not read the credits of %s: %s", client, exc)
             finally:
-                self._pending.discard(client)
+                del self._refreshing[client]
 
-        self._pending.add(client)
-        task = asyncio.create_task(read())
-        self._refreshing.add(task)
-        task.add_done_callback(self._refreshing.discard)
+        self._refreshing[client] = asyncio.create_task(read())
 
     async def aclose(self) -> None:
-        for task in list(self._refreshing):
+        tasks = list(self._refreshing.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._refreshing, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
