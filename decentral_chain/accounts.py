@@ -75,6 +75,7 @@ class Credits(_Account):
     locked: int
     total_deposited: int
     total_spent: int
+    locks: int
     open_jobs: int
     bump: int
     reserved: bytes
@@ -91,5 +92,7 @@ class Job(_Account):
     amount: int
     created_at: int
     expires_at: int
+    nonce: int
+    fee_bps: int
     bump: int
     reserved: bytes

@@ -318,8 +318,9 @@ class EscrowClient:
 
     # ----------------------------------------------------------------- reads
 
-    async def _account_data(self, key: Pubkey) -> bytes | None:
-        resp = await self._call(lambda: self.rpc.get_account_info(key, self.commitment, encoding="base64"))
+    async def _account_data(self, key: Pubkey, commitment: Commitment | None = None) -> bytes | None:
+        resp = await self._call(lambda: self.rpc.get_account_info(key, commitment or self.commitment,
+                                                                  encoding="base64"))
         return bytes(resp.value.data) if resp.value is not None else None
 
     async def get_config(self) -> Config:
@@ -333,8 +334,8 @@ class EscrowClient:
         data = await self._account_data(pda.credits_address(owner, self.program_id))
         return Credits.from_bytes(data) if data else None
 
-    async def get_job(self, job_id: bytes) -> Job | None:
-        data = await self._account_data(pda.job_address(job_id, self.program_id))
+    async def get_job(self, job_id: bytes, *, commitment: Commitment | None = None) -> Job | None:
+        data = await self._account_data(pda.job_address(job_id, self.program_id), commitment)
         return Job.from_bytes(data) if data else None
 
     async def token_balance(self, account: Pubkey) -> int:

@@ -73,9 +73,9 @@ def run_demo(console: Console | None = None) -> int:
                 chunks = list(response.parse())
             streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
             final = chunks[-1].model_extra["decentral"]
-            results.append(("stream", streamed, Receipt.from_headers(
-                headers | {"x-decentral-settlement-tx": final["settlement_tx"]})))
-        reports = [asyncio.run(verify_receipt(rpc_url, receipt, response=text.encode()))
+            tail = {"x-decentral-settlement-tx": final["settlement_tx"], "x-decentral-job-nonce": final["nonce"]}
+            results.append(("stream", streamed, Receipt.from_headers(headers | tail)))
+        reports = [asyncio.run(verify_receipt(rpc_url, receipt, mint=g.mint, response=text.encode()))
                    for _, text, receipt in results]
         after = g.credits(client.pubkey).free
         paid = token_balance(g.svm, g.workers[0].token)
@@ -83,14 +83,17 @@ def run_demo(console: Console | None = None) -> int:
 
     for (mode, text, receipt), report in zip(results, reports, strict=True):
         passed = sum(c.status == Status.PASS for c in report.checks)
-        verdict = f"[green]{passed}/8 checks pass[/green]" if report.verified else "[red]NOT VERIFIED[/red]"
+        verdict = (f"[green]{passed}/{len(report.checks)} checks pass[/green]" if report.verified
+                   else "[red]NOT VERIFIED[/red]")
         table = Table(title=f"{mode} completion", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value", overflow="fold")
-        for field, value in (("answer", text.strip()), ("job", str(receipt.job_id)), ("lock tx", receipt.lock_tx),
+        for field, value in (("answer", text.strip()), ("job", f"{receipt.job_id} (lifecycle {receipt.nonce})"),
+                             ("lock tx", receipt.lock_tx),
                              ("settlement tx", receipt.settlement_tx), ("worker paid", receipt.worker),
                              ("cost", f"{report.facts.get('cost', 0)} credits"), ("receipt", verdict)):
             table.add_row(field, value)
+        table.add_row("proves", report.explain())
         console.print(table)
     console.print(f"client credits: {before / USDC:.6f} → {after / USDC:.6f} USDC;  "
                   f"worker {g.workers[0].pubkey} paid {paid / USDC:.6f} USDC")

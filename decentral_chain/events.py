@@ -47,6 +47,8 @@ class JobLocked:
     amount: int
     created_at: int
     expires_at: int
+    nonce: int
+    fee_bps: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +62,17 @@ class JobSettled:
     refunded: int
     prompt_tokens: int
     completion_tokens: int
+    nonce: int
 
 
 @dataclass(frozen=True, slots=True)
 class JobRefunded:
     job_id: bytes
     client: Pubkey
+    worker: Pubkey
     authority: Pubkey
     amount: int
+    nonce: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,24 +116,35 @@ _DATA = "Program data: "
 
 def parse_events(logs: Iterable[str], program_id: Pubkey = PROGRAM_ID) -> list[Event]:
     """Events logged by ``program_id`` itself, in order; raises :class:`LogsTruncated`."""
+    return [event for frame in program_frames(logs, program_id) for event in frame]
+
+
+def program_frames(logs: Iterable[str], program_id: Pubkey = PROGRAM_ID) -> list[list[Event]]:
+    """One list per run (invoke) of ``program_id``, in the order the runs started, holding the
+    events it logged while it was the innermost frame. The k-th list belongs to the k-th
+    instruction of that program in execution order (top level, then its CPIs). Raises
+    :class:`LogsTruncated`, or :class:`DecodeError` for unbalanced frames or bad base64."""
     expected = str(program_id)
-    stack: list[str] = []
-    events: list[Event] = []
+    stack: list[tuple[str, int | None]] = []  # (program, index of its frame when it is ours)
+    frames: list[list[Event]] = []
     for line in logs:
         if line == "Log truncated":
             raise LogsTruncated("transaction log was truncated by the runtime")
         if m := _INVOKE.match(line):
-            stack.append(m.group(1))
+            ours = m.group(1) == expected
+            if ours:
+                frames.append([])
+            stack.append((m.group(1), len(frames) - 1 if ours else None))
         elif m := _EXIT.match(line):
-            if not stack or stack[-1] != m.group(1):
+            if not stack or stack[-1][0] != m.group(1):
                 raise DecodeError(f"unbalanced log frames at: {line}")
             stack.pop()
-        elif line.startswith(_DATA) and stack and stack[-1] == expected:
+        elif line.startswith(_DATA) and stack and stack[-1][1] is not None:
             parts = line[len(_DATA):].split(" ")
             try:
                 raw = b"".join(base64.b64decode(p, validate=True) for p in parts)
             except binascii.Error as exc:
                 raise DecodeError(f"bad base64 in log: {line}") from exc
             if raw[:8] in _BY_DISCRIMINATOR:
-                events.append(decode_event(raw))
-    return events
+                frames[stack[-1][1]].append(decode_event(raw))
+    return frames

@@ -1,8 +1,10 @@
 """Receipts: what the gateway returns and stores, and what an auditor verifies.
 
 A receipt names a job (UUID), its lock transaction, its settlement (or refund)
-transaction, the worker, and optionally the client, the cost, the result hash and the
-program id. It loads from gateway response headers, a JSON file or JSON Lines.
+transaction, the worker, and optionally the client, the job's lifecycle nonce, the cost,
+the result hash and the program id. It loads from gateway response headers, a JSON file or
+JSON Lines. A receipt is a claim: the verifier checks it against the auditor's program, and
+a receipt naming another program fails.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
-from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.errors import DecodeError
 
 HEADER_JOB_ID = "x-decentral-job-id"
@@ -26,6 +27,7 @@ HEADER_SETTLEMENT_TX = "x-decentral-settlement-tx"
 HEADER_WORKER = "x-decentral-worker"
 HEADER_COST = "x-decentral-cost"
 HEADER_RESULT_HASH = "x-decentral-result-hash"
+HEADER_NONCE = "x-decentral-job-nonce"
 
 
 class Receipt(BaseModel):
@@ -45,12 +47,14 @@ class Receipt(BaseModel):
     """What the settlement transaction claims to be."""
     client: str | None = None
     """The client whose credits were locked, when known."""
+    nonce: int | None = Field(default=None, ge=1, lt=2**64)
+    """The Job's lifecycle nonce (the client's lock counter at lock), when known."""
     cost: int | None = Field(default=None, ge=0)
     """Credits charged (micro-USDC), when known."""
     result_hash: str | None = None
     """sha256 of the response body (64 hex digits), when known."""
-    program_id: str = str(PROGRAM_ID)
-    """The escrow program the transactions must have run."""
+    program_id: str | None = None
+    """The escrow program the receipt claims; the verifier checks it against its own."""
 
     @field_validator("lock_tx", "settlement_tx")
     @classmethod
@@ -96,8 +100,8 @@ class Receipt(BaseModel):
         return Pubkey.from_string(self.worker)
 
     @property
-    def program(self) -> Pubkey:
-        return Pubkey.from_string(self.program_id)
+    def program(self) -> Pubkey | None:
+        return Pubkey.from_string(self.program_id) if self.program_id is not None else None
 
     # loaders
     @staticmethod
@@ -125,6 +129,8 @@ class Receipt(BaseModel):
             fields["cost"] = lower[HEADER_COST]
         if HEADER_RESULT_HASH in lower:
             fields["result_hash"] = lower[HEADER_RESULT_HASH]
+        if HEADER_NONCE in lower:
+            fields["nonce"] = lower[HEADER_NONCE]
         return Receipt.parse({**fields, **extra})
 
     @staticmethod

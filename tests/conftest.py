@@ -131,6 +131,11 @@ def chain(program_elf: bytes) -> Chain:
     return Chain(build_genesis(program_elf, clients=2))
 
 
+#: Served test chains: 100 ms slots, finalized two slots after processed (the localnet's
+#: defaults are 400 ms and 32 slots); tests of commitment itself set their own.
+FAST_CHAIN = {"slot_ms": 100, "finality_slots": 2}
+
+
 @pytest.fixture
 def rpc_localnet(program_elf: bytes):
     """A fresh chain served over JSON-RPC on loopback: (url, LocalChain, Genesis)."""
@@ -138,7 +143,7 @@ def rpc_localnet(program_elf: bytes):
     from decentral_chain.localnet.server import ServerThread, create_app
 
     g = build_genesis(program_elf)
-    chain = LocalChain.from_genesis(g)
+    chain = LocalChain.from_genesis(g, **FAST_CHAIN)
     with ServerThread((create_app(chain), 0)) as server:
         yield server.url(), chain, g
 

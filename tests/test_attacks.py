@@ -218,7 +218,7 @@ def test_initialization_survives_a_prefunded_pda(chain):
     chain.deposit(amount=3 * USDC)
     chain.lock(amount=USDC, job_id=job_id)
     assert chain.free() == 2 * USDC and chain.job(job_id).amount == USDC
-    assert chain.svm.get_account(credits_key).lamports == chain.svm.minimum_balance_for_rent_exemption(80)
+    assert chain.svm.get_account(credits_key).lamports == chain.svm.minimum_balance_for_rent_exemption(88)
     assert chain.svm.get_account(job_key).lamports == 5_000_000  # more than rent: nothing to top up
 
 
@@ -419,6 +419,86 @@ def test_treasury_cannot_be_the_vault(chain):
     with raises_escrow(E.InvalidTreasury):
         chain.send(build_set_treasury(admin=chain.admin.pubkey(), treasury=chain.vault, program_id=chain.program_id),
                    chain.admin)
+
+
+def test_treasury_cannot_be_a_token_account_of_the_config(chain, raw_genesis):
+    """Fees paid to an account the Config PDA owns could be moved again by the program."""
+    owned_by_config = create_token_account(chain.svm, funded(chain), chain.mint, chain.config_address)
+    with raises_escrow(E.InvalidTreasury):
+        chain.send(build_set_treasury(admin=chain.admin.pubkey(), treasury=owned_by_config,
+                                      program_id=chain.program_id), chain.admin)
+    assert chain.config().treasury == chain.treasury.token
+    g = raw_genesis
+    config = pda.config_address(g.program_id)
+    bad = create_token_account(g.svm, g.admin, g.mint, config)
+    ix = build_initialize(admin=g.admin.pubkey(), mint=g.mint, gateway=g.gateway.pubkey(), treasury=bad,
+                          fee_bps=100, refund_timeout=60, program_id=g.program_id)
+    with raises_escrow(E.InvalidTreasury):
+        Chain(g).send(ix, g.admin)
+
+
+def test_gateway_must_be_a_key_that_can_sign(chain, raw_genesis):
+    for key in (Pubkey.default(), chain.config_address, chain.vault):
+        with raises_escrow(E.InvalidGateway):
+            chain.send(build_update_config(admin=chain.admin.pubkey(), gateway=key, program_id=chain.program_id),
+                       chain.admin)
+    assert chain.config().gateway == chain.gateway.pubkey()
+    g = raw_genesis
+    for key in (Pubkey.default(), pda.config_address(g.program_id), pda.vault_address(g.program_id)):
+        ix = build_initialize(admin=g.admin.pubkey(), mint=g.mint, gateway=key, treasury=g.treasury.token,
+                              fee_bps=100, refund_timeout=60, program_id=g.program_id)
+        with raises_escrow(E.InvalidGateway):
+            Chain(g).send(ix, g.admin)
+
+
+def test_fee_rate_is_fixed_at_lock(chain):
+    """An admin who raises fee_bps takes nothing from jobs already open."""
+    chain.deposit(amount=10 * USDC)
+    before = chain.lock(amount=USDC)  # at 250 bps
+    chain.send(build_update_config(admin=chain.admin.pubkey(), fee_bps=5_000, program_id=chain.program_id),
+               chain.admin)
+    after = chain.lock(amount=USDC)  # at 5,000 bps
+    assert (chain.job(before).fee_bps, chain.job(after).fee_bps) == (250, 5_000)
+    chain.settle(before, USDC)
+    assert (chain.balance(chain.worker.token), chain.balance(chain.treasury.token)) == (USDC - 25_000, 25_000)
+    chain.settle(after, USDC)
+    assert chain.balance(chain.treasury.token) == 25_000 + USDC // 2
+
+
+def test_settlement_deadline_is_the_expiry(chain):
+    """From expires_at on only a refund closes a Job: a late settlement cannot race the
+    client's own refund."""
+    chain.deposit(amount=10 * USDC)
+    on_time, late = chain.lock(amount=USDC), chain.lock(amount=USDC)
+    chain.warp(599)
+    chain.settle(on_time, USDC // 2)  # one second before the deadline
+    chain.warp(1)
+    with raises_escrow(E.JobExpired):
+        chain.settle(late, USDC // 2)
+    assert chain.job(late).amount == USDC and chain.balance(chain.worker.token) == (USDC // 2) * 975 // 1000
+    chain.refund(late, signer=chain.client.keypair)
+    assert (chain.free(), chain.locked()) == (10 * USDC - USDC // 2, 0)
+
+
+def test_lifecycle_nonce_never_repeats_for_a_job_address(chain):
+    """A job id reused after its Job closed gets a new nonce, also within one transaction
+    (lock, refund, lock) and also for another client: (client, nonce) names one lifecycle."""
+    from decentral_chain.events import JobLocked, JobRefunded, parse_events
+
+    other = chain.clients[1]
+    chain.deposit(amount=10 * USDC)
+    chain.deposit(other, amount=10 * USDC)
+    job_id = chain.lock(amount=USDC)
+    chain.settle(job_id, 1)
+    meta = chain.send([chain.lock_ix(job_id, USDC), chain.refund_ix(job_id), chain.lock_ix(job_id, USDC)],
+                      chain.gateway)
+    events = [e for e in parse_events(meta.logs(), chain.program_id) if isinstance(e, JobLocked | JobRefunded)]
+    assert [(type(e).__name__, e.nonce) for e in events] == [("JobLocked", 2), ("JobRefunded", 2), ("JobLocked", 3)]
+    assert chain.job(job_id).nonce == 3
+    chain.refund(job_id)
+    chain.lock(amount=USDC, client=other, job_id=job_id)
+    assert (chain.job(job_id).client, chain.job(job_id).nonce) == (other.pubkey, 1)
+    assert chain.credits(chain.client.pubkey).locks == 3 and chain.credits(other.pubkey).locks == 1
 
 
 def test_admin_handover_needs_the_proposed_key(chain):

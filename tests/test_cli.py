@@ -13,7 +13,7 @@ def test_demo_serves_two_completions_and_verifies_both_receipts():
     proc = subprocess.run([sys.executable, "-m", "decentral_chain.cli", "demo"], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "COLUMNS": "160"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("8/8 checks pass") == 2 and "both receipts verified" in proc.stdout
+    assert proc.stdout.count("10/10 checks pass") == 2 and "both receipts verified" in proc.stdout
     assert "non-stream completion" in proc.stdout and "stream completion" in proc.stdout
 
 

@@ -61,7 +61,7 @@ def test_verify_a_receipt_by_options_and_by_file(live):
                         "--rpc-url", url, "--json", "--commitment", "finalized")
     report = json.loads(as_json.stdout)
     assert as_json.returncode == 0 and report["verified"] is True
-    assert [c["status"] for c in report["checks"]] == ["pass"] * 8
+    assert [c["status"] for c in report["checks"]] == ["pass"] * 10
     (tmp / "other.json").write_bytes(RESPONSE + b"!")
     tampered = decentral("verify", "--receipt", str(tmp / "receipt.json"), "--response", str(tmp / "other.json"),
                          "--rpc-url", url)

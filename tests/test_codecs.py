@@ -81,7 +81,7 @@ def test_config_account_round_trips(case):
 def test_account_decoding_checks_length_and_discriminator():
     data = abi.CREDITS.discriminator + bytes(abi.CREDITS.size - 8)
     assert Credits.from_bytes(data).free == 0
-    with pytest.raises(DecodeError, match="expected 80 bytes"):
+    with pytest.raises(DecodeError, match="expected 88 bytes"):
         Credits.from_bytes(data + b"\0")
     with pytest.raises(DecodeError, match="discriminator"):
         Credits.from_bytes(abi.JOB.discriminator + data[8:])

@@ -85,13 +85,15 @@ def test_lock_job_moves_free_to_locked_and_records_the_job(chain):
     assert job.job_id == job_id and job.client == chain.client.pubkey and job.worker == chain.worker.pubkey
     assert job.payer == chain.gateway.pubkey() and job.amount == 3 * USDC
     assert (job.created_at, job.expires_at) == (now, now + 600)
+    assert (job.nonce, job.fee_bps) == (1, 250)  # the client's first lock; the rate in force
+    assert chain.credits(chain.client.pubkey).locks == 1
     assert chain.balance(chain.vault) == 10 * USDC  # no token moves at lock
     rent = chain.svm.get_balance(pda.job_address(job_id, chain.program_id))
-    assert rent == chain.svm.minimum_balance_for_rent_exemption(152)
+    assert rent == chain.svm.minimum_balance_for_rent_exemption(160)
     assert chain.svm.get_balance(chain.gateway.pubkey()) == gateway_lamports - rent - 5000
     assert parse_events(meta.logs(), chain.program_id) == [JobLocked(
         job_id=job_id, client=chain.client.pubkey, worker=chain.worker.pubkey, payer=chain.gateway.pubkey(),
-        amount=3 * USDC, created_at=now, expires_at=now + 600)]
+        amount=3 * USDC, created_at=now, expires_at=now + 600, nonce=1, fee_bps=250)]
 
 
 def test_settle_job_pays_worker_and_treasury_and_returns_the_rest(chain):
@@ -116,7 +118,7 @@ def test_settle_job_pays_worker_and_treasury_and_returns_the_rest(chain):
     assert parse_events(meta.logs(), chain.program_id) == [JobSettled(
         job_id=job_id, client=chain.client.pubkey, worker=chain.worker.pubkey,
         result_hash=hashlib.sha256(b"the answer").digest(), cost=cost, fee=30_864, refunded=3 * USDC - cost,
-        prompt_tokens=11, completion_tokens=22)]
+        prompt_tokens=11, completion_tokens=22, nonce=1)]
 
 
 def test_settle_at_full_cost_and_at_zero_cost(chain):
@@ -146,7 +148,8 @@ def test_refund_by_gateway_returns_everything(chain):
     assert chain.job(job_id) is None
     assert chain.config().jobs_refunded == 1
     assert parse_events(meta.logs(), chain.program_id) == [JobRefunded(
-        job_id=job_id, client=chain.client.pubkey, authority=chain.gateway.pubkey(), amount=4 * USDC)]
+        job_id=job_id, client=chain.client.pubkey, worker=chain.worker.pubkey, authority=chain.gateway.pubkey(),
+        amount=4 * USDC, nonce=1)]
 
 
 def test_client_refunds_itself_only_after_expiry(chain):
@@ -232,7 +235,8 @@ def test_many_clients_keep_separate_balances(chain):
 
 def test_error_codes_are_stable():
     assert ERROR_CODES["InstructionMissing"] == 6000
-    assert EscrowError.NoPendingAdmin == 6000 + len(ERROR_CODES) - 1
+    assert EscrowError.NoPendingAdmin == 6042  # codes are wire format: new errors are appended
+    assert EscrowError.InvalidGateway == 6000 + len(ERROR_CODES) - 1
 
 
 def test_worker_without_token_account_can_be_paid_once_it_has_one(chain):

@@ -26,6 +26,7 @@ from decentral_chain.localnet.server import ServerThread
 from decentral_chain.localnet.server import create_app as create_rpc_app
 from decentral_chain.receipts import Receipt
 from decentral_chain.verify import verify_receipt
+from tests.conftest import FAST_CHAIN
 
 MODEL = "smollm2-135m-instruct"
 ASK = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is 2 + 2?"}]
@@ -45,7 +46,7 @@ def workers(program_elf):
 def stack(workers, tmp_path_factory):
     g, ws = workers
     tmp = tmp_path_factory.mktemp("gateway")
-    chain = LocalChain.from_genesis(g)
+    chain = LocalChain.from_genesis(g, **FAST_CHAIN)
     rpc = ServerThread((create_rpc_app(chain), 0))
     rpc.__enter__()
     settings = GatewaySettings(rpc_url=rpc.url(), keys_db=tmp / "keys.db", journal_db=tmp / "journal.db",

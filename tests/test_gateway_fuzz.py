@@ -25,6 +25,7 @@ from decentral_chain.localnet.genesis import USDC, build_genesis
 from decentral_chain.localnet.server import ServerThread
 from decentral_chain.localnet.server import create_app as create_rpc_app
 from decentral_chain.localnet.svm import token_balance
+from tests.conftest import FAST_CHAIN
 
 MODEL = "smollm2-135m-instruct"
 
@@ -33,7 +34,7 @@ MODEL = "smollm2-135m-instruct"
 def stack(program_elf, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     g = build_genesis(program_elf, workers=1)
-    chain = LocalChain.from_genesis(g)
+    chain = LocalChain.from_genesis(g, **FAST_CHAIN)
     worker = Worker(WorkerSpec("w", default_model_path(), g.workers[0].pubkey, n_ctx=512)).start()
     with ServerThread((create_rpc_app(chain), 0)) as rpc:
         s = GatewaySettings(rpc_url=rpc.url(), keys_db=tmp / "keys.db", journal_db=tmp / "journal.db",

@@ -94,6 +94,9 @@ class EscrowMachine(RuleBasedStateMachine):
         cost = data.draw(st.integers(0, amount + amount // 4 + 1))
         worker = self.chain.workers[w]
         do = lambda: self.chain.settle(job_id, cost, client=self.client(c), worker_token=worker.token)  # noqa: E731
+        if self.chain.svm.get_clock().unix_timestamp >= self.chain.job(job_id).expires_at:
+            expect_failure(do, E.JobExpired)  # past the deadline only a refund closes it
+            return
         if cost > amount:
             expect_failure(do, E.CostExceedsLocked)
             return

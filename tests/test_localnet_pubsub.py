@@ -28,12 +28,13 @@ from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.genesis import USDC, build_genesis
 from decentral_chain.localnet.pubsub import create_pubsub_app
 from decentral_chain.localnet.server import ServerThread, create_app
+from tests.conftest import FAST_CHAIN
 
 
 @pytest.fixture
 def localnet(program_elf):
     g = build_genesis(program_elf)
-    chain = LocalChain.from_genesis(g)
+    chain = LocalChain.from_genesis(g, **FAST_CHAIN)
     with ServerThread((create_app(chain), 0), (create_pubsub_app(chain), 0)) as server:
         yield server.url(0), server.url(1, "ws"), chain, g
 

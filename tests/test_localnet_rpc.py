@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 from solana.rpc.async_api import AsyncClient
-from solana.rpc.commitment import Confirmed
+from solana.rpc.commitment import Finalized
 from solana.rpc.core import RPCException
 from solana.rpc.types import TxOpts
 from solders.keypair import Keypair
@@ -35,7 +35,7 @@ async def send_signed(client: AsyncClient, ixs, payer: Keypair, *signers: Keypai
     blockhash = (await client.get_latest_blockhash()).value.blockhash
     tx = VersionedTransaction(Message.new_with_blockhash(ixs, payer.pubkey(), blockhash), [payer, *signers])
     sig = (await client.send_transaction(tx)).value
-    await client.confirm_transaction(sig, Confirmed, sleep_seconds=0.05)
+    await client.confirm_transaction(sig, Finalized, sleep_seconds=0.05)  # the client reads at finalized
     return sig
 
 
@@ -206,7 +206,7 @@ def test_every_read_method_parses_in_solana_py(rpc_localnet):
             assert len(schedule[leader]) == epoch.slots_in_epoch
             lucky = Keypair().pubkey()
             airdrop = (await client.request_airdrop(lucky, 10**9)).value
-            await client.confirm_transaction(airdrop, Confirmed, sleep_seconds=0.05)  # airdrops are transactions
+            await client.confirm_transaction(airdrop, Finalized, sleep_seconds=0.05)  # airdrops are transactions
             assert (await client.get_balance(lucky)).value == 10**9
             msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=c.pubkey,
                                                                       to_pubkey=g.admin.pubkey(), lamports=1))],
@@ -251,6 +251,8 @@ def test_base58_sends_paging_and_block_details(rpc_localnet):
         raw = based58.b58encode(bytes(VersionedTransaction(msg, [g.admin]))).decode()
         reply = rpc(url, "sendTransaction", [raw])  # base58 is the default encoding
         sigs.append(reply["result"])
+    while rpc(url, "getSignatureStatuses", [sigs[-1:]])["result"]["value"][0]["confirmationStatus"] != "finalized":
+        time.sleep(0.05)  # reads default to finalized, as on a validator
     page = rpc(url, "getSignaturesForAddress", [str(g.admin.pubkey()), {"limit": 2}])["result"]
     assert [p["signature"] for p in page] == [sigs[2], sigs[1]]
     older = rpc(url, "getSignaturesForAddress", [str(g.admin.pubkey()), {"before": sigs[2], "until": sigs[0]}])

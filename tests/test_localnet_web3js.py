@@ -14,6 +14,7 @@ from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.genesis import build_genesis
 from decentral_chain.localnet.pubsub import create_pubsub_app
 from decentral_chain.localnet.server import ServerThread, create_app, free_port_pair
+from tests.conftest import FAST_CHAIN
 
 JS = Path(__file__).resolve().parent / "js"
 
@@ -29,7 +30,7 @@ def node_modules() -> Path:
 
 def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
     g = build_genesis(program_elf)
-    chain = LocalChain.from_genesis(g)
+    chain = LocalChain.from_genesis(g, **FAST_CHAIN)
     port = free_port_pair()
     with ServerThread((create_app(chain), port), (create_pubsub_app(chain), port + 1)) as server:
         secret = json.dumps(list(bytes(g.admin)))

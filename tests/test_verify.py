@@ -31,7 +31,8 @@ from decentral_chain.sbpf.linker import link
 from decentral_chain.verify import Status, verify_batch, verify_receipt
 
 RESPONSE = b'{"choices":[{"message":{"content":"42"}}]}'
-CHECK_NAMES = ["transactions", "signatures", "lock", "settlement", "events", "payouts", "cost", "result_hash"]
+CHECK_NAMES = ["transactions", "signatures", "program", "lock", "settlement", "lifecycle", "events", "payouts", "cost",
+               "result_hash"]
 
 
 @dataclasses.dataclass
@@ -188,7 +189,7 @@ def test_another_program_logging_identical_event_bytes_proves_nothing(net, tmp_p
     job = receipt.job_id_bytes
     fake = _event("JobSettled", job_id=job, client=g.clients[0].pubkey, worker=g.workers[0].pubkey,
                   result_hash=hashlib.sha256(RESPONSE).digest(), cost=2 * USDC, fee=50_000, refunded=0,
-                  prompt_tokens=1, completion_tokens=1)
+                  prompt_tokens=1, completion_tokens=1, nonce=1)
     forged = _send(net, [Instruction(echo, fake, [])], g.gateway)
     logs = net.chain.history[forged].logs
     assert any(line.startswith("Program data: ") for line in logs)  # the bytes are really there
@@ -211,7 +212,7 @@ def test_an_echoed_event_beside_a_real_settlement_is_ignored(net, tmp_path):
                                  worker_token=worker.token, treasury=g.treasury.token, payer=g.gateway.pubkey(),
                                  cost=USDC, result_hash=digest, prompt_tokens=1, completion_tokens=1)
     fake = _event("JobSettled", job_id=job_id, client=g.clients[0].pubkey, worker=worker.pubkey, result_hash=digest,
-                  cost=2 * USDC, fee=0, refunded=0, prompt_tokens=1, completion_tokens=1)
+                  cost=2 * USDC, fee=0, refunded=0, prompt_tokens=1, completion_tokens=1, nonce=2)
     end = _send(net, [settle_ix, Instruction(echo, fake, [])], g.gateway)
     receipt = Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end),
                       worker=str(worker.pubkey))

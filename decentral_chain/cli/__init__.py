@@ -84,7 +84,9 @@ def program_idl(fmt: str) -> None:
               help="Where keypairs and addresses.json live (default: localnet/).")
 @click.option("--validator", type=click.Choice(["litesvm", "solana-test-validator"]), default="litesvm",
               show_default=True, help="The built-in SVM, or solana-test-validator where it is on PATH.")
-def localnet(host: str, port: int, keys_dir: Path | None, validator: str) -> None:
+@click.option("--finality-slots", type=click.IntRange(1, 10_000), default=32, show_default=True,
+              help="Slots from processed to finalized (confirmed is one slot); 400 ms each.")
+def localnet(host: str, port: int, keys_dir: Path | None, validator: str, finality_slots: int) -> None:
     """Serve a local chain: escrow deployed, USDC-like mint, funded wallets."""
     from decentral_chain.localnet.run import serve_localnet, serve_test_validator
 
@@ -94,16 +96,16 @@ def localnet(host: str, port: int, keys_dir: Path | None, validator: str) -> Non
         except FileNotFoundError as exc:
             raise click.UsageError(str(exc)) from exc
     else:
-        serve_localnet(host, port, keys_dir)
+        serve_localnet(host, port, keys_dir, finality_slots=finality_slots)
 
 
 def main() -> None:
     """Exit codes: 0 done, 1 the chain refused (a failed transaction or check), 2 usage or network."""
-    from decentral_chain.errors import RpcError, RpcUnavailable
+    from decentral_chain.errors import DecodeError, RpcError, RpcUnavailable
 
     try:
         cli(standalone_mode=True)
-    except (RpcUnavailable, RpcError) as exc:
+    except (RpcUnavailable, RpcError, DecodeError) as exc:  # network, or an answer that is not what it claims
         console.print(f"[red]{type(exc).__name__}[/red]: {exc}", soft_wrap=True)
         sys.exit(2)
     except (DecentralError, BuildError, LinkError) as exc:

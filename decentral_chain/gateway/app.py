@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
+from solana.rpc.commitment import Processed
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -185,8 +186,9 @@ class Job:
     client: Pubkey
     amount: int
     lock_tx: str
-    lock_confirmed: asyncio.Task
     prompt_tokens: int  # counted once, for the ceiling; the same prompt is billed
+    lock_confirmed: asyncio.Task = field(init=False)
+    nonce: int | None = None  # the Job's lifecycle nonce, read once the lock landed
 
     @property
     def uuid(self) -> str:
@@ -197,8 +199,12 @@ class Job:
                 "total_tokens": self.prompt_tokens + completion_tokens}
 
     def headers(self, credits_remaining: int) -> dict[str, str]:
-        return {"x-decentral-job-id": self.uuid, "x-decentral-tx-signature": self.lock_tx,
-                "x-decentral-worker": str(self.worker.wallet), "x-decentral-credits-remaining": str(credits_remaining)}
+        headers = {"x-decentral-job-id": self.uuid, "x-decentral-tx-signature": self.lock_tx,
+                   "x-decentral-worker": str(self.worker.wallet),
+                   "x-decentral-credits-remaining": str(credits_remaining)}
+        if self.nonce is not None:
+            headers["x-decentral-job-nonce"] = str(self.nonce)
+        return headers
 
 
 async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompletionRequest,
@@ -225,14 +231,21 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
         pending = await state.escrow.prepare_lock_job(state.gateway, client, job_id, ceiling, worker.wallet)
     state.journal.open(str(uuid.UUID(bytes=job_id)), str(client), str(worker.wallet), ceiling, str(pending.signature))
 
+    job = Job(job_id, worker, client, ceiling, str(pending.signature), prompt_tokens)
+
     async def submit_and_confirm() -> None:  # runs while the model does; settlement waits for it
         await state.escrow.submit(pending, skip_preflight=True)
+        # processed is enough to know the credits are held: a settlement can only land after it
         await state.escrow.confirm(pending.signature, timeout=state.settings.confirm_timeout,
-                                   last_valid_block_height=pending.last_valid_block_height)
+                                   last_valid_block_height=pending.last_valid_block_height, commitment=Processed)
+        onchain = await state.escrow.get_job(job_id, commitment=Processed)
+        if onchain is not None:
+            job.nonce = onchain.nonce
+            state.journal.update(job.uuid, "locked", nonce=onchain.nonce)
 
-    confirm = asyncio.create_task(submit_and_confirm())
+    job.lock_confirmed = asyncio.create_task(submit_and_confirm())
     state.credits.move(client, -ceiling)
-    return Job(job_id, worker, client, ceiling, str(pending.signature), confirm, prompt_tokens), free - ceiling
+    return job, free - ceiling
 
 
 async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -> tuple[str, int]:
@@ -314,8 +327,8 @@ async def _refund(state: State, job: Job, reason: str) -> None:
     state.journal.update(job.uuid, "refunding", error=reason)
     try:
         await job.lock_confirmed
-        await state.escrow.refund_job(state.gateway, job.job_id)
-        state.journal.update(job.uuid, "refunded")
+        signature = await state.escrow.refund_job(state.gateway, job.job_id)
+        state.journal.update(job.uuid, "refunded", settlement_tx=str(signature), settlement_raw=None)
         state.credits.move(job.client, job.amount)
     except DecentralError as exc:
         logger.error("refund of %s failed: %s", job.uuid, exc)
@@ -448,7 +461,8 @@ async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining:
             if req.stream_options is not None and req.stream_options.include_usage:
                 yield f"data: {json.dumps(base | {'usage': usage})}\n\n".encode()
             final = base | {"decentral": {"job_id": job.uuid, "settlement_tx": settlement, "cost": cost,
-                                          "lock_tx": job.lock_tx, "worker": str(worker.wallet)}}
+                                          "lock_tx": job.lock_tx, "worker": str(worker.wallet),
+                                          "nonce": job.nonce}}
             yield f"data: {json.dumps(final)}\n\n".encode()
             yield b"data: [DONE]\n\n"
         finally:
@@ -482,7 +496,7 @@ async def recover(state: State) -> dict[str, int]:
                 ended = "settled" if row["settlement_tx"] else "refunded"
                 state.journal.update(row["job_id"], ended, error="resolved at start: no open Job on chain")
                 counts["closed"] += 1
-            elif row["cost"] is not None and row["result_hash"]:
+            elif row["cost"] is not None and row["result_hash"] and time.time() < onchain.expires_at:
                 if not (row["settlement_raw"] and await _resend_settlement(state, row)):
                     usage = {"prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"]}
                     pending = await _sign_settlement(
@@ -492,9 +506,11 @@ async def recover(state: State) -> dict[str, int]:
                                              pending)
                 counts["settled"] += 1
             else:
-                state.journal.update(row["job_id"], "refunding", error="resolved at start: inference unfinished")
-                await state.escrow.refund_job(state.gateway, job_id)
-                state.journal.update(row["job_id"], "refunded")
+                why = "inference unfinished" if row["cost"] is None else "past the settlement deadline"
+                state.journal.update(row["job_id"], "refunding", error=f"resolved at start: {why}",
+                                     settlement_tx=None, settlement_raw=None)
+                signature = await state.escrow.refund_job(state.gateway, job_id)
+                state.journal.update(row["job_id"], "refunded", settlement_tx=str(signature))
                 counts["refunded"] += 1
         except DecentralError as exc:
             logger.error("could not resolve job %s at start: %s", row["job_id"], exc)
@@ -533,7 +549,9 @@ async def job_status(request: Request) -> Response:
         raise gw.JobNotFound(f"No job {job_id}", param="job_id")
     receipt = {"job_id": record["job_id"], "lock_tx": record["lock_tx"], "settlement_tx": record["settlement_tx"],
                "worker": record["worker"], "client": record["client"], "cost": record["cost"],
-               "result_hash": record["result_hash"], "program_id": state.settings.program_id}
+               "result_hash": record["result_hash"], "nonce": record["nonce"],
+               "outcome": "refunded" if record["state"] in ("refunding", "refunded") else "settled",
+               "program_id": state.settings.program_id}
     with _chain_errors():
         onchain = await state.escrow.get_job(uuid.UUID(job_id).bytes)
     return JSONResponse({"object": "job", "id": record["job_id"], "status": record["state"],
@@ -562,6 +580,21 @@ async def _starlette_http(request: Request, exc: Exception) -> JSONResponse:
     return await gw.handle(request, error)
 
 
+async def _check_deadline(state: State) -> None:
+    """A job must be settled before its Job expires (the program refuses later settlements):
+    refuse to start if inference plus confirmation could outlast the escrow's refund_timeout.
+    Skipped, with a log line, when the chain cannot be read at start."""
+    try:
+        config = await state.escrow.cached_config()
+    except DecentralError as exc:
+        logger.warning("could not read the escrow's Config at start (%s); refund_timeout not checked", exc)
+        return
+    needed = state.settings.job_timeout + state.settings.confirm_timeout
+    if needed * 2 > config.refund_timeout:
+        raise gw.GatewayError(f"job_timeout + confirm_timeout = {needed:g} s must stay well inside the escrow's "
+                              f"refund_timeout of {config.refund_timeout} s (at most half of it)")
+
+
 def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker], *,
                max_waiting: int = 8) -> Starlette:
     """The ASGI app; its lifespan owns the key store, journal, client and worker pool."""
@@ -575,6 +608,7 @@ def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker
             state = State(settings, gateway, WorkerPool(workers, max_waiting=max_waiting), KeyStore(settings.keys_db),
                           Journal(settings.journal_db), escrow, CreditsBook(escrow, max_age=settings.credits_max_age))
             app.state.gateway = state
+            await _check_deadline(state)
             recovered = await recover(state)
             if any(recovered.values()):
                 logger.warning("resolved jobs left open by the last run: %s", recovered)

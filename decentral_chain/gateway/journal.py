@@ -4,7 +4,8 @@
            ↘ refunding → refunded
            ↘ rejected              (the chain refused the lock: nothing was locked)
 
-``locked`` is written when the lock is signed, before it is sent.
+``locked`` is written when the lock is signed, before it is sent; the Job's lifecycle nonce
+is added once the lock has landed (read from the Job account).
 
 ``settling`` is written once inference finished and the settlement is signed: cost, result
 hash, token counts, the settlement's signature and bytes, in one write, before the answer
@@ -23,7 +24,7 @@ from typing import Any
 
 FINAL = ("settled", "refunded", "rejected")
 COLUMNS = ("job_id", "client", "worker", "amount", "state", "lock_tx", "settlement_tx", "cost", "result_hash",
-           "prompt_tokens", "completion_tokens", "created", "updated", "error", "settlement_raw")
+           "prompt_tokens", "completion_tokens", "created", "updated", "error", "settlement_raw", "nonce")
 
 
 class Journal:
@@ -38,6 +39,8 @@ class Journal:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)").fetchall()}
         if "settlement_raw" not in columns:  # a journal written before settlements were kept signed
             self.db.execute("ALTER TABLE jobs ADD COLUMN settlement_raw BLOB")
+        if "nonce" not in columns:  # a journal written before Jobs had lifecycle nonces
+            self.db.execute("ALTER TABLE jobs ADD COLUMN nonce INTEGER")
 
     def open(self, job_id: str, client: str, worker: str, amount: int, lock_tx: str) -> None:
         now = time.time()

@@ -7,8 +7,11 @@
   ``unix_timestamp`` are real.
 * Every processed transaction is recorded with its slot, time, pre/post lamport and token
   balances, logs and inner instructions — what ``getTransaction`` and ``getBlock`` serve.
-* A single node has no forks: a processed transaction is also confirmed and finalized, so
-  every commitment level gives the same, consistent answer.
+* Commitment is modelled as on a cluster: a transaction is *processed* in the slot that
+  executes it, *confirmed* once that slot closed (one slot later) and *finalized*
+  ``finality_slots`` slots later (default 32, as on mainnet). Reads that take a commitment
+  (``getTransaction``, ``getBlock``, ``getSignatureStatuses``, ...) answer accordingly.
+  There are no forks, so nothing confirmed is ever rolled back.
 * Accounts touched by genesis or by any transaction are indexed, so ``getProgramAccounts``
   and ``getTokenAccountsByOwner`` can scan them (LiteSVM cannot enumerate accounts).
 
@@ -45,6 +48,8 @@ _REJECTED_BEFORE_EXECUTION = (
     TransactionErrorFieldless.AccountLoadedTwice,
 )
 SLOT_MS = 400
+FINALITY_SLOTS = 32  # slots from processed to finalized (mainnet: ~32, i.e. ~13 s)
+COMMITMENTS = ("processed", "confirmed", "finalized")
 MAX_BLOCKHASH_AGE = 150  # slots, as MAX_PROCESSING_AGE on a validator
 LAMPORTS_PER_SIGNATURE = 5_000
 FAUCET_LAMPORTS = 10**14  # 100,000 SOL, refilled from LiteSVM's own reserve when short
@@ -105,7 +110,12 @@ class Block:
 class LocalChain:
     """LiteSVM + slots, blockhash ages, history and an account index. Thread-safe."""
 
-    def __init__(self, svm: LiteSVM | None = None, *, genesis_hash: Hash | None = None) -> None:
+    def __init__(self, svm: LiteSVM | None = None, *, genesis_hash: Hash | None = None,
+                 finality_slots: int = FINALITY_SLOTS, slot_ms: int = SLOT_MS) -> None:
+        if finality_slots < 1 or slot_ms < 1:
+            raise ValueError("finality_slots and slot_ms must be ≥ 1")
+        self.finality_slots = finality_slots
+        self.slot_ms = slot_ms
         self.svm = svm or LiteSVM()
         self.svm.with_blockhash_check(False)
         self.lock = threading.RLock()
@@ -128,9 +138,9 @@ class LocalChain:
         self._open_block(self.genesis_hash, int(self.started))
 
     @classmethod
-    def from_genesis(cls, genesis: object) -> LocalChain:
+    def from_genesis(cls, genesis: object, **options: int) -> LocalChain:
         """Wrap a :class:`~decentral_chain.localnet.genesis.Genesis` chain, indexing its accounts."""
-        chain = cls(genesis.svm)  # type: ignore[attr-defined]
+        chain = cls(genesis.svm, **options)  # type: ignore[attr-defined, arg-type]
         chain.known.update(genesis.addresses())  # type: ignore[attr-defined]
         return chain
 
@@ -157,6 +167,26 @@ class LocalChain:
         for listener in self.slot_listeners:
             listener(slot)
         return slot
+
+    # ------------------------------------------------------------ commitment
+
+    def status(self, slot: int) -> str:
+        """The commitment a transaction or block of ``slot`` has reached."""
+        if self.slot - slot >= self.finality_slots:
+            return "finalized"
+        return "confirmed" if self.slot > slot else "processed"
+
+    def reached(self, slot: int, commitment: str) -> bool:
+        """Whether ``slot`` has reached ``commitment`` (processed < confirmed < finalized)."""
+        return COMMITMENTS.index(self.status(slot)) >= COMMITMENTS.index(commitment)
+
+    def slot_at(self, commitment: str) -> int:
+        """The newest slot at ``commitment`` (the current one, the last closed, the root)."""
+        if commitment == "processed":
+            return self.slot
+        if commitment == "confirmed":
+            return max(self.slot - 1, 0)
+        return max(self.slot - self.finality_slots, 0)
 
     @property
     def latest_blockhash(self) -> tuple[Hash, int]:

@@ -22,6 +22,7 @@ from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionErrorFieldless, TransactionErrorType
 
 from decentral_chain.localnet.chain import (
+    COMMITMENTS,
     LAMPORTS_PER_SIGNATURE,
     SLOTS_PER_EPOCH,
     TOKEN_PROGRAMS,
@@ -110,6 +111,18 @@ def _config(params: list, i: int) -> dict:
     if not isinstance(cfg, dict):
         raise ValueError("configuration must be an object")
     return cfg
+
+
+def _commitment(cfg: Any, *, minimum: str = "processed", default: str = "finalized") -> str:
+    """The request's commitment (Agave's default: finalized); below ``minimum`` is an error."""
+    value = cfg.get("commitment") if isinstance(cfg, dict) else None
+    value = {"recent": "processed", "single": "confirmed", "singleGossip": "confirmed", "root": "finalized",
+             "max": "finalized"}.get(value, value) if value is not None else default
+    if value not in COMMITMENTS:
+        raise ValueError(f"unknown commitment {value!r}")
+    if COMMITMENTS.index(value) < COMMITMENTS.index(minimum):
+        raise RpcFailure(INVALID_PARAMS, f"Method does not support commitment below `{minimum}`")
+    return value
 
 
 def _pubkey(value: Any) -> Pubkey:
@@ -281,12 +294,12 @@ def get_genesis_hash(chain: LocalChain, params: list) -> str:
 
 @method("getSlot")
 def get_slot(chain: LocalChain, params: list) -> int:
-    return chain.slot
+    return chain.slot_at(_commitment(_param(params, 0, {})))
 
 
 @method("getBlockHeight")
 def get_block_height(chain: LocalChain, params: list) -> int:
-    return chain.slot  # one block per slot, none skipped
+    return chain.slot_at(_commitment(_param(params, 0, {})))  # one block per slot, none skipped
 
 
 @method("getTransactionCount")
@@ -501,8 +514,10 @@ def get_signature_statuses(chain: LocalChain, params: list) -> dict:
             out.append(None)
             continue
         err = tx_error_json(rec.err)
-        out.append({"slot": rec.slot, "confirmations": None, "err": err,
-                    "status": {"Ok": None} if err is None else {"Err": err}, "confirmationStatus": "finalized"})
+        status = chain.status(rec.slot)
+        out.append({"slot": rec.slot, "confirmations": None if status == "finalized" else chain.slot - rec.slot,
+                    "err": err, "status": {"Ok": None} if err is None else {"Err": err},
+                    "confirmationStatus": status})
     return _context(chain, out)
 
 
@@ -511,8 +526,9 @@ def get_transaction(chain: LocalChain, params: list) -> dict | None:
     sig = _signature(_param(params, 0))
     cfg = _param(params, 1, {})
     encoding = cfg if isinstance(cfg, str) else (cfg.get("encoding") or "json")
+    commitment = _commitment(cfg, minimum="confirmed")
     rec = chain.history.get(sig)
-    if rec is None:
+    if rec is None or not chain.reached(rec.slot, commitment):
         return None
     _check_version(rec.transaction, cfg.get("maxSupportedTransactionVersion") if isinstance(cfg, dict) else None)
     return transaction_json(rec, encoding)
@@ -527,7 +543,9 @@ def get_signatures_for_address(chain: LocalChain, params: list) -> list:
         raise ValueError("limit must be between 1 and 1000")
     before = _signature(cfg["before"]) if cfg.get("before") else None
     until = _signature(cfg["until"]) if cfg.get("until") else None
-    sigs = list(reversed(chain.by_address.get(key, [])))  # newest first
+    commitment = _commitment(cfg, minimum="confirmed")
+    sigs = [s for s in reversed(chain.by_address.get(key, []))  # newest first
+            if chain.reached(chain.history[s].slot, commitment)]
     if before is not None:
         sigs = sigs[sigs.index(before) + 1:] if before in sigs else []
     out = []
@@ -536,18 +554,19 @@ def get_signatures_for_address(chain: LocalChain, params: list) -> list:
             break
         rec = chain.history[s]
         out.append({"signature": str(s), "slot": rec.slot, "err": tx_error_json(rec.err), "memo": None,
-                    "blockTime": rec.block_time, "confirmationStatus": "finalized"})
+                    "blockTime": rec.block_time, "confirmationStatus": chain.status(rec.slot)})
     return out
 
 
 # ------------------------------------------------------------------------- blocks
 
 
-def _block(chain: LocalChain, slot: Any) -> Any:
-    if not isinstance(slot, int) or slot < 0:
+def _block(chain: LocalChain, slot: Any, commitment: str = "confirmed") -> Any:
+    """A closed block (the current slot is still being filled) at ``commitment``."""
+    if not isinstance(slot, int) or isinstance(slot, bool) or slot < 0:
         raise ValueError("expected a slot number")
     block = chain.blocks.get(slot)
-    if block is None or slot >= chain.slot:  # the current slot is still being filled
+    if block is None or slot >= chain.slot or not chain.reached(slot, commitment):
         raise RpcFailure(BLOCK_NOT_AVAILABLE, f"Block not available for slot {slot}")
     return block
 
@@ -559,9 +578,9 @@ def get_block_time(chain: LocalChain, params: list) -> int:
 
 @method("getBlock")
 def get_block(chain: LocalChain, params: list) -> dict:
-    block = _block(chain, _param(params, 0))
     cfg = _param(params, 1, {})
     cfg = {"encoding": cfg} if isinstance(cfg, str) else cfg
+    block = _block(chain, _param(params, 0), _commitment(cfg, minimum="confirmed"))
     details = cfg.get("transactionDetails") or "full"
     out: dict[str, Any] = {"blockHeight": block.slot, "blockTime": block.block_time, "blockhash": str(block.blockhash),
                            "parentSlot": block.parent_slot, "previousBlockhash": str(block.previous_blockhash)}
@@ -582,10 +601,13 @@ def get_block(chain: LocalChain, params: list) -> dict:
 
 @method("getBlocks")
 def get_blocks(chain: LocalChain, params: list) -> list[int]:
-    start, end = _param(params, 0), _param(params, 1, chain.slot - 1)
+    end_param = _param(params, 1)
+    cfg = end_param if isinstance(end_param, dict) else _config(params, 2)
+    last = min(chain.slot - 1, chain.slot_at(_commitment(cfg, minimum="confirmed")))
+    start, end = _param(params, 0), last if end_param is None or isinstance(end_param, dict) else end_param
     if not isinstance(start, int) or not isinstance(end, int) or start < 0 or end - start > 500_000:
         raise ValueError("expected start_slot and end_slot at most 500,000 apart")
-    return [s for s in range(start, min(end, chain.slot - 1) + 1) if s in chain.blocks]
+    return [s for s in range(start, min(end, last) + 1) if s in chain.blocks]
 
 
 @method("getBlocksWithLimit")
@@ -593,7 +615,7 @@ def get_blocks_with_limit(chain: LocalChain, params: list) -> list[int]:
     start, limit = _param(params, 0), _param(params, 1)
     if not isinstance(start, int) or not isinstance(limit, int) or not 0 <= limit <= 500_000:
         raise ValueError("expected start_slot and a limit of at most 500,000")
-    return get_blocks(chain, [start, start + limit - 1]) if limit else []
+    return get_blocks(chain, [start, start + limit - 1, _config(params, 2)]) if limit else []
 
 
 @method("getBlockCommitment")

@@ -4,7 +4,10 @@ Subscriptions: account, program, signature, logs, slot, root, and their unsubscr
 The chain calls the :class:`Hub` from whatever thread processed a transaction or advanced
 a slot; the hub hops onto its event loop and queues notifications per session, in the
 validator's shapes (``{"method": "<kind>Notification", "params": {"result", "subscription"}}``).
-A single node has no forks, so every commitment level is notified at once.
+A signature subscription is notified once its transaction reaches the subscription's
+commitment (default finalized, as on a validator): processed at once, confirmed when its
+slot closes, finalized ``finality_slots`` later. Account, program and logs notifications go
+out as transactions are processed; ``root`` follows the finalized slot.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from decentral_chain.localnet.methods import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
+    _commitment,
     _error,
     _matches,
     _pubkey,
@@ -94,9 +98,10 @@ class Hub:
         self.subs[sub.id] = sub
         session.subscriptions.add(sub.id)
         if kind == "signature":
+            sub.config["commitment"] = _commitment(cfg)
             record = self.chain.history.get(target)
-            if record is not None:  # already processed: notify at once, as validators do
-                self.loop.call_soon(self._signature_done, sub, record)  # type: ignore[union-attr]
+            if record is not None and self.chain.reached(record.slot, sub.config["commitment"]):
+                self.loop.call_soon(self._signature_done, sub, record)  # already there: at once, as validators do
         return sub.id
 
     def unsubscribe(self, session: Session, kind: str, sub_id: Any) -> bool:
@@ -134,7 +139,8 @@ class Hub:
         writable = [k for i, k in enumerate(keys) if _is_writable(msg, i)]
         for sub in list(self.subs.values()):
             if sub.kind == "signature" and sub.target == record.signature:
-                self._signature_done(sub, record)
+                if self.chain.reached(record.slot, sub.config["commitment"]):
+                    self._signature_done(sub, record)
             elif sub.kind == "logs" and (sub.target in ("all", "allWithVotes") or sub.target in keys):
                 self._notify(sub, self._context(record.slot, {"signature": str(record.signature),
                                                               "err": tx_error_json(record.err),
@@ -155,11 +161,16 @@ class Hub:
                     self._notify(sub, self._context(record.slot, value))
 
     def _on_slot(self, slot: int) -> None:
+        root = self.chain.slot_at("finalized")
         for sub in list(self.subs.values()):
             if sub.kind == "slot":
-                self._notify(sub, {"parent": max(slot - 1, 0), "root": slot, "slot": slot})
+                self._notify(sub, {"parent": max(slot - 1, 0), "root": root, "slot": slot})
             elif sub.kind == "root":
-                self._notify(sub, slot)
+                self._notify(sub, root)
+            elif sub.kind == "signature":
+                record = self.chain.history.get(sub.target)
+                if record is not None and self.chain.reached(record.slot, sub.config["commitment"]):
+                    self._signature_done(sub, record)
 
 
 def _is_writable(msg: Any, index: int) -> bool:

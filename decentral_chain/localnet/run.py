@@ -15,7 +15,7 @@ from spl.token.instructions import get_associated_token_address
 
 from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
-from decentral_chain.localnet.chain import LocalChain
+from decentral_chain.localnet.chain import FINALITY_SLOTS, LocalChain
 from decentral_chain.localnet.genesis import USDC, Genesis, build_genesis
 from decentral_chain.localnet.keys import LOCALNET_DIR, LocalnetKeys
 from decentral_chain.localnet.svm import token_balance
@@ -32,12 +32,13 @@ class Localnet:
     ws_url: str
 
 
-def start_chain(host: str, port: int, keys_dir: Path | None = None) -> Localnet:
+def start_chain(host: str, port: int, keys_dir: Path | None = None, *,
+                finality_slots: int = FINALITY_SLOTS) -> Localnet:
     """Build the genesis chain and write ``addresses.json``; serving is the caller's."""
     directory = keys_dir or LOCALNET_DIR
     keys = LocalnetKeys.load(directory)
     genesis = build_genesis(ensure_built(), keys=keys)
-    chain = LocalChain.from_genesis(genesis)
+    chain = LocalChain.from_genesis(genesis, finality_slots=finality_slots)
     chain.rpc_address, chain.pubsub_address = f"{host}:{port}", f"{host}:{port + 1}"
     net = Localnet(chain, genesis, f"http://{host}:{port}", f"ws://{host}:{port + 1}")
     write_addresses(keys, net.rpc_url, net.ws_url, directory, "litesvm")
@@ -85,14 +86,15 @@ def print_summary(net: Localnet, started: float, directory: Path) -> None:
                   "Ctrl-C stops")
 
 
-def serve_localnet(host: str, port: int, keys_dir: Path | None = None) -> None:
+def serve_localnet(host: str, port: int, keys_dir: Path | None = None, *,
+                   finality_slots: int = FINALITY_SLOTS) -> None:
     import uvicorn
 
     from decentral_chain.localnet.pubsub import create_pubsub_app
     from decentral_chain.localnet.server import create_app
 
     started = time.monotonic()
-    net = start_chain(host, port, keys_dir)
+    net = start_chain(host, port, keys_dir, finality_slots=finality_slots)
     servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level="warning", ws="websockets-sansio"))
                for app, p in ((create_app(net.chain), port), (create_pubsub_app(net.chain), port + 1))]
 

@@ -1,6 +1,7 @@
 """The localnet's HTTP face: Solana JSON-RPC (single requests and batches) on an ASGI app.
 
-``create_app(chain)`` returns a Starlette app whose lifespan advances a slot every 400 ms.
+``create_app(chain)`` returns a Starlette app whose lifespan advances a slot every
+``chain.slot_ms`` (400 ms by default).
 Handlers are synchronous and fast (LiteSVM runs in-process), so they run on the event loop.
 """
 
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from decentral_chain.localnet.chain import SLOT_MS, LocalChain
+from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.methods import INVALID_REQUEST, PARSE_ERROR, _error, dispatch
 
 MAX_BATCH = 1_000
@@ -55,7 +56,7 @@ def create_app(chain: LocalChain, *, tick: bool = True) -> Starlette:
 
 async def _ticker(chain: LocalChain) -> None:
     while True:
-        await asyncio.sleep(SLOT_MS / 1000)
+        await asyncio.sleep(chain.slot_ms / 1000)
         chain.tick()
 
 

@@ -69,8 +69,10 @@ typedef enum {
   ERR_INVALID_WORKER = 6038, /* Worker must be a wallet other than the config and vault */
   ERR_INVALID_JOB_ID = 6039, /* Job id must not be all zeros */
   ERR_DUPLICATE_ACCOUNT = 6040, /* The same account was passed for two distinct roles */
-  ERR_INVALID_TREASURY = 6041, /* Treasury must not be the vault */
+  ERR_INVALID_TREASURY = 6041, /* Treasury must not be the vault nor a token account of the config */
   ERR_NO_PENDING_ADMIN = 6042, /* No admin handover is pending */
+  ERR_JOB_EXPIRED = 6043, /* The job expired: it can only be refunded now */
+  ERR_INVALID_GATEWAY = 6044, /* Gateway must be a key that can sign: not zero, the config or the vault */
 } EscrowError;
 
 #define BPS_DENOMINATOR 10000
@@ -146,20 +148,22 @@ typedef struct {
   uint64_t locked; /* [48..56) Credits locked in open jobs */
   uint64_t total_deposited; /* [56..64) */
   uint64_t total_spent; /* [64..72) Settled costs, fees included */
-  uint32_t open_jobs; /* [72..76) */
-  uint8_t bump; /* [76..77) */
-  uint8_t reserved[3]; /* [77..80) */
+  uint64_t locks; /* [72..80) Jobs ever locked from these credits: the last Job's lifecycle nonce */
+  uint32_t open_jobs; /* [80..84) */
+  uint8_t bump; /* [84..85) */
+  uint8_t reserved[3]; /* [85..88) */
 } Credits;
-#define CREDITS_LEN 80
+#define CREDITS_LEN 88
 _Static_assert(sizeof(Credits) == CREDITS_LEN, "Credits layout is pinned");
 _Static_assert(offsetof(Credits, owner) == 8, "Credits.owner");
 _Static_assert(offsetof(Credits, free) == 40, "Credits.free");
 _Static_assert(offsetof(Credits, locked) == 48, "Credits.locked");
 _Static_assert(offsetof(Credits, total_deposited) == 56, "Credits.total_deposited");
 _Static_assert(offsetof(Credits, total_spent) == 64, "Credits.total_spent");
-_Static_assert(offsetof(Credits, open_jobs) == 72, "Credits.open_jobs");
-_Static_assert(offsetof(Credits, bump) == 76, "Credits.bump");
-_Static_assert(offsetof(Credits, reserved) == 77, "Credits.reserved");
+_Static_assert(offsetof(Credits, locks) == 72, "Credits.locks");
+_Static_assert(offsetof(Credits, open_jobs) == 80, "Credits.open_jobs");
+_Static_assert(offsetof(Credits, bump) == 84, "Credits.bump");
+_Static_assert(offsetof(Credits, reserved) == 85, "Credits.reserved");
 
 /* account:Job - One per open job at PDA ["job", job_id]; closed by settle_job or refund_job */
 typedef struct {
@@ -170,11 +174,13 @@ typedef struct {
   SolPubkey payer; /* [88..120) Paid the rent; receives it back when the job closes */
   uint64_t amount; /* [120..128) Credits locked */
   int64_t created_at; /* [128..136) Unix time of the lock */
-  int64_t expires_at; /* [136..144) From then on the client may refund itself */
-  uint8_t bump; /* [144..145) */
-  uint8_t reserved[7]; /* [145..152) */
+  int64_t expires_at; /* [136..144) Settlement deadline; from then on only a refund closes the Job */
+  uint64_t nonce; /* [144..152) Lifecycle nonce: the client's Credits.locks after this lock; (client, nonce) never repeats */
+  uint16_t fee_bps; /* [152..154) Fee rate in force at lock, used at settlement */
+  uint8_t bump; /* [154..155) */
+  uint8_t reserved[5]; /* [155..160) */
 } Job;
-#define JOB_LEN 152
+#define JOB_LEN 160
 _Static_assert(sizeof(Job) == JOB_LEN, "Job layout is pinned");
 _Static_assert(offsetof(Job, job_id) == 8, "Job.job_id");
 _Static_assert(offsetof(Job, client) == 24, "Job.client");
@@ -183,8 +189,10 @@ _Static_assert(offsetof(Job, payer) == 88, "Job.payer");
 _Static_assert(offsetof(Job, amount) == 120, "Job.amount");
 _Static_assert(offsetof(Job, created_at) == 128, "Job.created_at");
 _Static_assert(offsetof(Job, expires_at) == 136, "Job.expires_at");
-_Static_assert(offsetof(Job, bump) == 144, "Job.bump");
-_Static_assert(offsetof(Job, reserved) == 145, "Job.reserved");
+_Static_assert(offsetof(Job, nonce) == 144, "Job.nonce");
+_Static_assert(offsetof(Job, fee_bps) == 152, "Job.fee_bps");
+_Static_assert(offsetof(Job, bump) == 154, "Job.bump");
+_Static_assert(offsetof(Job, reserved) == 155, "Job.reserved");
 
 /* event:CreditsDeposited - owner..locked as in Credits */
 typedef struct {
@@ -216,7 +224,7 @@ _Static_assert(offsetof(CreditsWithdrawnEvent, free) == 40, "CreditsWithdrawnEve
 _Static_assert(offsetof(CreditsWithdrawnEvent, locked) == 48, "CreditsWithdrawnEvent.locked");
 _Static_assert(offsetof(CreditsWithdrawnEvent, amount) == 56, "CreditsWithdrawnEvent.amount");
 
-/* event:JobLocked - job_id..expires_at as in Job */
+/* event:JobLocked - job_id..fee_bps as in Job */
 typedef struct {
   uint64_t discriminator; /* [0..8) */
   uint8_t job_id[16]; /* [8..24) */
@@ -226,8 +234,10 @@ typedef struct {
   uint64_t amount; /* [120..128) */
   int64_t created_at; /* [128..136) */
   int64_t expires_at; /* [136..144) */
+  uint64_t nonce; /* [144..152) Lifecycle nonce of this Job */
+  uint16_t fee_bps; /* [152..154) Fee rate fixed for this job */
 } JobLockedEvent;
-#define JOB_LOCKED_EVENT_LEN 144
+#define JOB_LOCKED_EVENT_LEN 154
 _Static_assert(sizeof(JobLockedEvent) >= JOB_LOCKED_EVENT_LEN, "JobLockedEvent holds the event");
 _Static_assert(offsetof(JobLockedEvent, job_id) == 8, "JobLockedEvent.job_id");
 _Static_assert(offsetof(JobLockedEvent, client) == 24, "JobLockedEvent.client");
@@ -236,6 +246,8 @@ _Static_assert(offsetof(JobLockedEvent, payer) == 88, "JobLockedEvent.payer");
 _Static_assert(offsetof(JobLockedEvent, amount) == 120, "JobLockedEvent.amount");
 _Static_assert(offsetof(JobLockedEvent, created_at) == 128, "JobLockedEvent.created_at");
 _Static_assert(offsetof(JobLockedEvent, expires_at) == 136, "JobLockedEvent.expires_at");
+_Static_assert(offsetof(JobLockedEvent, nonce) == 144, "JobLockedEvent.nonce");
+_Static_assert(offsetof(JobLockedEvent, fee_bps) == 152, "JobLockedEvent.fee_bps");
 
 /* event:JobSettled - job_id..worker as in Job */
 typedef struct {
@@ -249,8 +261,9 @@ typedef struct {
   uint64_t refunded; /* [136..144) Locked amount minus cost, back to free credits */
   uint32_t prompt_tokens; /* [144..148) */
   uint32_t completion_tokens; /* [148..152) */
+  uint64_t nonce; /* [152..160) Lifecycle nonce of the closed Job (as in its JobLocked) */
 } JobSettledEvent;
-#define JOB_SETTLED_EVENT_LEN 152
+#define JOB_SETTLED_EVENT_LEN 160
 _Static_assert(sizeof(JobSettledEvent) >= JOB_SETTLED_EVENT_LEN, "JobSettledEvent holds the event");
 _Static_assert(offsetof(JobSettledEvent, job_id) == 8, "JobSettledEvent.job_id");
 _Static_assert(offsetof(JobSettledEvent, client) == 24, "JobSettledEvent.client");
@@ -261,21 +274,26 @@ _Static_assert(offsetof(JobSettledEvent, fee) == 128, "JobSettledEvent.fee");
 _Static_assert(offsetof(JobSettledEvent, refunded) == 136, "JobSettledEvent.refunded");
 _Static_assert(offsetof(JobSettledEvent, prompt_tokens) == 144, "JobSettledEvent.prompt_tokens");
 _Static_assert(offsetof(JobSettledEvent, completion_tokens) == 148, "JobSettledEvent.completion_tokens");
+_Static_assert(offsetof(JobSettledEvent, nonce) == 152, "JobSettledEvent.nonce");
 
-/* event:JobRefunded - job_id..client as in Job */
+/* event:JobRefunded - job_id..worker as in Job */
 typedef struct {
   uint64_t discriminator; /* [0..8) */
   uint8_t job_id[16]; /* [8..24) */
   SolPubkey client; /* [24..56) */
-  SolPubkey authority; /* [56..88) Gateway, or the client after expires_at */
-  uint64_t amount; /* [88..96) */
+  SolPubkey worker; /* [56..88) */
+  SolPubkey authority; /* [88..120) Gateway, or the client after expires_at */
+  uint64_t amount; /* [120..128) */
+  uint64_t nonce; /* [128..136) Lifecycle nonce of the closed Job (as in its JobLocked) */
 } JobRefundedEvent;
-#define JOB_REFUNDED_EVENT_LEN 96
+#define JOB_REFUNDED_EVENT_LEN 136
 _Static_assert(sizeof(JobRefundedEvent) >= JOB_REFUNDED_EVENT_LEN, "JobRefundedEvent holds the event");
 _Static_assert(offsetof(JobRefundedEvent, job_id) == 8, "JobRefundedEvent.job_id");
 _Static_assert(offsetof(JobRefundedEvent, client) == 24, "JobRefundedEvent.client");
-_Static_assert(offsetof(JobRefundedEvent, authority) == 56, "JobRefundedEvent.authority");
-_Static_assert(offsetof(JobRefundedEvent, amount) == 88, "JobRefundedEvent.amount");
+_Static_assert(offsetof(JobRefundedEvent, worker) == 56, "JobRefundedEvent.worker");
+_Static_assert(offsetof(JobRefundedEvent, authority) == 88, "JobRefundedEvent.authority");
+_Static_assert(offsetof(JobRefundedEvent, amount) == 120, "JobRefundedEvent.amount");
+_Static_assert(offsetof(JobRefundedEvent, nonce) == 128, "JobRefundedEvent.nonce");
 
 /* event:ConfigUpdated - admin..paused as in Config */
 typedef struct {

@@ -58,7 +58,7 @@ typedef struct { bool is_some; uint8_t value; } OptBool;
  * 1. [writable] config - Config PDA ["config"] (created)
  * 2. [writable] vault - Vault PDA ["vault"] (created token account)
  * 3. [] mint - Credit mint (classic SPL Token)
- * 4. [] gateway - Operator wallet
+ * 4. [] gateway - Operator wallet (a key that can sign)
  * 5. [] treasury - Fee token account of the mint
  * 6. [] program - This program's account
  * 7. [] program_data - This program's ProgramData account
@@ -87,14 +87,18 @@ typedef struct {
   int64_t refund_timeout;
 } InitializeArgs;
 static const ArgField INITIALIZE_ARGS[2] = {{0, 2, offsetof(InitializeArgs, fee_bps), 0}, {0, 8, offsetof(InitializeArgs, refund_timeout), 0}};
-static const Check INITIALIZE_CHECKS[5] = {
+static const Check INITIALIZE_CHECKS[9] = {
   {CHECK_EQ, 8, OFF_KEY, SRC_TOKEN_PROGRAM, 0, ERR_INVALID_TOKEN_PROGRAM}, /* token_program.key */
   {CHECK_EQ, 9, OFF_KEY, SRC_SYSTEM_PROGRAM, 0, ERR_INVALID_SYSTEM_PROGRAM}, /* system_program.key */
   {CHECK_TYPE, 3, 0, TYPE_MINT, 0, 0}, /* mint: Mint */
   {CHECK_TYPE, 5, 0, TYPE_TOKEN_ACCOUNT, 0, 0}, /* treasury: TokenAccount */
+  {CHECK_NE, 4, OFF_KEY, 9, OFF_KEY, ERR_INVALID_GATEWAY}, /* gateway.key != system_program.key @ InvalidGateway */
+  {CHECK_NE, 4, OFF_KEY, 1, OFF_KEY, ERR_INVALID_GATEWAY}, /* gateway.key != config.key @ InvalidGateway */
+  {CHECK_NE, 4, OFF_KEY, 2, OFF_KEY, ERR_INVALID_GATEWAY}, /* gateway.key != vault.key @ InvalidGateway */
   {CHECK_EQ, 5, 0, 3, OFF_KEY, ERR_MINT_MISMATCH}, /* treasury.mint == mint.key @ MintMismatch */
+  {CHECK_NE, 5, 32, 1, OFF_KEY, ERR_INVALID_TREASURY}, /* treasury.owner != config.key @ InvalidTreasury */
 };
-static const IxSpec INITIALIZE_IX = {INITIALIZE_FLAGS, INITIALIZE_CHECKS, INITIALIZE_ARGS, INITIALIZE_NUM_ACCOUNTS, 5, 2};
+static const IxSpec INITIALIZE_IX = {INITIALIZE_FLAGS, INITIALIZE_CHECKS, INITIALIZE_ARGS, INITIALIZE_NUM_ACCOUNTS, 9, 2};
 static inline __attribute__((always_inline)) uint64_t parse_initialize(SolParameters *p, InitializeAccounts *a, InitializeArgs *args) {
   return parse(p, a->at, args, &INITIALIZE_IX);
 }
@@ -354,14 +358,15 @@ typedef union {
   SolAccount *at[SET_TREASURY_NUM_ACCOUNTS];
 } SetTreasuryAccounts;
 static const uint8_t SET_TREASURY_FLAGS[SET_TREASURY_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, 0};
-static const Check SET_TREASURY_CHECKS[5] = {
+static const Check SET_TREASURY_CHECKS[6] = {
   {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
   {CHECK_TYPE, 2, 0, TYPE_TOKEN_ACCOUNT, 0, 0}, /* treasury: TokenAccount */
   {CHECK_EQ, 0, OFF_KEY, 1, offsetof(Config, admin), ERR_NOT_ADMIN}, /* admin.key == config.admin @ NotAdmin */
   {CHECK_EQ, 2, 0, 1, offsetof(Config, mint), ERR_MINT_MISMATCH}, /* treasury.mint == config.mint @ MintMismatch */
   {CHECK_NE, 2, OFF_KEY, 1, offsetof(Config, vault), ERR_INVALID_TREASURY}, /* treasury.key != config.vault @ InvalidTreasury */
+  {CHECK_NE, 2, 32, 1, OFF_KEY, ERR_INVALID_TREASURY}, /* treasury.owner != config.key @ InvalidTreasury */
 };
-static const IxSpec SET_TREASURY_IX = {SET_TREASURY_FLAGS, SET_TREASURY_CHECKS, 0, SET_TREASURY_NUM_ACCOUNTS, 5, 0};
+static const IxSpec SET_TREASURY_IX = {SET_TREASURY_FLAGS, SET_TREASURY_CHECKS, 0, SET_TREASURY_NUM_ACCOUNTS, 6, 0};
 static inline __attribute__((always_inline)) uint64_t parse_set_treasury(SolParameters *p, SetTreasuryAccounts *a) {
   return parse(p, a->at, 0, &SET_TREASURY_IX);
 }

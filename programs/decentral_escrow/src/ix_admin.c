@@ -18,6 +18,10 @@ static uint64_t process_update_config(SolParameters *p) {
   if (args.refund_timeout.is_some &&
       (args.refund_timeout.value < MIN_REFUND_TIMEOUT || args.refund_timeout.value > MAX_REFUND_TIMEOUT))
     return ERR_INVALID_REFUND_TIMEOUT;
+  /* a gateway that can never sign would leave every open job to expire */
+  if (args.gateway.is_some && (pubkey_is_zero(&args.gateway.value) || pubkey_eq(&args.gateway.value, &a.config->key) ||
+                               pubkey_eq(&args.gateway.value, &cfg->vault)))
+    return ERR_INVALID_GATEWAY;
 
   if (args.fee_bps.is_some) cfg->fee_bps = args.fee_bps.value;
   if (args.refund_timeout.is_some) cfg->refund_timeout = args.refund_timeout.value;
@@ -29,8 +33,9 @@ static uint64_t process_update_config(SolParameters *p) {
 
 static uint64_t process_set_treasury(SolParameters *p) {
   SetTreasuryAccounts a;
-  // The admin signs; the treasury is a token account of the config mint and not the vault
-  // (fees paid into the vault would back no credits: vault != Σ free + Σ locked).
+  // The admin signs; the treasury is a token account of the config mint, not the vault
+  // (fees paid into the vault would back no credits: vault != Σ free + Σ locked) and not
+  // owned by the Config PDA (fees the program could move again).
   TRY(parse_set_treasury(p, &a));
   Config *cfg = (Config *)a.config->data;
   pubkey_copy(&cfg->treasury, &a.treasury->key);

@@ -1,6 +1,8 @@
 /* Gateway instructions: lock_job, settle_job, refund_job.
- * A Job binds (client, worker, amount, payer) at lock; settle and refund take every one of
- * those from the Job, never from the caller, and close it so it ends exactly once. */
+ * A Job binds its terms at lock: client, worker, amount, payer, the fee rate, the settlement
+ * deadline and a lifecycle nonce (the client's lock counter, so (client, nonce) never
+ * repeats for any Job address). Settle and refund take every one of those from the Job,
+ * never from the caller, echo the nonce in their event, and close the Job so it ends once. */
 #include "validate.h"
 
 static uint64_t process_lock_job(SolParameters *p) {
@@ -19,6 +21,7 @@ static uint64_t process_lock_job(SolParameters *p) {
   // 3. Client credits
   if (args.amount > credits->free) return ERR_INSUFFICIENT_CREDITS;
   if (credits->open_jobs == UINT32_MAX) return ERR_ARITHMETIC_OVERFLOW;
+  TRY(checked_add(&credits->locks, 1));
   // 4. Job: created below at the canonical PDA of the id, which must not be open
   InitPda init = {a.gateway, a.job, SEED_JOB, SEED_JOB_LEN, args.job_id, 16, JOB_LEN, p->program_id,
                   ERR_JOB_ALREADY_EXISTS, 0};
@@ -34,6 +37,8 @@ static uint64_t process_lock_job(SolParameters *p) {
   job->amount = args.amount;
   job->created_at = unix_now();
   if (__builtin_add_overflow(job->created_at, cfg->refund_timeout, &job->expires_at)) return ERR_ARITHMETIC_OVERFLOW;
+  job->nonce = credits->locks;
+  job->fee_bps = cfg->fee_bps;
   job->bump = init.bump;
   credits->free -= args.amount;
   TRY(checked_add(&credits->locked, args.amount));
@@ -41,7 +46,7 @@ static uint64_t process_lock_job(SolParameters *p) {
 
   JobLockedEvent ev;
   ev.discriminator = EVENT_JOB_LOCKED;
-  COPY_RUN(ev, job, job_id, expires_at);
+  COPY_RUN(ev, job, job_id, fee_bps);
   emit_event(&ev, JOB_LOCKED_EVENT_LEN);
   return 0;
 }
@@ -64,9 +69,11 @@ static uint64_t process_settle_job(SolParameters *p) {
   Config *cfg = (Config *)a.config->data;
   Job *job = (Job *)a.job->data;
   Credits *credits = (Credits *)a.credits->data;
-  // 2. Amounts: fee = floor(cost * fee_bps / 10,000), computed without overflow
+  // 2. Before the deadline only: from expires_at on a Job can only be refunded
+  if (unix_now() >= job->expires_at) return ERR_JOB_EXPIRED;
+  // 3. Amounts: fee = floor(cost * fee_bps / 10,000) at the rate fixed at lock, without overflow
   if (args.cost > job->amount) return ERR_COST_EXCEEDS_LOCKED;
-  uint64_t fee = (args.cost / BPS_DENOMINATOR) * cfg->fee_bps + (args.cost % BPS_DENOMINATOR) * cfg->fee_bps / BPS_DENOMINATOR;
+  uint64_t fee = (args.cost / BPS_DENOMINATOR) * job->fee_bps + (args.cost % BPS_DENOMINATOR) * job->fee_bps / BPS_DENOMINATOR;
   uint64_t pay = args.cost - fee;
 
   // Effects
@@ -89,6 +96,7 @@ static uint64_t process_settle_job(SolParameters *p) {
   ev.refunded = job->amount - args.cost;
   ev.prompt_tokens = args.prompt_tokens;
   ev.completion_tokens = args.completion_tokens;
+  ev.nonce = job->nonce;
   TRY(close_account(a.job, a.payer));
   emit_event(&ev, JOB_SETTLED_EVENT_LEN);
   return 0;
@@ -112,9 +120,10 @@ static uint64_t process_refund_job(SolParameters *p) {
   TRY(checked_add(&cfg->jobs_refunded, 1));
   JobRefundedEvent ev;
   ev.discriminator = EVENT_JOB_REFUNDED;
-  COPY_RUN(ev, job, job_id, client);
+  COPY_RUN(ev, job, job_id, worker);
   pubkey_copy(&ev.authority, &a.authority->key);
   ev.amount = job->amount;
+  ev.nonce = job->nonce;
   TRY(close_account(a.job, a.payer));
   emit_event(&ev, JOB_REFUNDED_EVENT_LEN);
   return 0;
