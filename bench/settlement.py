@@ -7,8 +7,9 @@ cold_start_s  from launching `decentral localnet` (a new process) to its first c
               transaction, seen by a client polling the RPC port (median of 3 launches).
 jobs_per_s    lock_job + settle_job pairs per second through EscrowClient over JSON-RPC
               (HTTP on loopback) to a `decentral localnet` process, CONCURRENCY jobs in
-              flight, each transaction confirmed; the gateway's path: no preflight, cached
-              blockhash, batched status polls.
+              flight; the gateway's path: no preflight, cached blockhash, batched status
+              polls, each lock awaited until processed (it has landed: the credits are held)
+              and each settlement until confirmed (its slot closed: up to one 400 ms slot).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from solana.rpc.commitment import Processed  # noqa: E402
 from solders.hash import Hash  # noqa: E402
 from solders.keypair import Keypair  # noqa: E402
 from solders.message import Message  # noqa: E402
@@ -45,7 +47,7 @@ from decentral_chain.localnet.server import free_port_pair  # noqa: E402
 from decentral_chain.pda import new_job_id  # noqa: E402
 from decentral_chain.sbpf.build import ensure_built  # noqa: E402
 
-CONCURRENCY = 128
+CONCURRENCY = 512
 JOBS = 1500
 
 
@@ -108,7 +110,7 @@ async def settle_jobs(net: LaunchedLocalnet, count: int, concurrency: int) -> li
     gateway = read_keypair(net.keys / "gateway-keypair.json")
     worker = Pubkey.from_string(addresses["workers"][0]["wallet"])
     worker_token = Pubkey.from_string(addresses["workers"][0]["token"])
-    async with EscrowClient(net.url, poll_interval=0.005, skip_preflight=True) as escrow:
+    async with EscrowClient(net.url, poll_interval=0.02, skip_preflight=True) as escrow:
         await escrow.deposit(client, 500 * USDC)
         await escrow.get_config()
         sem = asyncio.Semaphore(concurrency)
@@ -116,7 +118,10 @@ async def settle_jobs(net: LaunchedLocalnet, count: int, concurrency: int) -> li
         async def one_job() -> tuple[bytes, str, str]:
             async with sem:
                 job_id = new_job_id()
-                lock = await escrow.lock_job(gateway, client.pubkey(), job_id, 1000, worker)
+                pending = await escrow.prepare_lock_job(gateway, client.pubkey(), job_id, 1000, worker)
+                await escrow.submit(pending)
+                await escrow.confirm(pending.signature, commitment=Processed)
+                lock = pending.signature
                 end = await escrow.settle_job(gateway, job_id, cost=700, result_hash=bytes(32), prompt_tokens=1,
                                               completion_tokens=1, worker_token=worker_token,
                                               client=client.pubkey(), payer=gateway.pubkey())

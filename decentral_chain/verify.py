@@ -112,13 +112,13 @@ class Report:
             return f"This receipt proves nothing: the {failed} check(s) failed."
         f = self.facts
         client = f.get("client", self.receipt.client or "an unnamed client")
-        life = f"job {f['job_id']}" + (f", lifecycle {f['nonce']} of that job id" if "nonce" in f else "")
+        life = f"job {f['job_id']}" + (f" (lifecycle nonce {f['nonce']})" if "nonce" in f else "")
         where = f"under program {f['program']}" + (f" in mint {f['mint']}" if "mint" in f else "")
         if f.get("outcome") == "refunded":
-            return (f"Client {client} had {_usdc(f.get('locked', 0))} credits locked for {life} "
+            return (f"Client {client} had {_usdc(f.get('locked', 0))} USDC locked for {life} "
                     f"(worker {f.get('worker')}), and all of it was refunded to their free credits; "
                     f"nobody was paid. {where.capitalize()}.")
-        text = (f"Client {client} paid {_usdc(f['cost'])} credits for {life}, {where}: "
+        text = (f"Client {client} paid {_usdc(f['cost'])} USDC for {life}, {where}: "
                 f"worker {f.get('worker')} received {_usdc(f.get('worker_paid', 0))} "
                 f"and the treasury a fee of {_usdc(f.get('fee', 0))}")
         if "locked" in f:

@@ -24,6 +24,52 @@ def test_unknown_command_is_a_usage_error():
     assert "No such command" in proc.stderr
 
 
+def test_localnet_finality_slots(tmp_path):
+    """`decentral localnet --finality-slots N`: a transaction is confirmed one slot after it
+    lands and finalized N slots after; a bad N is a usage error."""
+    import time
+
+    import httpx
+
+    from decentral_chain.localnet.server import free_port_pair
+
+    cli = [sys.executable, "-m", "decentral_chain.cli", "localnet"]
+    bad = subprocess.run([*cli, "--finality-slots", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--finality-slots" in bad.stderr
+    port = free_port_pair()
+    proc = subprocess.Popen([*cli, "--port", str(port), "--keys-dir", str(tmp_path), "--finality-slots", "3"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def call(method: str, params: list):
+            return httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).json()
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if (tmp_path / "addresses.json").exists() and call("getHealth", [])["result"] == "ok":
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        admin = json.loads((tmp_path / "addresses.json").read_text())["admin"]
+        sig = call("requestAirdrop", [admin, 1_000])["result"]
+        seen = []
+        while "finalized" not in seen and time.monotonic() < deadline:
+            status = call("getSignatureStatuses", [[sig]])["result"]["value"][0]
+            if not seen or seen[-1] != status["confirmationStatus"]:
+                seen.append(status["confirmationStatus"])
+            time.sleep(0.02)
+        assert seen[-2:] == ["confirmed", "finalized"] and set(seen) <= {"processed", "confirmed", "finalized"}
+        slot = call("getTransaction", [sig, {"commitment": "finalized"}])["result"]["slot"]
+        assert call("getSlot", [{"commitment": "finalized"}])["result"] >= slot
+        assert call("getSlot", [{"commitment": "processed"}])["result"] - slot >= 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 # ------------------------------------------------------ credits / job on a live localnet
 
 import json  # noqa: E402

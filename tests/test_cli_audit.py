@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 from solders.account import Account
+from solders.pubkey import Pubkey
 
 from decentral_chain.client import EscrowClient
 from decentral_chain.localnet.genesis import USDC
@@ -66,6 +67,34 @@ def test_verify_a_receipt_by_options_and_by_file(live):
     tampered = decentral("verify", "--receipt", str(tmp / "receipt.json"), "--response", str(tmp / "other.json"),
                          "--rpc-url", url)
     assert tampered.returncode == 1 and "NOT VERIFIED" in tampered.stdout and "FAIL" in tampered.stdout
+    explained = decentral("verify", "--receipt", str(tmp / "receipt.json"), "--rpc-url", url, "--explain")
+    assert explained.returncode == 0 and "trusting program" in explained.stderr
+    words = " ".join(explained.stdout.split())
+    assert f"worker {r.worker} received 0.097500" in words and "lifecycle nonce 1" in words, words
+
+
+def test_the_trust_anchor_is_the_auditors(live):
+    """A receipt naming another program fails `program` (file and batch alike); an auditor
+    who names another program or mint finds nothing of theirs verified."""
+    url, chain, receipts, tmp = live
+    other = str(Pubkey.new_unique())
+    (tmp / "named.json").write_text(receipts[0].model_copy(update={"program_id": other}).model_dump_json())
+    named = decentral("verify", "--receipt", str(tmp / "named.json"), "--rpc-url", url, "--json")
+    report = json.loads(named.stdout)
+    assert named.returncode == 1 and {c["name"] for c in report["checks"] if c["status"] == "fail"} == {"program"}
+    (tmp / "named.jsonl").write_text((tmp / "named.json").read_text() + "\n")
+    batch = json.loads(decentral("verify-batch", str(tmp / "named.jsonl"), "--rpc-url", url, "--json").stdout)
+    assert batch["failed_checks"] == {"program": 1}
+    (tmp / "plain.jsonl").write_text(receipts[0].model_dump_json() + "\n")
+    elsewhere = json.loads(decentral("verify-batch", str(tmp / "plain.jsonl"), "--rpc-url", url, "--json",
+                                     "--program-id", other).stdout)
+    assert elsewhere["verified"] == 0 and {"program", "lock", "settlement"} <= set(elsewhere["failed_checks"])
+    (tmp / "plain.json").write_text(receipts[0].model_dump_json())
+    pinned = json.loads(decentral("verify", "--receipt", str(tmp / "plain.json"), "--rpc-url", url, "--mint", other,
+                                  "--json").stdout)
+    assert not pinned["verified"] and "not the trusted mint" in json.dumps(pinned["checks"])
+    bad = decentral("verify", "--receipt", str(tmp / "named.json"), "--rpc-url", url, "--mint", "nope")
+    assert bad.returncode == 2 and "--mint" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_verify_errors_are_one_line_with_exit_2(live):
@@ -113,8 +142,9 @@ def test_job_show_prints_the_timeline(live):
     timeline = json.loads(shown.stdout)["timeline"]
     assert [row["instructions"] for row in timeline] == [["lock_job"], ["settle_job"]]
     assert timeline[1]["events"][0]["cost"] == 300_000 and timeline[0]["slot"] <= timeline[1]["slot"]
+    assert [row["events"][0]["nonce"] for row in timeline] == [3, 3]  # the client's third lock, and its close
     table = decentral("job", "--rpc-url", url, "show", str(receipts[2].job_id))
-    assert "settle_job" in table.stdout and "cost=300000" in table.stdout
+    assert "settle_job" in table.stdout and "cost=300000" in table.stdout and "lifecycle" in table.stdout
 
 
 def test_program_verify_build(live):

@@ -98,6 +98,7 @@ def test_non_streaming_completion_returns_a_verifiable_receipt(stack):
     assert int(headers["x-decentral-credits-remaining"]) < 5 * USDC
     report = verify(stack, headers, content)
     assert report.verified, report.to_dict()
+    assert int(headers["x-decentral-job-nonce"]) == report.facts["nonce"] >= 1  # the lifecycle the receipt names
     expected = -(-(completion.usage.prompt_tokens * 1_000 + completion.usage.completion_tokens * 2_000) // 1000)
     assert report.facts["cost"] == expected
     assert report.facts["result_hash"] == hashlib.sha256(content.encode()).hexdigest()
@@ -113,12 +114,16 @@ def test_streaming_carries_the_settlement_in_its_final_chunk(stack):
     final = chunks[-1].model_extra["decentral"]
     usage = next(c.usage for c in chunks if c.usage is not None)
     assert final["job_id"] == headers["x-decentral-job-id"] and usage.completion_tokens >= 1
-    receipt_headers = dict(headers) | {"x-decentral-settlement-tx": final["settlement_tx"]}
+    receipt_headers = dict(headers) | {"x-decentral-settlement-tx": final["settlement_tx"],
+                                       "x-decentral-job-nonce": str(final["nonce"])}
     report = verify(stack, receipt_headers, content, expected_cost=final["cost"])
     assert report.verified, report.to_dict()
+    assert report.facts["nonce"] == final["nonce"] >= 1
     job = httpx.get(f"{stack['url']}/v1/jobs/{final['job_id']}",
                     headers={"authorization": f"Bearer {stack['key']}"}).json()
     assert job["receipt"]["settlement_tx"] == final["settlement_tx"] and job["status"] == "settled"
+    assert (job["receipt"]["nonce"], job["receipt"]["outcome"]) == (final["nonce"], "settled")
+    assert asyncio.run(verify_receipt(stack["rpc"], Receipt.parse(job["receipt"]), response=content.encode())).verified
     other = httpx.get(f"{stack['url']}/v1/jobs/{final['job_id']}", headers={"authorization": f"Bearer {stack['poor']}"})
     assert other.status_code == 404 and other.json()["error"]["code"] == "job_not_found"  # another wallet's key
 
@@ -207,6 +212,65 @@ def test_jobs_left_open_by_a_crash_are_resolved_at_start(stack, workers, tmp_pat
                       worker=str(ws[1].wallet))
     report = asyncio.run(verify_receipt(stack["rpc"], receipt, response=b"done"))
     assert report.verified and report.check("result_hash").status == Status.PASS
+
+
+def test_a_gateway_whose_jobs_could_outlive_their_deadline_does_not_start(stack, tmp_path):
+    """job_timeout + confirm_timeout must stay well inside the escrow's refund_timeout (600 s
+    here): a settlement after expires_at is refused by the program. (The app's lifespan runs
+    this check before it serves.)"""
+    from decentral_chain.gateway.app import check_deadline
+    from decentral_chain.gateway.errors import GatewayError
+
+    async def check(**overrides) -> None:
+        settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "k.db", journal_db=tmp_path / "j.db",
+                                   **overrides)
+        async with EscrowClient(stack["rpc"]) as escrow:
+            await check_deadline(escrow, settings)
+
+    asyncio.run(check())  # the defaults: 120 + 60 s of 600
+    with pytest.raises(GatewayError, match="refund_timeout of 600 s"):
+        asyncio.run(check(job_timeout=250, confirm_timeout=60))
+
+
+def test_a_journaled_settlement_past_its_deadline_is_refunded_at_start(program_elf, workers, tmp_path):
+    """A crash left a signed settlement that was never sent; by the next start the Job
+    expired, so the program would refuse it: the job is refunded, the journal names the refund
+    and its receipt (outcome refunded) verifies."""
+    from decentral_chain.gateway.journal import Journal
+    from decentral_chain.pda import new_job_id
+
+    _, ws = workers
+    g = build_genesis(program_elf, refund_timeout=2)
+    chain = LocalChain.from_genesis(g, **FAST_CHAIN)
+    with ServerThread((create_rpc_app(chain), 0)) as rpc:
+        job_id = new_job_id()
+
+        async def lock():
+            async with EscrowClient(rpc.url()) as escrow:
+                await escrow.deposit(g.clients[0].keypair, USDC)
+                return str(await escrow.lock_job(g.gateway, g.clients[0].pubkey, job_id, 50_000, ws[0].wallet))
+
+        lock_tx = asyncio.run(lock())
+        job_uuid = str(uuid.UUID(bytes=job_id))
+        journal = Journal(tmp_path / "j.db")
+        journal.open(job_uuid, str(g.clients[0].pubkey), str(ws[0].wallet), 50_000, lock_tx)
+        journal.update(job_uuid, "settling", cost=10_000, result_hash=hashlib.sha256(b"late").hexdigest(),
+                       prompt_tokens=1, completion_tokens=1)
+        journal.close()
+        time.sleep(3.5)  # past expires_at (refund_timeout 2 s), and a slot later on chain
+        settings = GatewaySettings(rpc_url=rpc.url(), keys_db=tmp_path / "keys.db", journal_db=tmp_path / "j.db",
+                                   job_timeout=0.2, confirm_timeout=0.5)
+        with ServerThread((create_app(settings, g.gateway, ws[:1]), 0)):
+            pass
+        journal = Journal(tmp_path / "j.db")
+        row = journal.get(job_uuid)
+        journal.close()
+        assert row["state"] == "refunded" and "deadline" in row["error"], row
+        receipt = Receipt(job_id=uuid.UUID(job_uuid), lock_tx=lock_tx, settlement_tx=row["settlement_tx"],
+                          worker=str(ws[0].wallet), outcome="refunded", client=str(g.clients[0].pubkey))
+        report = asyncio.run(verify_receipt(rpc.url(), receipt, program_id=g.program_id, mint=g.mint))
+        assert report.verified, report.to_dict()
+        assert g.credits(g.clients[0].pubkey).free == USDC
 
 
 def _second_gateway(stack, workers, tmp_path, **overrides):

@@ -96,6 +96,34 @@ def test_signature_already_processed_is_notified_at_once(localnet):
     asyncio.run(run())
 
 
+def test_signature_notifications_wait_for_their_commitment(localnet):
+    """processed at once, confirmed when the slot closed, finalized finality_slots later."""
+    from solana.rpc.commitment import Confirmed, Finalized, Processed
+
+    url, ws_url, chain, g = localnet
+
+    async def run():
+        async with AsyncClient(url) as client, connect(ws_url) as ws:
+            c = g.clients[0]
+            tx = await _signed(client, [build_deposit(owner=c.pubkey, source=c.token, amount=USDC)], c.keypair)
+            subs = {}
+            for level, commitment in (("processed", Processed), ("confirmed", Confirmed), ("finalized", Finalized)):
+                await ws.signature_subscribe(tx.signatures[0], commitment)
+                subs[(await ws.recv())[0].result] = level
+            await client.send_transaction(tx)
+            seen = []
+            while len(seen) < 3:
+                note = await _next(ws, SignatureNotification)
+                record = chain.history[tx.signatures[0]]
+                seen.append((subs[note.subscription], chain.status(record.slot)))
+            return seen
+
+    seen = asyncio.run(run())
+    assert [level for level, _ in seen] == ["processed", "confirmed", "finalized"]
+    assert all(status in ("confirmed", "finalized") for level, status in seen if level != "processed")
+    assert seen[2][1] == "finalized"
+
+
 def test_slot_notifications_and_program_logs_filter(localnet):
     url, ws_url, chain, g = localnet
 

@@ -580,16 +580,16 @@ async def _starlette_http(request: Request, exc: Exception) -> JSONResponse:
     return await gw.handle(request, error)
 
 
-async def _check_deadline(state: State) -> None:
+async def check_deadline(escrow: EscrowClient, settings: GatewaySettings) -> None:
     """A job must be settled before its Job expires (the program refuses later settlements):
     refuse to start if inference plus confirmation could outlast the escrow's refund_timeout.
     Skipped, with a log line, when the chain cannot be read at start."""
     try:
-        config = await state.escrow.cached_config()
+        config = await escrow.cached_config()
     except DecentralError as exc:
         logger.warning("could not read the escrow's Config at start (%s); refund_timeout not checked", exc)
         return
-    needed = state.settings.job_timeout + state.settings.confirm_timeout
+    needed = settings.job_timeout + settings.confirm_timeout
     if needed * 2 > config.refund_timeout:
         raise gw.GatewayError(f"job_timeout + confirm_timeout = {needed:g} s must stay well inside the escrow's "
                               f"refund_timeout of {config.refund_timeout} s (at most half of it)")
@@ -605,10 +605,10 @@ def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker
         escrow = EscrowClient(settings.rpc_url, program_id=Pubkey.from_string(settings.program_id),
                               poll_interval=0.02)
         async with escrow:
+            await check_deadline(escrow, settings)
             state = State(settings, gateway, WorkerPool(workers, max_waiting=max_waiting), KeyStore(settings.keys_db),
                           Journal(settings.journal_db), escrow, CreditsBook(escrow, max_age=settings.credits_max_age))
             app.state.gateway = state
-            await _check_deadline(state)
             recovered = await recover(state)
             if any(recovered.values()):
                 logger.warning("resolved jobs left open by the last run: %s", recovered)
