@@ -333,7 +333,7 @@ class Verifier:
         try:
             tx = await self.transaction(signature)
         except DecodeError as exc:
-            return _Read(problem=f"{label} transaction {signature}: {exc}"), f"{label}: unreadable"
+            return _Read(problem=f"{label} transaction {signature}: {exc}"), None
         if tx is None:
             status = await self._status(signature)
             why = f", {status} only (waited {self.wait:g} s)" if status else ""

@@ -74,6 +74,12 @@ class Net:
         return build_refund_job(authority=self.g.gateway.pubkey(), client=self.g.clients[client].pubkey,
                                 job_id=job_id, payer=self.g.gateway.pubkey(), program_id=self.program)
 
+    def settled(self, cost: int, amount: int = USDC) -> tuple[bytes, str, str]:
+        """A job locked and settled in two transactions: (job id, lock, settlement)."""
+        job_id = new_job_id()
+        lock = self.send([self.lock_ix(job_id, amount)], self.g.gateway)
+        return job_id, lock, self.send([self.settle_ix(job_id, cost)], self.g.gateway)
+
     def receipt(self, job_id: bytes, lock_tx: str, settlement_tx: str, *, client: int = 0, worker: int = 0,
                 **extra: Any) -> Receipt:
         return Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=lock_tx, settlement_tx=settlement_tx,
@@ -221,9 +227,7 @@ def test_an_altered_transfer_amount_fails_payouts(net, lying):
     import based58
 
     url, holder = lying
-    x = new_job_id()
-    lock = net.send([net.lock_ix(x, USDC)], net.g.gateway)
-    settle = net.send([net.settle_ix(x, 500_000)], net.g.gateway)
+    x, lock, settle = net.settled(500_000)
 
     def inflate(result: dict) -> dict:
         for group in result["meta"]["innerInstructions"]:
@@ -344,9 +348,7 @@ def mutations(draw, answer: dict) -> Callable[[Any], Any]:
 
 def test_mutated_rpc_answers_are_errors_never_crashes(net, lying):
     url, holder = lying
-    x = new_job_id()
-    lock = net.send([net.lock_ix(x, USDC)], net.g.gateway)
-    settle = net.send([net.settle_ix(x, 300_000)], net.g.gateway)
+    x, lock, settle = net.settled(300_000)
     receipt = net.receipt(x, lock, settle)
     answer = httpx.post(net.url, json={"jsonrpc": "2.0", "id": 1, "method": "getTransaction", "params": [
         settle, {"encoding": "base64", "commitment": "confirmed", "maxSupportedTransactionVersion": 0}]}).json()
@@ -369,9 +371,7 @@ def test_mutated_rpc_answers_are_errors_never_crashes(net, lying):
 
 def test_named_garbage_answers_fail_the_transactions_check(net, lying):
     url, holder = lying
-    x = new_job_id()
-    lock = net.send([net.lock_ix(x, USDC)], net.g.gateway)
-    settle = net.send([net.settle_ix(x, 300_000)], net.g.gateway)
+    x, lock, settle = net.settled(300_000)
     receipt = net.receipt(x, lock, settle)
 
     def no_signatures(result):
@@ -392,7 +392,8 @@ def test_named_garbage_answers_fail_the_transactions_check(net, lying):
                           (wrong_types, "slot"), (lambda r: [], "malformed")):
         holder["mutate"] = mutate
         report = net.verify(receipt, url=url, wait=0)
-        assert "transactions" in failed(report) and words in report.check("transactions").detail, report.to_dict()
+        assert failed(report) == {"transactions"}, report.to_dict()  # one broken thing, one failed check
+        assert words in report.check("transactions").detail, report.to_dict()
 
 
 def test_the_cli_prints_one_line_for_a_garbage_rpc(net, lying, tmp_path):
@@ -400,9 +401,7 @@ def test_the_cli_prints_one_line_for_a_garbage_rpc(net, lying, tmp_path):
     import sys
 
     url, holder = lying
-    x = new_job_id()
-    lock = net.send([net.lock_ix(x, USDC)], net.g.gateway)
-    settle = net.send([net.settle_ix(x, 300_000)], net.g.gateway)
+    x, lock, settle = net.settled(300_000)
     (tmp_path / "r.json").write_text(net.receipt(x, lock, settle).model_dump_json())
     holder["mutate"] = lambda result: {"transaction": 7}
     proc = subprocess.run([sys.executable, "-m", "decentral_chain.cli", "verify", "--receipt", str(tmp_path / "r.json"),
@@ -439,12 +438,21 @@ def test_finalized_means_finality_slots_later(slow_finality):
     statuses = httpx.post(n.url, json={"jsonrpc": "2.0", "id": 1, "method": "getSignatureStatuses",
                                        "params": [[settle]]}).json()["result"]["value"][0]
     assert statuses["confirmationStatus"] == "confirmed" and statuses["confirmations"] >= 1
+    slot = statuses["slot"]
+
+    def block(commitment: str) -> dict:
+        return httpx.post(n.url, json={"jsonrpc": "2.0", "id": 1, "method": "getBlock", "params": [
+            slot, {"commitment": commitment, "transactionDetails": "signatures"}]}).json()
+
+    assert settle in block("confirmed")["result"]["signatures"]
+    assert block("finalized")["error"]["code"] == -32004  # not rooted yet
     early = n.verify(receipt, commitment="finalized", wait=0)
     assert failed(early) == {"transactions"}
     assert "not found at finalized, confirmed only" in early.check("transactions").detail
     assert n.verify(receipt, commitment="confirmed", wait=0).verified
     waited = n.verify(receipt, commitment="finalized", wait=5)  # ten 100 ms slots
     assert waited.verified, waited.to_dict()
+    assert settle in block("finalized")["result"]["signatures"]
     processed = httpx.post(n.url, json={"jsonrpc": "2.0", "id": 1, "method": "getTransaction",
                                         "params": [settle, {"commitment": "processed"}]}).json()
     assert processed["error"]["code"] == -32602 and "below `confirmed`" in processed["error"]["message"]
