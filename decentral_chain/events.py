@@ -130,12 +130,14 @@ def program_frames(logs: Iterable[str], program_id: Pubkey = PROGRAM_ID) -> list
     for line in logs:
         if line == "Log truncated":
             raise LogsTruncated("transaction log was truncated by the runtime")
-        if m := _INVOKE.match(line):
+        if line.startswith("Program log: ") or line.endswith(" compute units"):
+            continue  # most lines: skipped without a regex
+        if line.endswith("]") and (m := _INVOKE.match(line)):
             ours = m.group(1) == expected
             if ours:
                 frames.append([])
             stack.append((m.group(1), len(frames) - 1 if ours else None))
-        elif m := _EXIT.match(line):
+        elif not line.startswith(_DATA) and (m := _EXIT.match(line)):
             if not stack or stack[-1][0] != m.group(1):
                 raise DecodeError(f"unbalanced log frames at: {line}")
             stack.pop()
