@@ -1,6 +1,7 @@
 # The two commands of the README:   make demo   and   make test
-# Each does its own set-up on a fresh machine: a virtualenv in .venv, the pinned
-# packages from PyPI (ziglang brings the clang that compiles the program), the build.
+# Each does its own set-up on a fresh machine: a virtualenv in .venv, the locked packages
+# from PyPI (requirements.lock, every file hash-checked; ziglang brings the clang that
+# compiles the program), the build. `make lock` re-resolves pyproject.toml's ranges.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,11 +11,12 @@ STAMP := $(VENV)/.installed-stamp
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
 	-DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_LLAMAFILE=OFF
 
-.PHONY: setup build demo test bench clean
+.PHONY: setup build demo test bench clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -28,10 +30,24 @@ demo: build
 
 test: build
 	$(BIN)/ruff check decentral_chain tests bench
+	$(BIN)/ruff format --check decentral_chain tests bench
 	$(BIN)/python -m pytest -q
 
 bench: build
 	$(BIN)/python bench/compute_units.py
 
 clean:
-	rm -rf target .pytest_cache
+	rm -rf target .pytest_cache dist build
+
+# Re-resolve the ranges of pyproject.toml (all extras) into requirements.lock, with hashes,
+# keeping every version the lock already has where the ranges allow it.
+lock:
+	$(PYTHON) -m venv target/lock-venv
+	target/lock-venv/bin/pip install --quiet pip-tools==7.6.2
+	grep -E '^[a-z0-9_.-]+==' requirements.lock | sed 's/ .*//' > target/lock-constraints.txt
+	target/lock-venv/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev \
+		--no-emit-index-url --no-emit-find-links --annotation-style=line \
+		-c target/lock-constraints.txt --output-file requirements.lock pyproject.toml
+	sed -i -e '/^# WARNING: pip install will require/d' -e '/^# Consider using a hashable URL/d' \
+		-e '/^decentral-chain @ /d' -e 's/ --constraint=[^ ]*//' -e 's/-c target\/lock-constraints.txt, //' \
+		-e 's/, -c target\/lock-constraints.txt//' requirements.lock

@@ -86,28 +86,64 @@ def measure() -> dict:
 
     from decentral_chain.instructions import build_initialize
 
-    run("initialize", build_initialize(admin=g.admin.pubkey(), mint=g.mint, gateway=g.gateway.pubkey(),
-                                       treasury=g.treasury.token, fee_bps=250, refund_timeout=600), g.admin)
+    run(
+        "initialize",
+        build_initialize(
+            admin=g.admin.pubkey(),
+            mint=g.mint,
+            gateway=g.gateway.pubkey(),
+            treasury=g.treasury.token,
+            fee_bps=250,
+            refund_timeout=600,
+        ),
+        g.admin,
+    )
     worker = g.workers[0]
     # A client whose Credits PDA has bump 255, so creating it costs one find_program_address try.
-    keypair = next(k for k in iter(Keypair, None)
-                   if Pubkey.find_program_address([b"credits", bytes(k.pubkey())], g.program_id)[1] == 255)
+    keypair = next(
+        k
+        for k in iter(Keypair, None)
+        if Pubkey.find_program_address([b"credits", bytes(k.pubkey())], g.program_id)[1] == 255
+    )
     client = g.new_wallet(usdc=100 * USDC, keypair=keypair)
-    run("deposit (creates Credits)", build_deposit(owner=client.pubkey, source=client.token, amount=10 * USDC),
-        client.keypair)
+    run(
+        "deposit (creates Credits)",
+        build_deposit(owner=client.pubkey, source=client.token, amount=10 * USDC),
+        client.keypair,
+    )
     run("deposit", build_deposit(owner=client.pubkey, source=client.token, amount=10 * USDC), client.keypair)
     run("withdraw", build_withdraw(owner=client.pubkey, destination=client.token, amount=USDC), client.keypair)
     gw = g.gateway
     jobs = [new_job_id() for _ in range(2)]  # canonical bump 255: one find_program_address try
     for job in jobs:
-        run("lock_job", build_lock_job(gateway=gw.pubkey(), client=client.pubkey, job_id=job, amount=2 * USDC,
-                                       worker=worker.pubkey), gw)
-    run("settle_job", build_settle_job(gateway=gw.pubkey(), client=client.pubkey, job_id=jobs[0],
-                                       worker_token=worker.token, treasury=g.treasury.token, payer=gw.pubkey(),
-                                       cost=USDC, result_hash=bytes(32), prompt_tokens=100, completion_tokens=200),
-        gw)
-    run("refund_job", build_refund_job(authority=gw.pubkey(), client=client.pubkey, job_id=jobs[1],
-                                       payer=gw.pubkey()), gw)
+        run(
+            "lock_job",
+            build_lock_job(
+                gateway=gw.pubkey(), client=client.pubkey, job_id=job, amount=2 * USDC, worker=worker.pubkey
+            ),
+            gw,
+        )
+    run(
+        "settle_job",
+        build_settle_job(
+            gateway=gw.pubkey(),
+            client=client.pubkey,
+            job_id=jobs[0],
+            worker_token=worker.token,
+            treasury=g.treasury.token,
+            payer=gw.pubkey(),
+            cost=USDC,
+            result_hash=bytes(32),
+            prompt_tokens=100,
+            completion_tokens=200,
+        ),
+        gw,
+    )
+    run(
+        "refund_job",
+        build_refund_job(authority=gw.pubkey(), client=client.pubkey, job_id=jobs[1], payer=gw.pubkey()),
+        gw,
+    )
     admin = g.admin
     run("update_config", build_update_config(admin=admin.pubkey(), fee_bps=300), admin)
     run("set_treasury", build_set_treasury(admin=admin.pubkey(), treasury=g.treasury.token), admin)
@@ -122,8 +158,10 @@ def main() -> None:
     result = measure()
     units = result["units"]
     if "--json" in sys.argv[1:]:
-        report = {"binary_size": result["binary_size"],
-                  "instructions": {n: {"total": t, "own": o} for n, (t, o) in units.items() if "(" not in n}}
+        report = {
+            "binary_size": result["binary_size"],
+            "instructions": {n: {"total": t, "own": o} for n, (t, o) in units.items() if "(" not in n},
+        }
         print(json.dumps(report))
         return
     table = Table(title=f"decentral_escrow compute units (binary {result['binary_size']:,} bytes, target ≤ 16,384)")

@@ -56,9 +56,27 @@ from decentral_chain.localnet.server import free_port_pair  # noqa: E402
 
 CLI = [sys.executable, "-m", "decentral_chain.cli"]
 MODEL = "smollm2-135m-instruct"
-PROMPTS = [f"In one sentence, what is {topic}?" for topic in (
-    "rain", "a comet", "bread", "a violin", "gravity", "a river", "chess", "a volcano", "coffee", "a glacier",
-    "an orchestra", "a lighthouse", "copper", "a desert", "a bridge", "honey")]
+PROMPTS = [
+    f"In one sentence, what is {topic}?"
+    for topic in (
+        "rain",
+        "a comet",
+        "bread",
+        "a violin",
+        "gravity",
+        "a river",
+        "chess",
+        "a volcano",
+        "coffee",
+        "a glacier",
+        "an orchestra",
+        "a lighthouse",
+        "copper",
+        "a desert",
+        "a bridge",
+        "honey",
+    )
+]
 MAX_TOKENS = 32
 REPEATS = 3  # pairs per prompt, in alternating order
 QUIET_S = 0.05  # pause before each measured request: the previous request's background work ends
@@ -68,8 +86,13 @@ JOBS_PER_CLIENT = 6
 
 
 def request(prompt: str, max_tokens: int = MAX_TOKENS) -> dict:
-    return {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "temperature": 0.0, "seed": 1}
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "seed": 1,
+    }
 
 
 def _wait(check, what: str, timeout: float = 120.0) -> None:
@@ -90,8 +113,11 @@ def deployment(tmp: Path) -> Iterator[tuple[str, str, dict]]:
     (`decentral localnet`, `decentral gateway` with 2 workers). Yields the gateway URL, an
     API key with 100 USDC of credits behind it, and the localnet's addresses."""
     rpc_port, gw_port = free_port_pair(), free_port_pair()
-    env = {**os.environ, "DECENTRAL_GATEWAY_KEYS_DB": str(tmp / "keys.db"),
-           "DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp / "journal.db")}
+    env = {
+        **os.environ,
+        "DECENTRAL_GATEWAY_KEYS_DB": str(tmp / "keys.db"),
+        "DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp / "journal.db"),
+    }
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     processes = [subprocess.Popen([*CLI, "localnet", "--port", str(rpc_port), "--keys-dir", str(tmp)], **quiet)]
     try:
@@ -108,9 +134,26 @@ def deployment(tmp: Path) -> Iterator[tuple[str, str, dict]]:
         key = store.create(client.pubkey())
         store.close()
         wallets = [arg for w in addresses["workers"] for arg in ("--worker-wallet", w["wallet"])]
-        processes.append(subprocess.Popen(
-            [*CLI, "gateway", "--port", str(gw_port), "--rpc-url", addresses["rpc_url"], "--n-ctx", "512",
-             "--workers", str(WORKERS), *wallets, "--gateway-keypair", str(tmp / "gateway-keypair.json")], **quiet))
+        processes.append(
+            subprocess.Popen(
+                [
+                    *CLI,
+                    "gateway",
+                    "--port",
+                    str(gw_port),
+                    "--rpc-url",
+                    addresses["rpc_url"],
+                    "--n-ctx",
+                    "512",
+                    "--workers",
+                    str(WORKERS),
+                    *wallets,
+                    "--gateway-keypair",
+                    str(tmp / "gateway-keypair.json"),
+                ],
+                **quiet,
+            )
+        )
         url = f"http://127.0.0.1:{gw_port}"
         _wait(lambda: httpx.get(f"{url}/health").status_code == 200, "the gateway")
         yield url, key, addresses
@@ -139,8 +182,9 @@ def httpx_overhead_ms(http: HTTPConnection, base: str, auth: dict) -> float:
 def measure() -> dict:
     path = default_model_path()
     with tempfile.TemporaryDirectory() as tmp, deployment(Path(tmp)) as (base, key, addresses):
-        direct = Worker(WorkerSpec("direct", path, Pubkey.from_string(addresses["workers"][0]["wallet"]),
-                                   n_ctx=512)).start()
+        direct = Worker(
+            WorkerSpec("direct", path, Pubkey.from_string(addresses["workers"][0]["wallet"]), n_ctx=512)
+        ).start()
         host, port = base.removeprefix("http://").split(":")
         auth = {"authorization": f"Bearer {key}"}
         # The lean standard-library client on a kept-alive connection, so the figure is the
@@ -159,8 +203,9 @@ def measure() -> dict:
         def through_gateway(body: dict) -> tuple[float, int]:
             payload = json.dumps(body)
             start = time.perf_counter()
-            http.request("POST", "/v1/chat/completions", body=payload,
-                         headers={**auth, "content-type": "application/json"})
+            http.request(
+                "POST", "/v1/chat/completions", body=payload, headers={**auth, "content-type": "application/json"}
+            )
             reply = http.getresponse()
             data = reply.read()
             elapsed = time.perf_counter() - start
@@ -199,6 +244,7 @@ def measure() -> dict:
 
         async def clients() -> float:
             async with httpx.AsyncClient(timeout=120, headers=auth) as ahttp:
+
                 async def one_client(c: int) -> None:
                     for j in range(JOBS_PER_CLIENT):
                         reply = await ahttp.post(url, json=request(PROMPTS[(c + j) % len(PROMPTS)], 8))
@@ -211,13 +257,15 @@ def measure() -> dict:
         jobs = asyncio.run(clients())
         http.close()
         direct.close()
-    return {"added_latency_ms_p50": round(statistics.median(around), 2),
-            "paired_difference_ms_p50": round(statistics.median(added), 2),
-            "model_call_ms_p50": round(statistics.median(model_calls), 1),
-            "httpx_overhead_ms": round(client_overhead, 2),
-            "direct_call_ms_p50": round(statistics.median(direct_calls), 1),
-            "tokens_per_s_ratio": round((gateway_tokens / gateway_time) / (direct_tokens / direct_time), 3),
-            "jobs_per_s_8_clients": round(jobs, 1)}
+    return {
+        "added_latency_ms_p50": round(statistics.median(around), 2),
+        "paired_difference_ms_p50": round(statistics.median(added), 2),
+        "model_call_ms_p50": round(statistics.median(model_calls), 1),
+        "httpx_overhead_ms": round(client_overhead, 2),
+        "direct_call_ms_p50": round(statistics.median(direct_calls), 1),
+        "tokens_per_s_ratio": round((gateway_tokens / gateway_time) / (direct_tokens / direct_time), 3),
+        "jobs_per_s_8_clients": round(jobs, 1),
+    }
 
 
 def main() -> None:

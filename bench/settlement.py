@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from solana.rpc.commitment import Processed  # noqa: E402
 from solders.hash import Hash  # noqa: E402
 from solders.keypair import Keypair  # noqa: E402
 from solders.message import Message  # noqa: E402
@@ -45,6 +44,7 @@ from decentral_chain.localnet.genesis import USDC  # noqa: E402
 from decentral_chain.localnet.keys import read_keypair  # noqa: E402
 from decentral_chain.localnet.server import free_port_pair  # noqa: E402
 from decentral_chain.pda import new_job_id  # noqa: E402
+from decentral_chain.rpc import PROCESSED  # noqa: E402
 from decentral_chain.sbpf.build import ensure_built  # noqa: E402
 
 CONCURRENCY = 512
@@ -60,8 +60,11 @@ class LaunchedLocalnet:
         self.keys = Path(tempfile.mkdtemp(prefix="localnet-"))
         exe = shutil.which("decentral", path=str(Path(sys.executable).parent)) or "decentral"
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([exe, "localnet", "--port", str(self.port), "--keys-dir", str(self.keys)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [exe, "localnet", "--port", str(self.port), "--keys-dir", str(self.keys)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def call(self, http: httpx.Client, method: str, params: list) -> dict:
         body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
@@ -90,9 +93,15 @@ def cold_start_once() -> float:
         with httpx.Client() as http:
             blockhash = net.wait_ready(http)
             admin = read_keypair(net.keys / "admin-keypair.json")
-            msg = Message.new_with_blockhash([transfer(TransferParams(
-                from_pubkey=admin.pubkey(), to_pubkey=Keypair().pubkey(), lamports=1_000_000))],
-                admin.pubkey(), Hash.from_string(blockhash))
+            msg = Message.new_with_blockhash(
+                [
+                    transfer(
+                        TransferParams(from_pubkey=admin.pubkey(), to_pubkey=Keypair().pubkey(), lamports=1_000_000)
+                    )
+                ],
+                admin.pubkey(),
+                Hash.from_string(blockhash),
+            )
             raw = base64.b64encode(bytes(VersionedTransaction(msg, [admin]))).decode()
             sig = net.call(http, "sendTransaction", [raw, {"encoding": "base64"}])["result"]
             while net.call(http, "getSignatureStatuses", [[sig]])["result"]["value"][0] is None:
@@ -120,11 +129,19 @@ async def settle_jobs(net: LaunchedLocalnet, count: int, concurrency: int) -> li
                 job_id = new_job_id()
                 pending = await escrow.prepare_lock_job(gateway, client.pubkey(), job_id, 1000, worker)
                 await escrow.submit(pending)
-                await escrow.confirm(pending.signature, commitment=Processed)
+                await escrow.confirm(pending.signature, commitment=PROCESSED)
                 lock = pending.signature
-                end = await escrow.settle_job(gateway, job_id, cost=700, result_hash=bytes(32), prompt_tokens=1,
-                                              completion_tokens=1, worker_token=worker_token,
-                                              client=client.pubkey(), payer=gateway.pubkey())
+                end = await escrow.settle_job(
+                    gateway,
+                    job_id,
+                    cost=700,
+                    result_hash=bytes(32),
+                    prompt_tokens=1,
+                    completion_tokens=1,
+                    worker_token=worker_token,
+                    client=client.pubkey(),
+                    payer=gateway.pubkey(),
+                )
                 return job_id, str(lock), str(end)
 
         return await asyncio.gather(*(one_job() for _ in range(count)))

@@ -38,8 +38,10 @@ SEQUENTIAL_SAMPLE = 100
 async def make_receipts(net: LaunchedLocalnet) -> list[Receipt]:
     worker = json.loads((net.keys / "addresses.json").read_text())["workers"][0]["wallet"]
     jobs = await settle_jobs(net, RECEIPTS, 128)
-    return [Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=lock, settlement_tx=end, worker=worker, cost=700)
-            for job_id, lock, end in jobs]
+    return [
+        Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=lock, settlement_tx=end, worker=worker, cost=700)
+        for job_id, lock, end in jobs
+    ]
 
 
 async def sequential(url: str, receipts: list[Receipt]) -> float:
@@ -91,8 +93,11 @@ def main() -> None:
     table.add_row("sequential: verify_receipt() per receipt", f"{result['sequential_per_s']:,.1f}/s", "")
     ratio = result["receipts_per_s"] / result["sequential_per_s"]
     table.add_row("ratio", f"{ratio:.1f}×", "≥ 5×")
-    table.add_row("(one shared Verifier, one receipt at a time)", f"{shared:,.1f}/s",
-                  f"batch is {result['receipts_per_s'] / shared:.1f}× faster")
+    table.add_row(
+        "(one shared Verifier, one receipt at a time)",
+        f"{shared:,.1f}/s",
+        f"batch is {result['receipts_per_s'] / shared:.1f}× faster",
+    )
     Console().print(table)
 
 

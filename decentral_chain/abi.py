@@ -184,7 +184,7 @@ CONFIG = Struct(
         Field("jobs_settled", U64),
         Field("jobs_refunded", U64),
     ),
-    "Singleton at PDA [\"config\"]",
+    'Singleton at PDA ["config"]',
 )
 
 CREDITS = Struct(
@@ -201,7 +201,7 @@ CREDITS = Struct(
         Field("bump", U8),
         Field("reserved", byte_array(3)),
     ),
-    "One per client at PDA [\"credits\", owner]",
+    'One per client at PDA ["credits", owner]',
 )
 
 JOB = Struct(
@@ -215,13 +215,14 @@ JOB = Struct(
         Field("amount", U64, "Credits locked"),
         Field("created_at", I64, "Unix time of the lock"),
         Field("expires_at", I64, "Settlement deadline; from then on only a refund closes the Job"),
-        Field("nonce", U64, "Lifecycle nonce: the client's Credits.locks after this lock; (client, nonce) "
-                            "never repeats"),
+        Field(
+            "nonce", U64, "Lifecycle nonce: the client's Credits.locks after this lock; (client, nonce) never repeats"
+        ),
         Field("fee_bps", U16, "Fee rate in force at lock, used at settlement"),
         Field("bump", U8),
         Field("reserved", byte_array(5)),
     ),
-    "One per open job at PDA [\"job\", job_id]; closed by settle_job or refund_job",
+    'One per open job at PDA ["job", job_id]; closed by settle_job or refund_job',
 )
 
 ACCOUNTS: tuple[Struct, ...] = (CONFIG, CREDITS, JOB)
@@ -234,15 +235,18 @@ EVENTS: tuple[Struct, ...] = (
     Struct(
         "CreditsDeposited",
         "event",
-        (Field("owner", PUBKEY), Field("free", U64, "After the deposit"), Field("locked", U64),
-         Field("amount", U64)),
+        (Field("owner", PUBKEY), Field("free", U64, "After the deposit"), Field("locked", U64), Field("amount", U64)),
         "owner..locked as in Credits",
     ),
     Struct(
         "CreditsWithdrawn",
         "event",
-        (Field("owner", PUBKEY), Field("free", U64, "After the withdrawal"), Field("locked", U64),
-         Field("amount", U64)),
+        (
+            Field("owner", PUBKEY),
+            Field("free", U64, "After the withdrawal"),
+            Field("locked", U64),
+            Field("amount", U64),
+        ),
         "owner..locked as in Credits",
     ),
     Struct(
@@ -359,19 +363,27 @@ _CREDITS_SEEDS = (("const", SEED_CREDITS), ("account", "owner"))
 _TOKEN = AccountSpec("token_program", doc="Classic SPL Token program", address=TOKEN_PROGRAM_ID)
 _SYSTEM = AccountSpec("system_program", doc="System program", address=SYSTEM_PROGRAM_ID)
 _CONFIG = AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS, type="Config")
-_CONFIG_OPEN = AccountSpec("config", True, doc="Config PDA", pda=_CONFIG_SEEDS, type="Config",
-                           constraints=("!config.paused @ ProgramPaused",))
-_VAULT = AccountSpec("vault", True, doc="Vault PDA", pda=_VAULT_SEEDS,
-                     constraints=("vault.key == config.vault @ VaultMismatch",))
+_CONFIG_OPEN = AccountSpec(
+    "config", True, doc="Config PDA", pda=_CONFIG_SEEDS, type="Config", constraints=("!config.paused @ ProgramPaused",)
+)
+_VAULT = AccountSpec(
+    "vault", True, doc="Vault PDA", pda=_VAULT_SEEDS, constraints=("vault.key == config.vault @ VaultMismatch",)
+)
 _ADMIN = AccountSpec("admin", False, True, "Config admin", constraints=("admin.key == config.admin @ NotAdmin",))
 #: A Job's Config, the Job, its client's Credits and the payer of its rent (settle, refund).
 _JOB_ACCOUNTS = (
     AccountSpec("job", True, doc="Job PDA (closed)", type="Job"),
-    AccountSpec("credits", True, doc="Credits PDA of the job's client", type="Credits",
-                constraints=("credits.owner == job.client @ CreditsMismatch",)),
+    AccountSpec(
+        "credits",
+        True,
+        doc="Credits PDA of the job's client",
+        type="Credits",
+        constraints=("credits.owner == job.client @ CreditsMismatch",),
+    ),
 )
-_PAYER = AccountSpec("payer", True, doc="job.payer; receives the Job rent",
-                     constraints=("payer.key == job.payer @ PayerMismatch",))
+_PAYER = AccountSpec(
+    "payer", True, doc="job.payer; receives the Job rent", constraints=("payer.key == job.payer @ PayerMismatch",)
+)
 
 INSTRUCTIONS: tuple[InstructionSpec, ...] = (
     InstructionSpec(
@@ -379,16 +391,27 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (Field("fee_bps", U16), Field("refund_timeout", I64)),
         (
             AccountSpec("admin", True, True, "Program upgrade authority; pays rent; becomes admin"),
-            AccountSpec("config", True, doc="Config PDA [\"config\"] (created)", pda=_CONFIG_SEEDS),
-            AccountSpec("vault", True, doc="Vault PDA [\"vault\"] (created token account)", pda=_VAULT_SEEDS),
+            AccountSpec("config", True, doc='Config PDA ["config"] (created)', pda=_CONFIG_SEEDS),
+            AccountSpec("vault", True, doc='Vault PDA ["vault"] (created token account)', pda=_VAULT_SEEDS),
             AccountSpec("mint", doc="Credit mint (classic SPL Token)", type="Mint"),
-            AccountSpec("gateway", doc="Operator wallet (a key that can sign)",
-                        constraints=("gateway.key != system_program.key @ InvalidGateway",
-                                     "gateway.key != config.key @ InvalidGateway",
-                                     "gateway.key != vault.key @ InvalidGateway")),
-            AccountSpec("treasury", doc="Fee token account of the mint", type="TokenAccount",
-                        constraints=("treasury.mint == mint.key @ MintMismatch",
-                                     "treasury.owner != config.key @ InvalidTreasury")),
+            AccountSpec(
+                "gateway",
+                doc="Operator wallet (a key that can sign)",
+                constraints=(
+                    "gateway.key != system_program.key @ InvalidGateway",
+                    "gateway.key != config.key @ InvalidGateway",
+                    "gateway.key != vault.key @ InvalidGateway",
+                ),
+            ),
+            AccountSpec(
+                "treasury",
+                doc="Fee token account of the mint",
+                type="TokenAccount",
+                constraints=(
+                    "treasury.mint == mint.key @ MintMismatch",
+                    "treasury.owner != config.key @ InvalidTreasury",
+                ),
+            ),
             AccountSpec("program", doc="This program's account"),
             AccountSpec("program_data", doc="This program's ProgramData account"),
             _TOKEN,
@@ -402,12 +425,17 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (
             AccountSpec("owner", True, True, "Client wallet; pays Credits rent on first use"),
             _CONFIG_OPEN,
+            AccountSpec("credits", True, doc='Credits PDA ["credits", owner] (created if missing)', pda=_CREDITS_SEEDS),
             AccountSpec(
-                "credits", True, doc="Credits PDA [\"credits\", owner] (created if missing)", pda=_CREDITS_SEEDS
+                "source",
+                True,
+                doc="Owner's token account of the mint",
+                type="TokenAccount",
+                constraints=(
+                    "source.mint == config.mint @ MintMismatch",
+                    "source.owner == owner.key @ TokenOwnerMismatch",
+                ),
             ),
-            AccountSpec("source", True, doc="Owner's token account of the mint", type="TokenAccount",
-                        constraints=("source.mint == config.mint @ MintMismatch",
-                                     "source.owner == owner.key @ TokenOwnerMismatch")),
             _VAULT,
             _TOKEN,
             _SYSTEM,
@@ -420,11 +448,24 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (
             AccountSpec("owner", False, True, "Client wallet"),
             _CONFIG,
-            AccountSpec("credits", True, doc="Credits PDA of owner", pda=_CREDITS_SEEDS, type="Credits",
-                        constraints=("credits.owner == owner.key @ CreditsOwnerMismatch",)),
-            AccountSpec("destination", True, doc="Owner's token account of the mint", type="TokenAccount",
-                        constraints=("destination.mint == config.mint @ MintMismatch",
-                                     "destination.owner == owner.key @ TokenOwnerMismatch")),
+            AccountSpec(
+                "credits",
+                True,
+                doc="Credits PDA of owner",
+                pda=_CREDITS_SEEDS,
+                type="Credits",
+                constraints=("credits.owner == owner.key @ CreditsOwnerMismatch",),
+            ),
+            AccountSpec(
+                "destination",
+                True,
+                doc="Owner's token account of the mint",
+                type="TokenAccount",
+                constraints=(
+                    "destination.mint == config.mint @ MintMismatch",
+                    "destination.owner == owner.key @ TokenOwnerMismatch",
+                ),
+            ),
             _VAULT,
             _TOKEN,
         ),
@@ -434,13 +475,23 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         "lock_job",
         (Field("job_id", JOB_ID), Field("amount", U64), Field("worker", PUBKEY)),
         (
-            AccountSpec("gateway", True, True, "Config gateway; pays Job rent",
-                        constraints=("gateway.key == config.gateway @ NotGateway",)),
-            AccountSpec("config", doc="Config PDA", pda=_CONFIG_SEEDS, type="Config",
-                        constraints=("!config.paused @ ProgramPaused",)),
+            AccountSpec(
+                "gateway",
+                True,
+                True,
+                "Config gateway; pays Job rent",
+                constraints=("gateway.key == config.gateway @ NotGateway",),
+            ),
+            AccountSpec(
+                "config",
+                doc="Config PDA",
+                pda=_CONFIG_SEEDS,
+                type="Config",
+                constraints=("!config.paused @ ProgramPaused",),
+            ),
             AccountSpec("credits", True, doc="Client's Credits PDA", type="Credits"),
             AccountSpec(
-                "job", True, doc="Job PDA [\"job\", job_id] (created)", pda=(("const", SEED_JOB), ("arg", "job_id"))
+                "job", True, doc='Job PDA ["job", job_id] (created)', pda=(("const", SEED_JOB), ("arg", "job_id"))
             ),
             _SYSTEM,
         ),
@@ -455,17 +506,29 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
             Field("completion_tokens", U32),
         ),
         (
-            AccountSpec("gateway", False, True, "Config gateway",
-                        constraints=("gateway.key == config.gateway @ NotGateway",)),
+            AccountSpec(
+                "gateway", False, True, "Config gateway", constraints=("gateway.key == config.gateway @ NotGateway",)
+            ),
             _CONFIG,
             *_JOB_ACCOUNTS,
             _VAULT,
-            AccountSpec("worker_token", True, doc="Token account of the mint owned by job.worker", type="TokenAccount",
-                        constraints=("worker_token.mint == config.mint @ MintMismatch",
-                                     "worker_token.owner == job.worker @ TokenOwnerMismatch",
-                                     "worker_token.key != treasury.key @ DuplicateAccount")),
-            AccountSpec("treasury", True, doc="Config treasury",
-                        constraints=("treasury.key == config.treasury @ TreasuryMismatch",)),
+            AccountSpec(
+                "worker_token",
+                True,
+                doc="Token account of the mint owned by job.worker",
+                type="TokenAccount",
+                constraints=(
+                    "worker_token.mint == config.mint @ MintMismatch",
+                    "worker_token.owner == job.worker @ TokenOwnerMismatch",
+                    "worker_token.key != treasury.key @ DuplicateAccount",
+                ),
+            ),
+            AccountSpec(
+                "treasury",
+                True,
+                doc="Config treasury",
+                constraints=("treasury.key == config.treasury @ TreasuryMismatch",),
+            ),
             _PAYER,
             _TOKEN,
         ),
@@ -499,10 +562,16 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
         (
             _ADMIN,
             _CONFIG,
-            AccountSpec("treasury", doc="New fee token account of the mint", type="TokenAccount",
-                        constraints=("treasury.mint == config.mint @ MintMismatch",
-                                     "treasury.key != config.vault @ InvalidTreasury",
-                                     "treasury.owner != config.key @ InvalidTreasury")),
+            AccountSpec(
+                "treasury",
+                doc="New fee token account of the mint",
+                type="TokenAccount",
+                constraints=(
+                    "treasury.mint == config.mint @ MintMismatch",
+                    "treasury.key != config.vault @ InvalidTreasury",
+                    "treasury.owner != config.key @ InvalidTreasury",
+                ),
+            ),
         ),
         "Point fees at another token account of the mint.",
     ),

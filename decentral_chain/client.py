@@ -7,66 +7,44 @@
         await escrow.submit(pending)              # returns at once
         await escrow.confirm(pending.signature, timeout=10)
 
-It talks to any Solana RPC (the localnet, a validator, devnet) through solana-py's
-``AsyncClient``. Only transport errors are retried, with backoff; RPC and program errors
-are raised at once, custom escrow codes as :class:`~decentral_chain.errors.ProgramError`.
-A transaction whose blockhash expired before it landed is re-signed with a fresh one (a
-new signature, which the call returns).
+It talks to any Solana RPC (the localnet, a validator, devnet) through the package's one
+JSON-RPC layer (:mod:`decentral_chain.rpc`): concurrent sends, status polls and reads share
+batch requests. Only transport errors are retried, with backoff; RPC and program errors are
+raised at once, custom escrow codes as :class:`~decentral_chain.errors.ProgramError`. A
+transaction whose blockhash expired before it landed is re-signed with a fresh one (a new
+signature, which the call returns).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
-import httpx
-from solana.exceptions import SolanaRpcException
-from solana.rpc.async_api import AsyncClient
-from solana.rpc.commitment import Commitment, Confirmed, Finalized, Processed
-from solana.rpc.core import RPCException
-from solders.commitment_config import CommitmentLevel
+from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
-from solders.rpc.config import RpcSendTransactionConfig
-from solders.rpc.requests import SendRawTransaction
-from solders.rpc.responses import SendTransactionResp
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
-from solders.transaction_status import (
-    InstructionErrorCustom,
-    TransactionErrorFieldless,
-    TransactionErrorInstructionError,
-)
-from spl.token.instructions import get_associated_token_address
 
 from decentral_chain import instructions as ix
 from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.accounts import Config, Credits, Job
-from decentral_chain.errors import DecentralError, ProgramError, RpcError, RpcUnavailable, TransactionFailed
-
-T = TypeVar("T")
-_LEVELS = {Processed: 0, Confirmed: 1, Finalized: 2}
-_STATUS_LEVEL = {"processed": 0, "confirmed": 1, "finalized": 2}
-_COMMITMENTS = {Processed: CommitmentLevel.Processed, Confirmed: CommitmentLevel.Confirmed,
-                Finalized: CommitmentLevel.Finalized}
-
-
-class ConfirmationTimeout(DecentralError):
-    """The deadline passed before the transaction reached the requested commitment."""
-
-    def __init__(self, signature: Signature, timeout: float) -> None:
-        super().__init__(f"{signature} not confirmed within {timeout:g} s")
-        self.signature = signature
-
-
-class BlockhashExpired(DecentralError):
-    """The transaction's blockhash expired before it landed; it can never land now."""
+from decentral_chain.errors import (
+    BlockhashExpired,
+    ConfirmationTimeout,
+    DecentralError,
+    DecodeError,
+    RpcError,
+    TransactionFailed,
+    transaction_error,
+)
+from decentral_chain.rpc import COMMITMENTS, CONFIRMED, PROCESSED, SEND_TRANSACTION_PREFLIGHT_FAILURE, JsonRpc
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +60,6 @@ class PreparedTransaction:
     @property
     def signature(self) -> Signature:
         return self.transaction.signatures[0]
-
-
-def _program_error(err: object, logs: Sequence[str] | None = None, signature: str | None = None) -> TransactionFailed:
-    if isinstance(err, TransactionErrorInstructionError) and isinstance(err.err, InstructionErrorCustom):
-        return ProgramError(err.err.code, err.index, list(logs or []), signature)
-    return TransactionFailed(err, list(logs or []), signature)
 
 
 _PUBKEYS: dict[int, tuple[Keypair, Pubkey]] = {}
@@ -107,28 +79,36 @@ def pubkey_of(keypair: Keypair) -> Pubkey:
 class EscrowClient:
     """One lifecycle: ``async with EscrowClient(url) as c`` (cannot be reopened)."""
 
-    def __init__(self, rpc: str | AsyncClient, *, program_id: Pubkey = PROGRAM_ID,
-                 commitment: Commitment = Confirmed, transport_retries: int = 3, backoff: float = 0.1,
-                 poll_interval: float = 0.05, skip_preflight: bool = False, blockhash_ttl: float = 2.0) -> None:
-        """``skip_preflight`` sends without simulating first (errors then surface at confirm);
+    def __init__(
+        self,
+        rpc: str | JsonRpc,
+        *,
+        program_id: Pubkey = PROGRAM_ID,
+        commitment: str = CONFIRMED,
+        transport_retries: int = 3,
+        backoff: float = 0.1,
+        poll_interval: float = 0.05,
+        skip_preflight: bool = False,
+        blockhash_ttl: float = 2.0,
+    ) -> None:
+        """``commitment``: processed, confirmed or finalized, for reads and confirmations.
+        ``skip_preflight`` sends without simulating first (errors then surface at confirm);
         a fetched blockhash is reused for ``blockhash_ttl`` seconds (it stays valid ~60 s), and
         for up to 10× as long while a newer one is fetched in the background."""
-        self.rpc = AsyncClient(rpc, commitment=commitment) if isinstance(rpc, str) else rpc
+        if commitment not in COMMITMENTS:
+            raise ValueError(f"commitment must be one of {', '.join(COMMITMENTS)}")
+        self.rpc = JsonRpc(rpc, retries=transport_retries, backoff=backoff) if isinstance(rpc, str) else rpc
         self.program_id = program_id
         self.commitment = commitment
-        self.transport_retries = transport_retries
-        self.backoff = backoff
         self.poll_interval = poll_interval
         self.skip_preflight = skip_preflight
         self.blockhash_ttl = blockhash_ttl
         self._state = "new"
         self._config: Config | None = None
-        self._blockhash: tuple[float, object, int] | None = None  # (fetched at, hash, last valid height)
+        self._blockhash: tuple[float, Hash, int] | None = None  # (fetched at, hash, last valid height)
         self._blockhash_task: asyncio.Task | None = None
         self._status_queue: list[tuple[Signature, asyncio.Future]] = []
         self._status_task: asyncio.Task | None = None
-        self._send_queue: list[tuple[SendRawTransaction, asyncio.Future]] = []
-        self._send_task: asyncio.Task | None = None
 
     async def __aenter__(self) -> EscrowClient:
         if self._state != "new":
@@ -140,40 +120,13 @@ class EscrowClient:
         self._state = "closed"
         if self._blockhash_task is not None:
             self._blockhash_task.cancel()
-        await self.rpc.close()
-
-    # ---------------------------------------------------------------- transport
-
-    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one RPC call, retrying transport errors only; map RPC errors."""
-        for attempt in range(self.transport_retries + 1):
-            try:
-                return await fn()
-            except SolanaRpcException as exc:
-                cause = exc.__cause__
-                if not isinstance(cause, httpx.TransportError):
-                    raise RpcError(-32000, str(cause or exc)) from exc
-                if attempt == self.transport_retries:
-                    raise RpcUnavailable(f"RPC unreachable: {cause}") from exc
-                await asyncio.sleep(self.backoff * 2**attempt)
-            except RPCException as exc:
-                raise self._rpc_exception(exc) from exc
-        raise AssertionError("unreachable")
-
-    @staticmethod
-    def _rpc_exception(exc: RPCException) -> DecentralError:
-        body = exc.args[0] if exc.args else None
-        data = getattr(body, "data", None)
-        err = getattr(data, "err", None)
-        if err is not None:
-            return _program_error(err, getattr(data, "logs", None))
-        message = getattr(body, "message", None) or str(body)
-        return RpcError(getattr(body, "code", -32000) or -32000, str(message))
+        await self.rpc.aclose()
 
     # ------------------------------------------------------- send and confirm
 
-    async def prepare(self, instructions: Sequence[Instruction], payer: Keypair,
-                      signers: Sequence[Keypair] = ()) -> PreparedTransaction:
+    async def prepare(
+        self, instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair] = ()
+    ) -> PreparedTransaction:
         """Sign against a recent blockhash; the signature is known from here on."""
         blockhash, last_valid = await self._recent_blockhash()
         payer_key = pubkey_of(payer)
@@ -189,30 +142,33 @@ class EscrowClient:
             tx = VersionedTransaction(message, list(keys.values()))
         return PreparedTransaction(tx, last_valid, tuple(instructions), payer, tuple(signers))
 
-    async def _recent_blockhash(self, *, fresh: bool = False) -> tuple:
+    async def _recent_blockhash(self, *, fresh: bool = False) -> tuple[Hash, int]:
         age = time.monotonic() - self._blockhash[0] if self._blockhash is not None else None
         if fresh or age is None or age > 10 * self.blockhash_ttl:
             await self._fetch_blockhash()
         elif age > self.blockhash_ttl and (self._blockhash_task is None or self._blockhash_task.done()):
             self._blockhash_task = asyncio.create_task(self._fetch_blockhash(background=True))
+        assert self._blockhash is not None
         return self._blockhash[1], self._blockhash[2]
 
     async def _fetch_blockhash(self, *, background: bool = False) -> None:
         sent = time.monotonic()
         try:
-            resp = await self._call(lambda: self.rpc.get_latest_blockhash(self.commitment))
-        except DecentralError:
+            value = (await self.rpc.call("getLatestBlockhash", [{"commitment": self.commitment}]))["value"]
+            latest = (Hash.from_string(value["blockhash"]), int(value["lastValidBlockHeight"]))
+        except (DecentralError, KeyError, TypeError, ValueError) as exc:
             if background:  # the cached one is still valid; the next call tries again
                 return
-            raise
+            if isinstance(exc, DecentralError):
+                raise
+            raise DecodeError(f"malformed getLatestBlockhash answer: {exc}") from exc
         if self._blockhash is None or self._blockhash[0] <= sent:
-            self._blockhash = (sent, resp.value.blockhash, resp.value.last_valid_block_height)
+            self._blockhash = (sent, *latest)
 
     async def submit(self, prepared: PreparedTransaction, *, skip_preflight: bool | None = None) -> Signature:
-        """Send without waiting for confirmation.
-
-        Concurrent submits share one JSON-RPC batch request (HTTP round trips dominate
-        the cost of a settlement); each transaction still gets its own answer or error."""
+        """Send without waiting for confirmation. Concurrent submits share one JSON-RPC batch
+        request (HTTP round trips dominate the cost of a settlement); each transaction still
+        gets its own answer or error."""
         await self.send_raw(bytes(prepared.transaction), skip_preflight=skip_preflight)
         return prepared.signature
 
@@ -220,61 +176,57 @@ class EscrowClient:
         """Send an already signed transaction as it is (the same bytes, the same signature):
         how a transaction signed and recorded before a crash is sent again."""
         skip = self.skip_preflight if skip_preflight is None else skip_preflight
-        config = RpcSendTransactionConfig(skip_preflight=skip, preflight_commitment=_COMMITMENTS[self.commitment])
-        future = asyncio.get_running_loop().create_future()
-        self._send_queue.append((SendRawTransaction(raw, config), future))
-        if self._send_task is None or self._send_task.done():
-            self._send_task = asyncio.create_task(self._flush_sends())
-        return await future
+        try:
+            result = await self.rpc.call(
+                "sendTransaction",
+                [
+                    base64.b64encode(raw).decode(),
+                    {"encoding": "base64", "skipPreflight": skip, "preflightCommitment": self.commitment},
+                ],
+            )
+        except RpcError as exc:
+            data = exc.data if isinstance(exc.data, dict) else {}
+            if exc.code == SEND_TRANSACTION_PREFLIGHT_FAILURE and data.get("err") is not None:
+                logs = data.get("logs")
+                raise transaction_error(data["err"], logs if isinstance(logs, list) else None) from exc
+            raise
+        try:
+            return Signature.from_string(result)
+        except (TypeError, ValueError) as exc:
+            raise DecodeError(f"sendTransaction answered {result!r}, not a signature") from exc
 
-    async def _flush_sends(self) -> None:
-        await asyncio.sleep(0)  # let every submit of this turn enqueue
-        while self._send_queue:
-            batch, self._send_queue = self._send_queue[:100], self._send_queue[100:]
-            bodies = tuple(body for body, _ in batch)
-            try:
-                # AsyncClient has no public batch call; its provider does the HTTP and parsing.
-                replies = await self._call(lambda b=bodies: self.rpc._provider.make_batch_request(
-                    b, tuple(SendTransactionResp for _ in b)))
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), reply in zip(batch, replies, strict=True):
-                if future.done():
-                    continue
-                if isinstance(reply, SendTransactionResp):
-                    future.set_result(reply.value)
-                else:
-                    future.set_exception(self._rpc_exception(RPCException(reply)))
-
-    async def confirm(self, signature: Signature, *, timeout: float = 30.0, commitment: Commitment | None = None,
-                      last_valid_block_height: int | None = None) -> None:
+    async def confirm(
+        self,
+        signature: Signature,
+        *,
+        timeout: float = 30.0,
+        commitment: str | None = None,
+        last_valid_block_height: int | None = None,
+    ) -> None:
         """Wait until ``signature`` reaches the commitment; raise its error if it failed.
 
         The deadline is explicit: :class:`ConfirmationTimeout` after ``timeout`` seconds, or
         :class:`BlockhashExpired` once the chain passed ``last_valid_block_height``.
         """
-        wanted = _LEVELS[commitment or self.commitment]
+        wanted = COMMITMENTS.index(commitment or self.commitment)
         deadline = time.monotonic() + timeout
         while True:
             status = await self._status(signature)
             if status is not None:
-                if status.err is not None:
-                    raise _program_error(status.err, None, str(signature))
-                level = _STATUS_LEVEL.get(str(status.confirmation_status).split(".")[-1].lower(), 2)
-                if status.confirmation_status is None or level >= wanted:
-                    return
+                if status.get("err") is not None:
+                    raise transaction_error(status["err"], None, str(signature))
+                level = status.get("confirmationStatus")
+                if level not in COMMITMENTS or COMMITMENTS.index(level) >= wanted:
+                    return  # an RPC that does not say is taken at its word (older nodes)
             elif last_valid_block_height is not None:
-                height = (await self._call(lambda: self.rpc.get_block_height(Processed))).value
-                if height > last_valid_block_height:
+                height = await self.rpc.call("getBlockHeight", [{"commitment": PROCESSED}])
+                if isinstance(height, int) and height > last_valid_block_height:
                     raise BlockhashExpired(f"{signature}: blockhash expired before it landed")
             if time.monotonic() >= deadline:
                 raise ConfirmationTimeout(signature, timeout)
             await asyncio.sleep(self.poll_interval)
 
-    async def _status(self, signature: Signature):
+    async def _status(self, signature: Signature) -> dict | None:
         """This signature's status; concurrent callers share one getSignatureStatuses call."""
         future = asyncio.get_running_loop().create_future()
         self._status_queue.append((signature, future))
@@ -287,29 +239,43 @@ class EscrowClient:
         while self._status_queue:
             batch, self._status_queue = self._status_queue[:256], self._status_queue[256:]
             try:
-                resp = await self._call(lambda b=batch: self.rpc.get_signature_statuses([s for s, _ in b]))
+                result = await self.rpc.call("getSignatureStatuses", [[str(s) for s, _ in batch]])
+                statuses = result["value"]
+                if not isinstance(statuses, list) or len(statuses) != len(batch):
+                    raise DecodeError("getSignatureStatuses answered a list of another length")
             except Exception as exc:  # handed to every waiter; they raise it
+                if not isinstance(exc, DecentralError):
+                    exc = DecodeError(f"malformed getSignatureStatuses answer: {exc!r}")
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for (_, future), status in zip(batch, resp.value, strict=True):
+            for (_, future), status in zip(batch, statuses, strict=True):
                 if not future.done():
-                    future.set_result(status)
+                    future.set_result(status if isinstance(status, dict) else None)
 
-    async def send(self, instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair] = (),
-                   *, confirm: bool = True, timeout: float = 30.0, skip_preflight: bool | None = None) -> Signature:
+    async def send(
+        self,
+        instructions: Sequence[Instruction],
+        payer: Keypair,
+        signers: Sequence[Keypair] = (),
+        *,
+        confirm: bool = True,
+        timeout: float = 30.0,
+        skip_preflight: bool | None = None,
+    ) -> Signature:
         """Prepare, submit and (by default) confirm; re-sign once if the blockhash expired."""
         prepared = await self.prepare(instructions, payer, signers)
         for attempt in range(2):
             try:
                 await self.submit(prepared, skip_preflight=skip_preflight)
                 if confirm:
-                    await self.confirm(prepared.signature, timeout=timeout,
-                                       last_valid_block_height=prepared.last_valid_block_height)
+                    await self.confirm(
+                        prepared.signature, timeout=timeout, last_valid_block_height=prepared.last_valid_block_height
+                    )
                 return prepared.signature
             except (BlockhashExpired, TransactionFailed) as exc:
-                expired = isinstance(exc, BlockhashExpired) or exc.err == TransactionErrorFieldless.BlockhashNotFound
+                expired = isinstance(exc, BlockhashExpired) or exc.err == "BlockhashNotFound"
                 if not expired or attempt == 1:
                     raise
                 await self._recent_blockhash(fresh=True)
@@ -318,10 +284,15 @@ class EscrowClient:
 
     # ----------------------------------------------------------------- reads
 
-    async def _account_data(self, key: Pubkey, commitment: Commitment | None = None) -> bytes | None:
-        resp = await self._call(lambda: self.rpc.get_account_info(key, commitment or self.commitment,
-                                                                  encoding="base64"))
-        return bytes(resp.value.data) if resp.value is not None else None
+    async def _account_data(self, key: Pubkey, commitment: str | None = None) -> bytes | None:
+        result = await self.rpc.call(
+            "getAccountInfo", [str(key), {"encoding": "base64", "commitment": commitment or self.commitment}]
+        )
+        try:
+            value = result["value"]
+            return None if value is None else base64.b64decode(value["data"][0], validate=True)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise DecodeError(f"malformed getAccountInfo answer for {key}") from exc
 
     async def get_config(self) -> Config:
         data = await self._account_data(pda.config_address(self.program_id))
@@ -334,13 +305,16 @@ class EscrowClient:
         data = await self._account_data(pda.credits_address(owner, self.program_id))
         return Credits.from_bytes(data) if data else None
 
-    async def get_job(self, job_id: bytes, *, commitment: Commitment | None = None) -> Job | None:
+    async def get_job(self, job_id: bytes, *, commitment: str | None = None) -> Job | None:
         data = await self._account_data(pda.job_address(job_id, self.program_id), commitment)
         return Job.from_bytes(data) if data else None
 
     async def token_balance(self, account: Pubkey) -> int:
-        resp = await self._call(lambda: self.rpc.get_token_account_balance(account, self.commitment))
-        return int(resp.value.amount)
+        result = await self.rpc.call("getTokenAccountBalance", [str(account), {"commitment": self.commitment}])
+        try:
+            return int(result["value"]["amount"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DecodeError(f"malformed getTokenAccountBalance answer for {account}") from exc
 
     async def cached_config(self) -> Config:
         """The Config read once (its mint and vault never change; re-read for the rest)."""
@@ -348,45 +322,96 @@ class EscrowClient:
 
     async def token_account(self, owner: Pubkey) -> Pubkey:
         """The owner's associated token account of the config mint."""
-        return get_associated_token_address(owner, (await self.cached_config()).mint)
+        return pda.associated_token_address(owner, (await self.cached_config()).mint)
 
     # ------------------------------------------------------------ instructions
 
-    async def initialize(self, admin: Keypair, *, mint: Pubkey, gateway: Pubkey, treasury: Pubkey,
-                         fee_bps: int, refund_timeout: int) -> Signature:
-        return await self.send([ix.build_initialize(admin=admin.pubkey(), mint=mint, gateway=gateway,
-                                                    treasury=treasury, fee_bps=fee_bps,
-                                                    refund_timeout=refund_timeout, program_id=self.program_id)],
-                               admin)
+    async def initialize(
+        self, admin: Keypair, *, mint: Pubkey, gateway: Pubkey, treasury: Pubkey, fee_bps: int, refund_timeout: int
+    ) -> Signature:
+        return await self.send(
+            [
+                ix.build_initialize(
+                    admin=admin.pubkey(),
+                    mint=mint,
+                    gateway=gateway,
+                    treasury=treasury,
+                    fee_bps=fee_bps,
+                    refund_timeout=refund_timeout,
+                    program_id=self.program_id,
+                )
+            ],
+            admin,
+        )
 
     async def deposit(self, owner: Keypair, amount: int, *, source: Pubkey | None = None) -> Signature:
         source = source or await self.token_account(owner.pubkey())
-        return await self.send([ix.build_deposit(owner=owner.pubkey(), source=source, amount=amount,
-                                                 program_id=self.program_id)], owner)
+        return await self.send(
+            [ix.build_deposit(owner=owner.pubkey(), source=source, amount=amount, program_id=self.program_id)], owner
+        )
 
     async def withdraw(self, owner: Keypair, amount: int, *, destination: Pubkey | None = None) -> Signature:
         if await self.get_credits(owner.pubkey()) is None:
             raise DecentralError(f"{owner.pubkey()} has no credits: deposit first")
         destination = destination or await self.token_account(owner.pubkey())
-        return await self.send([ix.build_withdraw(owner=owner.pubkey(), destination=destination, amount=amount,
-                                                  program_id=self.program_id)], owner)
+        return await self.send(
+            [
+                ix.build_withdraw(
+                    owner=owner.pubkey(), destination=destination, amount=amount, program_id=self.program_id
+                )
+            ],
+            owner,
+        )
 
-    async def prepare_lock_job(self, gateway: Keypair, client: Pubkey, job_id: bytes, amount: int,
-                               worker: Pubkey) -> PreparedTransaction:
-        return await self.prepare([ix.build_lock_job(gateway=pubkey_of(gateway), client=client, job_id=job_id,
-                                                     amount=amount, worker=worker, program_id=self.program_id)],
-                                  gateway)
+    async def prepare_lock_job(
+        self, gateway: Keypair, client: Pubkey, job_id: bytes, amount: int, worker: Pubkey
+    ) -> PreparedTransaction:
+        return await self.prepare(
+            [
+                ix.build_lock_job(
+                    gateway=pubkey_of(gateway),
+                    client=client,
+                    job_id=job_id,
+                    amount=amount,
+                    worker=worker,
+                    program_id=self.program_id,
+                )
+            ],
+            gateway,
+        )
 
-    async def lock_job(self, gateway: Keypair, client: Pubkey, job_id: bytes, amount: int, worker: Pubkey,
-                       *, confirm: bool = True) -> Signature:
-        return await self.send([ix.build_lock_job(gateway=gateway.pubkey(), client=client, job_id=job_id,
-                                                  amount=amount, worker=worker, program_id=self.program_id)],
-                               gateway, confirm=confirm)
+    async def lock_job(
+        self, gateway: Keypair, client: Pubkey, job_id: bytes, amount: int, worker: Pubkey, *, confirm: bool = True
+    ) -> Signature:
+        return await self.send(
+            [
+                ix.build_lock_job(
+                    gateway=gateway.pubkey(),
+                    client=client,
+                    job_id=job_id,
+                    amount=amount,
+                    worker=worker,
+                    program_id=self.program_id,
+                )
+            ],
+            gateway,
+            confirm=confirm,
+        )
 
-    async def settle_job(self, gateway: Keypair, job_id: bytes, *, cost: int, result_hash: bytes,
-                         prompt_tokens: int, completion_tokens: int, worker_token: Pubkey | None = None,
-                         client: Pubkey | None = None, payer: Pubkey | None = None,
-                         confirm: bool = True) -> Signature:
+    async def settle_job(
+        self,
+        gateway: Keypair,
+        job_id: bytes,
+        *,
+        cost: int,
+        result_hash: bytes,
+        prompt_tokens: int,
+        completion_tokens: int,
+        worker_token: Pubkey | None = None,
+        client: Pubkey | None = None,
+        payer: Pubkey | None = None,
+        confirm: bool = True,
+    ) -> Signature:
         """Pay the job's worker cost - fee. Client, worker account and payer are read from the
         Job unless given (the gateway knows them; the program checks them all anyway)."""
         cfg = await self.cached_config()
@@ -395,18 +420,42 @@ class EscrowClient:
             if job is None:
                 raise DecentralError(f"job {job_id.hex()} is not open")
             client, payer = client or job.client, payer or job.payer
-            worker_token = worker_token or get_associated_token_address(job.worker, cfg.mint)
-        return await self.send([ix.build_settle_job(
-            gateway=gateway.pubkey(), client=client, job_id=job_id, worker_token=worker_token,
-            treasury=cfg.treasury, payer=payer, cost=cost, result_hash=result_hash,
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, program_id=self.program_id)],
-            gateway, confirm=confirm)
+            worker_token = worker_token or pda.associated_token_address(job.worker, cfg.mint)
+        return await self.send(
+            [
+                ix.build_settle_job(
+                    gateway=gateway.pubkey(),
+                    client=client,
+                    job_id=job_id,
+                    worker_token=worker_token,
+                    treasury=cfg.treasury,
+                    payer=payer,
+                    cost=cost,
+                    result_hash=result_hash,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    program_id=self.program_id,
+                )
+            ],
+            gateway,
+            confirm=confirm,
+        )
 
     async def refund_job(self, authority: Keypair, job_id: bytes, *, confirm: bool = True) -> Signature:
         """Refund by the gateway, or by the client once the job expired."""
         job = await self.get_job(job_id)
         if job is None:
             raise DecentralError(f"job {job_id.hex()} is not open")
-        return await self.send([ix.build_refund_job(authority=authority.pubkey(), client=job.client, job_id=job_id,
-                                                    payer=job.payer, program_id=self.program_id)],
-                               authority, confirm=confirm)
+        return await self.send(
+            [
+                ix.build_refund_job(
+                    authority=authority.pubkey(),
+                    client=job.client,
+                    job_id=job_id,
+                    payer=job.payer,
+                    program_id=self.program_id,
+                )
+            ],
+            authority,
+            confirm=confirm,
+        )

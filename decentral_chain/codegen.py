@@ -96,7 +96,7 @@ def render_abi_header() -> str:
     out = [_BANNER, "#pragma once", '#include "sol.h"', ""]
     out.append(f'#define PROGRAM_VERSION "{abi.PROGRAM_VERSION}"')
     out.append("")
-    out.append("/* Discriminators: sha256(\"<namespace>:<name>\")[:8], read as a little-endian u64. */")
+    out.append('/* Discriminators: sha256("<namespace>:<name>")[:8], read as a little-endian u64. */')
     for ix in abi.INSTRUCTIONS:
         out.append(f"#define IX_{ix.name.upper()} {_u64_literal(ix.discriminator)} /* global:{ix.name} */")
     for s in abi.ACCOUNTS:
@@ -119,8 +119,12 @@ def render_abi_header() -> str:
         ("MINT_LEN", abi.MINT_LEN),
     ):
         out.append(f"#define {name} {value}")
-    for name, seed in (("CONFIG", abi.SEED_CONFIG), ("VAULT", abi.SEED_VAULT),
-                       ("CREDITS", abi.SEED_CREDITS), ("JOB", abi.SEED_JOB)):
+    for name, seed in (
+        ("CONFIG", abi.SEED_CONFIG),
+        ("VAULT", abi.SEED_VAULT),
+        ("CREDITS", abi.SEED_CREDITS),
+        ("JOB", abi.SEED_JOB),
+    ):
         out.append(f'#define SEED_{name} "{seed.decode()}"')
         out.append(f"#define SEED_{name}_LEN {len(seed)}")
     out.append("")
@@ -198,11 +202,15 @@ def _ix_c(ix: InstructionSpec) -> list[str]:
     lines += ["  " + row.replace("} /* ", "}, /* ", 1) for row in checks]
     lines.append("};")
     args = (f"{U}_ARGS", len(ix.args)) if ix.args else ("0", 0)
-    lines.append(f"static const IxSpec {U}_IX = {{{U}_FLAGS, {U}_CHECKS, {args[0]}, "
-                 f"{U}_NUM_ACCOUNTS, {len(checks)}, {args[1]}}};")
+    lines.append(
+        f"static const IxSpec {U}_IX = {{{U}_FLAGS, {U}_CHECKS, {args[0]}, "
+        f"{U}_NUM_ACCOUNTS, {len(checks)}, {args[1]}}};"
+    )
     args_param, args_value = (f", {P}Args *args", "args") if ix.args else ("", "0")
-    lines.append(f"static inline __attribute__((always_inline)) uint64_t parse_{ix.name}("
-                 f"SolParameters *p, {P}Accounts *a{args_param}) {{")
+    lines.append(
+        f"static inline __attribute__((always_inline)) uint64_t parse_{ix.name}("
+        f"SolParameters *p, {P}Accounts *a{args_param}) {{"
+    )
     lines.append(f"  return parse(p, a->at, {args_value}, &{U}_IX);")
     lines.append("}")
     return lines + [""]

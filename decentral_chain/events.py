@@ -19,7 +19,7 @@ from solders.pubkey import Pubkey
 
 from decentral_chain.abi import EVENTS, PROGRAM_ID, Struct
 from decentral_chain.accounts import decode_struct
-from decentral_chain.errors import DecodeError
+from decentral_chain.errors import DecodeError, LogsTruncated
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +91,7 @@ class ConfigUpdated:
 Event = CreditsDeposited | CreditsWithdrawn | JobLocked | JobSettled | JobRefunded | ConfigUpdated
 
 EVENT_CLASSES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (CreditsDeposited, CreditsWithdrawn, JobLocked, JobSettled, JobRefunded, ConfigUpdated)
+    cls.__name__: cls for cls in (CreditsDeposited, CreditsWithdrawn, JobLocked, JobSettled, JobRefunded, ConfigUpdated)
 }
 _BY_DISCRIMINATOR: dict[bytes, Struct] = {s.discriminator: s for s in EVENTS}
 
@@ -103,10 +102,6 @@ def decode_event(data: bytes) -> Event:
     if struct is None:
         raise DecodeError("unknown event discriminator")
     return EVENT_CLASSES[struct.name](**decode_struct(struct, data))  # type: ignore[no-any-return]
-
-
-class LogsTruncated(DecodeError):
-    """The runtime truncated the log: events after the cut are missing."""
 
 
 _INVOKE = re.compile(r"^Program (\w+) invoke \[(\d+)\]$")
@@ -142,7 +137,7 @@ def program_frames(logs: Iterable[str], program_id: Pubkey = PROGRAM_ID) -> list
                 raise DecodeError(f"unbalanced log frames at: {line}")
             stack.pop()
         elif line.startswith(_DATA) and stack and stack[-1][1] is not None:
-            parts = line[len(_DATA):].split(" ")
+            parts = line[len(_DATA) :].split(" ")
             try:
                 raw = b"".join(base64.b64decode(p, validate=True) for p in parts)
             except binascii.Error as exc:

@@ -104,8 +104,16 @@ def decode_instruction_data(data: bytes, account_keys: list[Pubkey]) -> DecodedI
 # ------------------------------------------------------------------------ builders
 
 
-def build_initialize(*, admin: Pubkey, mint: Pubkey, gateway: Pubkey, treasury: Pubkey, fee_bps: int,
-                     refund_timeout: int, program_id: Pubkey = PROGRAM_ID) -> Instruction:
+def build_initialize(
+    *,
+    admin: Pubkey,
+    mint: Pubkey,
+    gateway: Pubkey,
+    treasury: Pubkey,
+    fee_bps: int,
+    refund_timeout: int,
+    program_id: Pubkey = PROGRAM_ID,
+) -> Instruction:
     """initialize(fee_bps, refund_timeout)
 
     0. [writable, signer] admin - program upgrade authority; pays rent
@@ -113,8 +121,13 @@ def build_initialize(*, admin: Pubkey, mint: Pubkey, gateway: Pubkey, treasury: 
     6. [] program  7. [] program_data  8. [] token_program  9. [] system_program
     """
     accounts = {
-        "admin": admin, "config": pda.config_address(program_id), "vault": pda.vault_address(program_id),
-        "mint": mint, "gateway": gateway, "treasury": treasury, "program": program_id,
+        "admin": admin,
+        "config": pda.config_address(program_id),
+        "vault": pda.vault_address(program_id),
+        "mint": mint,
+        "gateway": gateway,
+        "treasury": treasury,
+        "program": program_id,
         "program_data": pda.program_data_address(program_id),
     }
     return build_instruction("initialize", accounts, {"fee_bps": fee_bps, "refund_timeout": refund_timeout}, program_id)
@@ -126,9 +139,13 @@ def build_deposit(*, owner: Pubkey, source: Pubkey, amount: int, program_id: Pub
     0. [writable, signer] owner  1. [writable] config  2. [writable] credits
     3. [writable] source  4. [writable] vault  5. [] token_program  6. [] system_program
     """
-    accounts = {"owner": owner, "config": pda.config_address(program_id),
-                "credits": pda.credits_address(owner, program_id), "source": source,
-                "vault": pda.vault_address(program_id)}
+    accounts = {
+        "owner": owner,
+        "config": pda.config_address(program_id),
+        "credits": pda.credits_address(owner, program_id),
+        "source": source,
+        "vault": pda.vault_address(program_id),
+    }
     return build_instruction("deposit", accounts, {"amount": amount}, program_id)
 
 
@@ -138,65 +155,107 @@ def build_withdraw(*, owner: Pubkey, destination: Pubkey, amount: int, program_i
     0. [signer] owner  1. [writable] config  2. [writable] credits
     3. [writable] destination  4. [writable] vault  5. [] token_program
     """
-    accounts = {"owner": owner, "config": pda.config_address(program_id),
-                "credits": pda.credits_address(owner, program_id), "destination": destination,
-                "vault": pda.vault_address(program_id)}
+    accounts = {
+        "owner": owner,
+        "config": pda.config_address(program_id),
+        "credits": pda.credits_address(owner, program_id),
+        "destination": destination,
+        "vault": pda.vault_address(program_id),
+    }
     return build_instruction("withdraw", accounts, {"amount": amount}, program_id)
 
 
-def build_lock_job(*, gateway: Pubkey, client: Pubkey, job_id: bytes, amount: int, worker: Pubkey,
-                   program_id: Pubkey = PROGRAM_ID) -> Instruction:
+def build_lock_job(
+    *, gateway: Pubkey, client: Pubkey, job_id: bytes, amount: int, worker: Pubkey, program_id: Pubkey = PROGRAM_ID
+) -> Instruction:
     """lock_job(job_id, amount, worker)
 
     0. [writable, signer] gateway  1. [] config  2. [writable] credits (client's)
     3. [writable] job  4. [] system_program
     """
-    accounts = {"gateway": gateway, "config": pda.config_address(program_id),
-                "credits": pda.credits_address(client, program_id), "job": pda.job_address(job_id, program_id)}
+    accounts = {
+        "gateway": gateway,
+        "config": pda.config_address(program_id),
+        "credits": pda.credits_address(client, program_id),
+        "job": pda.job_address(job_id, program_id),
+    }
     return build_instruction("lock_job", accounts, {"job_id": job_id, "amount": amount, "worker": worker}, program_id)
 
 
-def build_settle_job(*, gateway: Pubkey, client: Pubkey, job_id: bytes, worker_token: Pubkey, treasury: Pubkey,
-                     payer: Pubkey, cost: int, result_hash: bytes, prompt_tokens: int, completion_tokens: int,
-                     program_id: Pubkey = PROGRAM_ID) -> Instruction:
+def build_settle_job(
+    *,
+    gateway: Pubkey,
+    client: Pubkey,
+    job_id: bytes,
+    worker_token: Pubkey,
+    treasury: Pubkey,
+    payer: Pubkey,
+    cost: int,
+    result_hash: bytes,
+    prompt_tokens: int,
+    completion_tokens: int,
+    program_id: Pubkey = PROGRAM_ID,
+) -> Instruction:
     """settle_job(cost, result_hash, prompt_tokens, completion_tokens)
 
     0. [signer] gateway  1. [writable] config  2. [writable] job  3. [writable] credits
     4. [writable] vault  5. [writable] worker_token  6. [writable] treasury
     7. [writable] payer  8. [] token_program
     """
-    accounts = {"gateway": gateway, "config": pda.config_address(program_id),
-                "job": pda.job_address(job_id, program_id), "credits": pda.credits_address(client, program_id),
-                "vault": pda.vault_address(program_id), "worker_token": worker_token, "treasury": treasury,
-                "payer": payer}
-    args = {"cost": cost, "result_hash": result_hash, "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens}
+    accounts = {
+        "gateway": gateway,
+        "config": pda.config_address(program_id),
+        "job": pda.job_address(job_id, program_id),
+        "credits": pda.credits_address(client, program_id),
+        "vault": pda.vault_address(program_id),
+        "worker_token": worker_token,
+        "treasury": treasury,
+        "payer": payer,
+    }
+    args = {
+        "cost": cost,
+        "result_hash": result_hash,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+    }
     return build_instruction("settle_job", accounts, args, program_id)
 
 
-def build_refund_job(*, authority: Pubkey, client: Pubkey, job_id: bytes, payer: Pubkey,
-                     program_id: Pubkey = PROGRAM_ID) -> Instruction:
+def build_refund_job(
+    *, authority: Pubkey, client: Pubkey, job_id: bytes, payer: Pubkey, program_id: Pubkey = PROGRAM_ID
+) -> Instruction:
     """refund_job()
 
     0. [signer] authority (gateway, or the client after expires_at)  1. [writable] config
     2. [writable] job  3. [writable] credits  4. [writable] payer
     """
-    accounts = {"authority": authority, "config": pda.config_address(program_id),
-                "job": pda.job_address(job_id, program_id), "credits": pda.credits_address(client, program_id),
-                "payer": payer}
+    accounts = {
+        "authority": authority,
+        "config": pda.config_address(program_id),
+        "job": pda.job_address(job_id, program_id),
+        "credits": pda.credits_address(client, program_id),
+        "payer": payer,
+    }
     return build_instruction("refund_job", accounts, {}, program_id)
 
 
-def build_update_config(*, admin: Pubkey, fee_bps: int | None = None, refund_timeout: int | None = None,
-                        gateway: Pubkey | None = None, paused: bool | None = None,
-                        program_id: Pubkey = PROGRAM_ID) -> Instruction:
+def build_update_config(
+    *,
+    admin: Pubkey,
+    fee_bps: int | None = None,
+    refund_timeout: int | None = None,
+    gateway: Pubkey | None = None,
+    paused: bool | None = None,
+    program_id: Pubkey = PROGRAM_ID,
+) -> Instruction:
     """update_config(fee_bps?, refund_timeout?, gateway?, paused?)
 
     0. [signer] admin  1. [writable] config
     """
     args = {"fee_bps": fee_bps, "refund_timeout": refund_timeout, "gateway": gateway, "paused": paused}
-    return build_instruction("update_config", {"admin": admin, "config": pda.config_address(program_id)}, args,
-                             program_id)
+    return build_instruction(
+        "update_config", {"admin": admin, "config": pda.config_address(program_id)}, args, program_id
+    )
 
 
 def build_set_treasury(*, admin: Pubkey, treasury: Pubkey, program_id: Pubkey = PROGRAM_ID) -> Instruction:
@@ -213,8 +272,12 @@ def build_propose_admin(*, admin: Pubkey, new_admin: Pubkey, program_id: Pubkey 
 
     0. [signer] admin  1. [writable] config
     """
-    return build_instruction("propose_admin", {"admin": admin, "config": pda.config_address(program_id)},
-                             {"new_admin": new_admin}, program_id)
+    return build_instruction(
+        "propose_admin",
+        {"admin": admin, "config": pda.config_address(program_id)},
+        {"new_admin": new_admin},
+        program_id,
+    )
 
 
 def build_accept_admin(*, new_admin: Pubkey, program_id: Pubkey = PROGRAM_ID) -> Instruction:
@@ -222,5 +285,6 @@ def build_accept_admin(*, new_admin: Pubkey, program_id: Pubkey = PROGRAM_ID) ->
 
     0. [signer] new_admin  1. [writable] config
     """
-    return build_instruction("accept_admin", {"new_admin": new_admin, "config": pda.config_address(program_id)},
-                             {}, program_id)
+    return build_instruction(
+        "accept_admin", {"new_admin": new_admin, "config": pda.config_address(program_id)}, {}, program_id
+    )

@@ -14,7 +14,10 @@ from decentral_chain.abi import (
     SEED_CREDITS,
     SEED_JOB,
     SEED_VAULT,
+    TOKEN_PROGRAM_ID,
 )
+
+ASSOCIATED_TOKEN_PROGRAM_ID = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
 
 
 @functools.cache  # derivations are pure and cost 10–60 µs each
@@ -30,6 +33,14 @@ def vault_address(program_id: Pubkey = PROGRAM_ID) -> Pubkey:
 @functools.lru_cache(maxsize=65536)  # one per client: a gateway derives it for every job
 def credits_address(owner: Pubkey, program_id: Pubkey = PROGRAM_ID) -> Pubkey:
     return Pubkey.find_program_address([SEED_CREDITS, bytes(owner)], program_id)[0]
+
+
+@functools.lru_cache(maxsize=65536)
+def associated_token_address(owner: Pubkey, mint: Pubkey, token_program: Pubkey = TOKEN_PROGRAM_ID) -> Pubkey:
+    """The owner's associated token account of ``mint`` (as spl-associated-token-account)."""
+    return Pubkey.find_program_address([bytes(owner), bytes(token_program), bytes(mint)], ASSOCIATED_TOKEN_PROGRAM_ID)[
+        0
+    ]
 
 
 def job_address(job_id: bytes, program_id: Pubkey = PROGRAM_ID) -> Pubkey:

@@ -123,8 +123,12 @@ class Receipt(BaseModel):
         missing = [h for h in (HEADER_JOB_ID, HEADER_LOCK_TX, HEADER_SETTLEMENT_TX, HEADER_WORKER) if h not in lower]
         if missing:
             raise DecodeError(f"invalid receipt: missing header {missing[0]}")
-        fields: dict[str, object] = {"job_id": lower[HEADER_JOB_ID], "lock_tx": lower[HEADER_LOCK_TX],
-                                     "settlement_tx": lower[HEADER_SETTLEMENT_TX], "worker": lower[HEADER_WORKER]}
+        fields: dict[str, object] = {
+            "job_id": lower[HEADER_JOB_ID],
+            "lock_tx": lower[HEADER_LOCK_TX],
+            "settlement_tx": lower[HEADER_SETTLEMENT_TX],
+            "worker": lower[HEADER_WORKER],
+        }
         if HEADER_COST in lower:
             fields["cost"] = lower[HEADER_COST]
         if HEADER_RESULT_HASH in lower:

@@ -195,7 +195,7 @@ class FetchedTx:
         its group, while deeper than it, one level below it."""
         me = self.instructions[k]
         found = []
-        for ix in self.instructions[k + 1:]:
+        for ix in self.instructions[k + 1 :]:
             if ix.group != me.group:
                 break
             if ix.height is None:
@@ -257,8 +257,11 @@ def parse_transaction(signature: Signature, result: Any) -> FetchedTx:
     meta = answer.meta
     loaded = meta.loadedAddresses or _Loaded()
     try:
-        keys = (*static, *(Pubkey.from_string(k) for k in loaded.writable),
-                *(Pubkey.from_string(k) for k in loaded.readonly))
+        keys = (
+            *static,
+            *(Pubkey.from_string(k) for k in loaded.writable),
+            *(Pubkey.from_string(k) for k in loaded.readonly),
+        )
     except ValueError:
         raise DecodeError("malformed getTransaction answer: meta.loadedAddresses: not a public key") from None
 
@@ -275,8 +278,15 @@ def parse_transaction(signature: Signature, result: Any) -> FetchedTx:
     instructions: list[_Instruction] = []
     for i, top in enumerate(message.instructions):
         where = f"instruction {i}"
-        instructions.append(_Instruction(i, key(top.program_id_index, where), bytes(top.data),
-                                         tuple(key(a, where) for a in bytes(top.accounts)), 1))
+        instructions.append(
+            _Instruction(
+                i,
+                key(top.program_id_index, where),
+                bytes(top.data),
+                tuple(key(a, where) for a in bytes(top.accounts)),
+                1,
+            )
+        )
         for j, inner in enumerate(groups.get(i, [])):
             where = f"meta.innerInstructions[{i}].instructions[{j}]"
             try:
@@ -285,13 +295,30 @@ def parse_transaction(signature: Signature, result: Any) -> FetchedTx:
                 raise DecodeError(f"malformed getTransaction answer: {where}.data is not base-58") from None
             if inner.stackHeight is not None and inner.stackHeight < 2:
                 raise DecodeError(f"malformed getTransaction answer: {where}.stackHeight {inner.stackHeight}")
-            instructions.append(_Instruction(i, key(inner.programIdIndex, where), data,
-                                             tuple(key(a, where) for a in inner.accounts), inner.stackHeight))
+            instructions.append(
+                _Instruction(
+                    i,
+                    key(inner.programIdIndex, where),
+                    data,
+                    tuple(key(a, where) for a in inner.accounts),
+                    inner.stackHeight,
+                )
+            )
     post: dict[int, TokenBalance] = {}
     for b in meta.postTokenBalances or []:
         key(b.accountIndex, "meta.postTokenBalances")
-        post[b.accountIndex] = TokenBalance(Pubkey.from_string(b.mint),
-                                            Pubkey.from_string(b.owner) if b.owner else None,
-                                            int(b.uiTokenAmount.amount))
-    return FetchedTx(signature, tx, raw[used + 64 * count:], answer.slot, answer.blockTime, meta.err,
-                     None if meta.logMessages is None else tuple(meta.logMessages), keys, tuple(instructions), post)
+        post[b.accountIndex] = TokenBalance(
+            Pubkey.from_string(b.mint), Pubkey.from_string(b.owner) if b.owner else None, int(b.uiTokenAmount.amount)
+        )
+    return FetchedTx(
+        signature,
+        tx,
+        raw[used + 64 * count :],
+        answer.slot,
+        answer.blockTime,
+        meta.err,
+        None if meta.logMessages is None else tuple(meta.logMessages),
+        keys,
+        tuple(instructions),
+        post,
+    )

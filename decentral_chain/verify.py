@@ -44,16 +44,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
 from decentral_chain import pda
 from decentral_chain.abi import BPS_DENOMINATOR, PROGRAM_ID
 from decentral_chain.accounts import Config
-from decentral_chain.errors import DecodeError, RpcError, RpcUnavailable
+from decentral_chain.errors import DecodeError, RpcError
 from decentral_chain.events import JobLocked, JobRefunded, JobSettled, LogsTruncated
 from decentral_chain.receipts import Receipt
+from decentral_chain.rpc import JsonRpc
 from decentral_chain.txview import FetchedTx, Run, parse_transaction
 
 DEFAULT_WAIT = 3.0  # seconds a signature not yet visible is waited for
@@ -99,8 +99,7 @@ class Report:
 
     @property
     def verified(self) -> bool:
-        return all(c.status != Status.FAIL for c in self.checks) and any(
-            c.status == Status.PASS for c in self.checks)
+        return all(c.status != Status.FAIL for c in self.checks) and any(c.status == Status.PASS for c in self.checks)
 
     def check(self, name: str) -> CheckResult:
         return next(c for c in self.checks if c.name == name)
@@ -115,112 +114,34 @@ class Report:
         life = f"job {f['job_id']}" + (f" (lifecycle nonce {f['nonce']})" if "nonce" in f else "")
         where = f"under program {f['program']}" + (f" in mint {f['mint']}" if "mint" in f else "")
         if f.get("outcome") == "refunded":
-            return (f"Client {client} had {_usdc(f.get('locked', 0))} USDC locked for {life} "
-                    f"(worker {f.get('worker')}), and all of it was refunded to their free credits; "
-                    f"nobody was paid. {where.capitalize()}.")
-        text = (f"Client {client} paid {_usdc(f['cost'])} USDC for {life}, {where}: "
-                f"worker {f.get('worker')} received {_usdc(f.get('worker_paid', 0))} "
-                f"and the treasury a fee of {_usdc(f.get('fee', 0))}")
+            return (
+                f"Client {client} had {_usdc(f.get('locked', 0))} USDC locked for {life} "
+                f"(worker {f.get('worker')}), and all of it was refunded to their free credits; "
+                f"nobody was paid. {where.capitalize()}."
+            )
+        text = (
+            f"Client {client} paid {_usdc(f['cost'])} USDC for {life}, {where}: "
+            f"worker {f.get('worker')} received {_usdc(f.get('worker_paid', 0))} "
+            f"and the treasury a fee of {_usdc(f.get('fee', 0))}"
+        )
         if "locked" in f:
-            text += (f"; {_usdc(f['locked'])} had been locked at slot {f.get('lock_slot')} and "
-                     f"{_usdc(f.get('refunded', 0))} went back to the client's free credits")
+            text += (
+                f"; {_usdc(f['locked'])} had been locked at slot {f.get('lock_slot')} and "
+                f"{_usdc(f.get('refunded', 0))} went back to the client's free credits"
+            )
         text += f". The settlement (slot {f.get('settlement_slot')}) committed to result hash {f.get('result_hash')}"
         if f.get("response_checked"):
             text += ", the sha256 of the response checked here"
         return text + f" ({f.get('prompt_tokens')} prompt + {f.get('completion_tokens')} completion tokens)."
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verified": self.verified, "receipt": self.receipt.model_dump(mode="json"),
-                "checks": [{"name": c.name, "status": c.status.value, "detail": c.detail} for c in self.checks],
-                "facts": self.facts, "explanation": self.explain()}
-
-
-# ------------------------------------------------------------------------ JSON-RPC
-
-
-class RawRpc:
-    """Minimal JSON-RPC over httpx. Concurrent calls share batch requests (up to
-    ``batch_size`` per request, ``max_in_flight`` requests at a time): verifying many receipts
-    is then a few large requests instead of thousands of small ones. A lone call is a plain
-    request. Transport errors are retried with backoff, nothing else."""
-
-    def __init__(self, url: str, *, retries: int = 3, backoff: float = 0.1, timeout: float = 30.0,
-                 batch_size: int = 100, max_in_flight: int = 4) -> None:
-        self.url = url
-        self.retries = retries
-        self.backoff = backoff
-        self.batch_size = batch_size
-        # certificates are loaded only for https endpoints (it costs ~30 ms per client)
-        self.http = httpx.AsyncClient(timeout=timeout, verify=url.startswith("https://"))
-        self._queue: list[tuple[dict, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
-        self._in_flight = asyncio.Semaphore(max_in_flight)
-        self._ids = 0
-
-    async def call(self, method: str, params: list) -> Any:
-        self._ids += 1
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append(({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        """Drain the queue until it is empty and nothing is in flight. Calls made while a
-        send is pending are picked up here: between the final check and this task ending
-        there is no await, so a later call always finds the flusher done and starts one."""
-        await asyncio.sleep(0)  # let every caller of this turn enqueue
-        sends: set[asyncio.Task] = set()
-        while self._queue or sends:
-            while self._queue and not self._in_flight.locked():
-                batch, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size:]
-                await self._in_flight.acquire()
-                sends.add(asyncio.create_task(self._send(batch)))
-            if sends:
-                _, sends = await asyncio.wait(sends, return_when=asyncio.FIRST_COMPLETED)
-
-    async def _send(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
-        try:
-            body: Any = batch[0][0] if len(batch) == 1 else [request for request, _ in batch]
-            replies = await self._post(body)
-            by_id = {r.get("id"): r for r in (replies if isinstance(replies, list) else [replies])
-                     if isinstance(r, dict)}
-            for request, future in batch:
-                reply = by_id.get(request["id"])
-                if future.done():
-                    continue
-                if reply is None:
-                    future.set_exception(RpcError(-32603, f"no reply to {request['method']} in the batch"))
-                elif "error" in reply:
-                    err = reply["error"]
-                    future.set_exception(RpcError(err.get("code", 0), err.get("message", ""), err.get("data")))
-                else:
-                    future.set_result(reply.get("result"))
-        except Exception as exc:  # transport or HTTP failure: every caller of the batch gets it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-        finally:
-            self._in_flight.release()
-
-    async def _post(self, body: Any) -> Any:
-        for attempt in range(self.retries + 1):
-            try:
-                response = await self.http.post(self.url, json=body)
-                break
-            except httpx.TransportError as exc:
-                if attempt == self.retries:
-                    raise RpcUnavailable(f"RPC {self.url} unreachable: {exc}") from exc
-                await asyncio.sleep(self.backoff * 2**attempt)
-        if response.status_code != 200:
-            raise RpcError(response.status_code, f"HTTP {response.status_code} from {self.url}")
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise RpcError(-32700, f"{self.url} did not answer JSON") from exc
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
+        return {
+            "verified": self.verified,
+            "receipt": self.receipt.model_dump(mode="json"),
+            "checks": [{"name": c.name, "status": c.status.value, "detail": c.detail} for c in self.checks],
+            "facts": self.facts,
+            "explanation": self.explain(),
+        }
 
 
 # ---------------------------------------------------------------------- verifier
@@ -260,8 +181,15 @@ class Verifier:
     """Verifies receipts against one RPC, for the auditor's program (and mint); fetched
     transactions and the Config are reused across receipts."""
 
-    def __init__(self, rpc_url: str, *, program_id: Pubkey = PROGRAM_ID, mint: Pubkey | None = None,
-                 commitment: str = "confirmed", wait: float = DEFAULT_WAIT) -> None:
+    def __init__(
+        self,
+        rpc_url: str,
+        *,
+        program_id: Pubkey = PROGRAM_ID,
+        mint: Pubkey | None = None,
+        commitment: str = "confirmed",
+        wait: float = DEFAULT_WAIT,
+    ) -> None:
         """``program_id`` / ``mint``: the auditor's trust anchor, never taken from a receipt
         (``mint`` None: whatever the program's Config holds, reported). ``wait``: seconds a
         signature not yet visible at ``commitment`` is waited for before it counts as missing."""
@@ -269,7 +197,7 @@ class Verifier:
             raise ValueError("commitment must be confirmed or finalized")
         if not wait >= 0:
             raise ValueError("wait must be a number of seconds ≥ 0")
-        self.rpc = RawRpc(rpc_url)
+        self.rpc = JsonRpc(rpc_url)
         self.program_id = program_id
         self.mint = mint
         self.commitment = commitment
@@ -286,12 +214,18 @@ class Verifier:
     def transaction(self, signature: Signature) -> asyncio.Future:
         """The fetched transaction, or None if it never became visible within ``wait``
         (awaitable; one fetch per signature, shared). A malformed answer raises DecodeError."""
+
         async def load() -> FetchedTx | None:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.wait
             while True:
-                result = await self.rpc.call("getTransaction", [str(signature), {
-                    "encoding": "base64", "commitment": self.commitment, "maxSupportedTransactionVersion": 0}])
+                result = await self.rpc.call(
+                    "getTransaction",
+                    [
+                        str(signature),
+                        {"encoding": "base64", "commitment": self.commitment, "maxSupportedTransactionVersion": 0},
+                    ],
+                )
                 if result is not None:
                     return parse_transaction(signature, result)
                 if loop.time() >= deadline:
@@ -304,9 +238,12 @@ class Verifier:
 
     async def config(self) -> Config | None:
         """The trusted program's Config (read once); None if there is none on this cluster."""
+
         async def load() -> Config | None:
-            result = await self.rpc.call("getAccountInfo", [str(pda.config_address(self.program_id)),
-                                                            {"encoding": "base64", "commitment": self.commitment}])
+            result = await self.rpc.call(
+                "getAccountInfo",
+                [str(pda.config_address(self.program_id)), {"encoding": "base64", "commitment": self.commitment}],
+            )
             value = result.get("value") if isinstance(result, dict) else None
             if not isinstance(value, dict) or value.get("owner") != str(self.program_id):
                 return None
@@ -344,25 +281,35 @@ class Verifier:
             return _Read(tx, runs=tx.runs(self.program_id)), None
         except LogsTruncated:
             return _Read(tx, runs=tx.runs(self.program_id, events=False)), (
-                f"{label}: the log was truncated, events cannot be checked")
+                f"{label}: the log was truncated, events cannot be checked"
+            )
         except DecodeError as exc:
             return _Read(tx, f"{label} transaction: {exc}"), None
 
-    async def verify(self, receipt: Receipt, *, expected_cost: int | None = None,
-                     response: bytes | None = None) -> Report:
+    async def verify(
+        self, receipt: Receipt, *, expected_cost: int | None = None, response: bytes | None = None
+    ) -> Report:
         report = Report(receipt)
         program = self.program_id
         job_key = pda.job_address(receipt.job_id_bytes, program)
         add = lambda name, status, detail: report.checks.append(CheckResult(name, status, detail))  # noqa: E731
         (lock, lock_note), (settle, settle_note) = await asyncio.gather(
-            self._read(receipt.lock_signature, "lock"), self._read(receipt.settlement_signature, "settlement"))
-        report.facts.update(program=str(program), job_id=str(receipt.job_id), lock_tx=receipt.lock_tx,
-                            settlement_tx=receipt.settlement_tx)
+            self._read(receipt.lock_signature, "lock"), self._read(receipt.settlement_signature, "settlement")
+        )
+        report.facts.update(
+            program=str(program),
+            job_id=str(receipt.job_id),
+            lock_tx=receipt.lock_tx,
+            settlement_tx=receipt.settlement_tx,
+        )
 
         # 1. transactions: visible at the commitment, readable, succeeded
         problems = [r.problem for r in (lock, settle) if r.problem]
-        add("transactions", Status.FAIL if problems else Status.PASS,
-            "; ".join(problems) or f"both found at {self.commitment}, both succeeded")
+        add(
+            "transactions",
+            Status.FAIL if problems else Status.PASS,
+            "; ".join(problems) or f"both found at {self.commitment}, both succeeded",
+        )
 
         # 2. signatures, verified here over the message bytes
         bad = []
@@ -404,8 +351,9 @@ class Verifier:
 
         # 4-5. the lock and the close of this Job, paired on their lifecycle (client, nonce)
         locks = [r for r in lock.runs if r.ix.name == "lock_job" and r.ix.accounts["job"] == job_key]
-        closes = [r for r in settle.runs
-                  if r.ix.name in ("settle_job", "refund_job") and r.ix.accounts["job"] == job_key]
+        closes = [
+            r for r in settle.runs if r.ix.name in ("settle_job", "refund_job") and r.ix.accounts["job"] == job_key
+        ]
         locked_run, closed_run = self._pair(receipt, locks, closes)
         locked_ev = _own_event(locked_run, JobLocked)
         close_cls = JobSettled if closed_run is not None and closed_run.ix.name == "settle_job" else JobRefunded
@@ -466,16 +414,24 @@ class Verifier:
             elif expected is not None and cost != expected:
                 add("cost", Status.FAIL, f"cost {cost}, expected {expected}")
             else:
-                add("cost", Status.PASS, f"cost {cost}" + (" = expected" if expected is not None else "")
-                    + (f" ≤ locked {locked_amount}" if locked_amount is not None else ""))
+                add(
+                    "cost",
+                    Status.PASS,
+                    f"cost {cost}"
+                    + (" = expected" if expected is not None else "")
+                    + (f" ≤ locked {locked_amount}" if locked_amount is not None else ""),
+                )
 
         # 10. result hash
         if settled is None:
             add("result_hash", Status.SKIP, "no settlement" if closed_run is None else "refund: no result")
         else:
             onchain = bytes(settled.ix.args["result_hash"]).hex()
-            report.facts.update(result_hash=onchain, prompt_tokens=settled.ix.args["prompt_tokens"],
-                                completion_tokens=settled.ix.args["completion_tokens"])
+            report.facts.update(
+                result_hash=onchain,
+                prompt_tokens=settled.ix.args["prompt_tokens"],
+                completion_tokens=settled.ix.args["completion_tokens"],
+            )
             wanted = hashlib.sha256(response).hexdigest() if response is not None else receipt.result_hash
             source = "sha256 of the response" if response is not None else "the receipt's result hash"
             if wanted is None:
@@ -492,14 +448,19 @@ class Verifier:
         """The receipt's lock and close: a pair of one lifecycle (same client and nonce in
         their own events), preferring the receipt's nonce and outcome. Without such a pair,
         the first candidates, so that the lifecycle check reports the mismatch."""
+
         def wanted(run: Run) -> bool:
             event = _own_event(run, JobSettled if run.ix.name == "settle_job" else JobRefunded)
             kind = "settled" if run.ix.name == "settle_job" else "refunded"
             return kind == receipt.outcome and (receipt.nonce is None or getattr(event, "nonce", None) == receipt.nonce)
 
-        pairs = [(lk, cl) for cl in closes for lk in locks
-                 if (key := _lifecycle(_own_event(lk, JobLocked))) is not None
-                 and key == _lifecycle(_own_event(cl, JobSettled if cl.ix.name == "settle_job" else JobRefunded))]
+        pairs = [
+            (lk, cl)
+            for cl in closes
+            for lk in locks
+            if (key := _lifecycle(_own_event(lk, JobLocked))) is not None
+            and key == _lifecycle(_own_event(cl, JobSettled if cl.ix.name == "settle_job" else JobRefunded))
+        ]
         best = [p for p in pairs if wanted(p[1])] or pairs
         if best:
             return best[0]
@@ -507,16 +468,28 @@ class Verifier:
         return (locks[0] if locks else None), (preferred[0] if preferred else None)
 
     @staticmethod
-    def _check_lifecycle(report: Report, receipt: Receipt, locked_run: Run | None, locked: JobLocked | None,
-                         closed_run: Run | None, closed: JobSettled | JobRefunded | None) -> tuple[str, Status, str]:
+    def _check_lifecycle(
+        report: Report,
+        receipt: Receipt,
+        locked_run: Run | None,
+        locked: JobLocked | None,
+        closed_run: Run | None,
+        closed: JobSettled | JobRefunded | None,
+    ) -> tuple[str, Status, str]:
         if locked_run is None or closed_run is None:
             return "lifecycle", Status.SKIP, "needs both the lock and the close"
         if locked is None or closed is None:
             return "lifecycle", Status.SKIP, "needs the lock's and the close's events"
         report.facts.update(client=str(locked.client), nonce=locked.nonce, fee_bps=locked.fee_bps)
         if (closed.client, closed.nonce) != (locked.client, locked.nonce) or closed.job_id != locked.job_id:
-            return "lifecycle", Status.FAIL, (f"the close ended lifecycle {closed.nonce} of client {closed.client}; "
-                                              f"the lock began lifecycle {locked.nonce} of client {locked.client}")
+            return (
+                "lifecycle",
+                Status.FAIL,
+                (
+                    f"the close ended lifecycle {closed.nonce} of client {closed.client}; "
+                    f"the lock began lifecycle {locked.nonce} of client {locked.client}"
+                ),
+            )
         if receipt.nonce is not None and receipt.nonce != locked.nonce:
             return "lifecycle", Status.FAIL, f"lifecycle nonce {locked.nonce}, the receipt says {receipt.nonce}"
         if closed.worker != locked.worker:
@@ -524,12 +497,24 @@ class Verifier:
         ended = closed.cost + closed.refunded if isinstance(closed, JobSettled) else closed.amount
         if ended != locked.amount:
             return "lifecycle", Status.FAIL, f"the close accounts for {ended} credits, the lock held {locked.amount}"
-        return "lifecycle", Status.PASS, (f"one lifecycle: nonce {locked.nonce} of client {locked.client}, "
-                                          f"{locked.amount} credits locked and released")
+        return (
+            "lifecycle",
+            Status.PASS,
+            (
+                f"one lifecycle: nonce {locked.nonce} of client {locked.client}, "
+                f"{locked.amount} credits locked and released"
+            ),
+        )
 
-    def _check_events(self, lock_note: str | None, settle_note: str | None, locked_run: Run | None,
-                      locked: JobLocked | None, closed_run: Run | None,
-                      closed: JobSettled | JobRefunded | None) -> tuple[str, Status, str]:
+    def _check_events(
+        self,
+        lock_note: str | None,
+        settle_note: str | None,
+        locked_run: Run | None,
+        locked: JobLocked | None,
+        closed_run: Run | None,
+        closed: JobSettled | JobRefunded | None,
+    ) -> tuple[str, Status, str]:
         notes = [n for n in (lock_note, settle_note) if n]
         if notes:
             return "events", Status.FAIL, "; ".join(notes)
@@ -539,7 +524,10 @@ class Verifier:
         if locked_run is not None:
             args = locked_run.ix.args
             if locked is None or (locked.job_id, locked.worker, locked.amount) != (
-                    bytes(args["job_id"]), args["worker"], args["amount"]):
+                bytes(args["job_id"]),
+                args["worker"],
+                args["amount"],
+            ):
                 return "events", Status.FAIL, "lock_job logged no JobLocked of the program matching its arguments"
             names.append("JobLocked")
         if closed_run is not None:
@@ -548,14 +536,25 @@ class Verifier:
             if ok and isinstance(closed, JobSettled):
                 args = closed_run.ix.args
                 ok = (closed.cost, closed.result_hash, closed.prompt_tokens, closed.completion_tokens) == (
-                    args["cost"], bytes(args["result_hash"]), args["prompt_tokens"], args["completion_tokens"])
+                    args["cost"],
+                    bytes(args["result_hash"]),
+                    args["prompt_tokens"],
+                    args["completion_tokens"],
+                )
             if not ok:
                 return "events", Status.FAIL, f"{closed_run.ix.name} logged no {name} of the program matching it"
             names.append(name)
         return "events", Status.PASS, " and ".join(names) + ", each in its own instruction's frame"
 
-    def _check_payouts(self, report: Report, config: Config | None, settle: FetchedTx | None, settled: Run,
-                       closed: JobSettled | JobRefunded | None, locked: JobLocked | None) -> tuple[str, Status, str]:
+    def _check_payouts(
+        self,
+        report: Report,
+        config: Config | None,
+        settle: FetchedTx | None,
+        settled: Run,
+        closed: JobSettled | JobRefunded | None,
+        locked: JobLocked | None,
+    ) -> tuple[str, Status, str]:
         if config is None:
             return "payouts", Status.SKIP, "no trusted Config to check the mint and vault against"
         if not isinstance(closed, JobSettled) or settle is None:
@@ -564,17 +563,30 @@ class Verifier:
             return "payouts", Status.FAIL, "the RPC gave no stack heights: transfers cannot be attributed to settle_job"
         cost, fee = closed.cost, closed.fee
         if locked is not None and fee != _fee(cost, locked.fee_bps):
-            return "payouts", Status.FAIL, (f"fee {fee} is not {locked.fee_bps} bps of cost {cost} "
-                                            f"(the rate fixed at lock)")
+            return (
+                "payouts",
+                Status.FAIL,
+                (f"fee {fee} is not {locked.fee_bps} bps of cost {cost} (the rate fixed at lock)"),
+            )
         worker_token, treasury = settled.ix.accounts["worker_token"], settled.ix.accounts["treasury"]
         authority = pda.config_address(self.program_id)
-        expected = sorted((str(dest), amount) for dest, amount in ((worker_token, cost - fee), (treasury, fee))
-                          if amount > 0)
-        made = sorted((str(t.destination), t.amount) for t in settled.transfers
-                      if t.source == config.vault and t.authority == authority)
+        expected = sorted(
+            (str(dest), amount) for dest, amount in ((worker_token, cost - fee), (treasury, fee)) if amount > 0
+        )
+        made = sorted(
+            (str(t.destination), t.amount)
+            for t in settled.transfers
+            if t.source == config.vault and t.authority == authority
+        )
         if made != expected or len(made) != len(settled.transfers):
-            return "payouts", Status.FAIL, (f"settle_job's own token transfers {made or 'none'} are not "
-                                            f"cost − fee = {cost - fee} to the worker and fee = {fee} to the treasury")
+            return (
+                "payouts",
+                Status.FAIL,
+                (
+                    f"settle_job's own token transfers {made or 'none'} are not "
+                    f"cost − fee = {cost - fee} to the worker and fee = {fee} to the treasury"
+                ),
+            )
         worker = locked.worker if locked is not None else report.receipt.worker_pubkey
         if cost - fee > 0:
             index = settle.keys.index(worker_token)
@@ -582,27 +594,44 @@ class Verifier:
             if balance is None:
                 return "payouts", Status.FAIL, "no token balance for the worker's account"
             if balance.owner != worker:
-                return "payouts", Status.FAIL, (f"the paid token account is owned by {balance.owner}, "
-                                                f"not the worker {worker}")
+                return (
+                    "payouts",
+                    Status.FAIL,
+                    (f"the paid token account is owned by {balance.owner}, not the worker {worker}"),
+                )
             if balance.mint != config.mint:
                 return "payouts", Status.FAIL, f"the paid token account is of mint {balance.mint}, not {config.mint}"
         report.facts.update(worker_paid=cost - fee, fee=fee, refunded=closed.refunded)
         return "payouts", Status.PASS, f"settle_job paid worker {worker} {cost - fee} and the treasury {fee}"
 
 
-async def verify_receipt(rpc_url: str, receipt: Receipt, *, program_id: Pubkey = PROGRAM_ID,
-                         mint: Pubkey | None = None, commitment: str = "confirmed",
-                         expected_cost: int | None = None, response: bytes | None = None,
-                         wait: float = DEFAULT_WAIT) -> Report:
+async def verify_receipt(
+    rpc_url: str,
+    receipt: Receipt,
+    *,
+    program_id: Pubkey = PROGRAM_ID,
+    mint: Pubkey | None = None,
+    commitment: str = "confirmed",
+    expected_cost: int | None = None,
+    response: bytes | None = None,
+    wait: float = DEFAULT_WAIT,
+) -> Report:
     async with Verifier(rpc_url, program_id=program_id, mint=mint, commitment=commitment, wait=wait) as verifier:
         return await verifier.verify(receipt, expected_cost=expected_cost, response=response)
 
 
-async def verify_batch(rpc_url: str, receipts: Sequence[Receipt], *, program_id: Pubkey = PROGRAM_ID,
-                       mint: Pubkey | None = None, commitment: str = "confirmed",
-                       concurrency: int = 32, fail_fast: bool = False,
-                       on_report: Callable[[Report], None] | None = None,
-                       wait: float = DEFAULT_WAIT) -> list[Report]:
+async def verify_batch(
+    rpc_url: str,
+    receipts: Sequence[Receipt],
+    *,
+    program_id: Pubkey = PROGRAM_ID,
+    mint: Pubkey | None = None,
+    commitment: str = "confirmed",
+    concurrency: int = 32,
+    fail_fast: bool = False,
+    on_report: Callable[[Report], None] | None = None,
+    wait: float = DEFAULT_WAIT,
+) -> list[Report]:
     """Verify concurrently (at most ``concurrency`` at a time), reusing fetched transactions.
     With ``fail_fast`` the first failed receipt stops the receipts not yet started."""
     semaphore = asyncio.Semaphore(concurrency)

@@ -64,44 +64,80 @@ class Chain:
 
     def deposit(self, client: Wallet | None = None, amount: int = 100 * USDC):
         client = client or self.client
-        return self.send(build_deposit(owner=client.pubkey, source=client.token, amount=amount,
-                                       program_id=self.g.program_id), client.keypair)
+        return self.send(
+            build_deposit(owner=client.pubkey, source=client.token, amount=amount, program_id=self.g.program_id),
+            client.keypair,
+        )
 
     def withdraw(self, client: Wallet | None = None, amount: int = USDC):
         client = client or self.client
-        return self.send(build_withdraw(owner=client.pubkey, destination=client.token, amount=amount,
-                                        program_id=self.g.program_id), client.keypair)
+        return self.send(
+            build_withdraw(owner=client.pubkey, destination=client.token, amount=amount, program_id=self.g.program_id),
+            client.keypair,
+        )
 
-    def lock_ix(self, job_id: bytes, amount: int = 10 * USDC, client: Wallet | None = None,
-                worker: Pubkey | None = None) -> Instruction:
-        return build_lock_job(gateway=self.g.gateway.pubkey(), client=(client or self.client).pubkey,
-                              job_id=job_id, amount=amount, worker=worker or self.worker.pubkey,
-                              program_id=self.g.program_id)
+    def lock_ix(
+        self, job_id: bytes, amount: int = 10 * USDC, client: Wallet | None = None, worker: Pubkey | None = None
+    ) -> Instruction:
+        return build_lock_job(
+            gateway=self.g.gateway.pubkey(),
+            client=(client or self.client).pubkey,
+            job_id=job_id,
+            amount=amount,
+            worker=worker or self.worker.pubkey,
+            program_id=self.g.program_id,
+        )
 
-    def lock(self, amount: int = 10 * USDC, client: Wallet | None = None, worker: Pubkey | None = None,
-             job_id: bytes | None = None) -> bytes:
+    def lock(
+        self,
+        amount: int = 10 * USDC,
+        client: Wallet | None = None,
+        worker: Pubkey | None = None,
+        job_id: bytes | None = None,
+    ) -> bytes:
         job_id = job_id or uuid.uuid4().bytes
         self.send(self.lock_ix(job_id, amount, client, worker), self.g.gateway)
         return job_id
 
-    def settle_ix(self, job_id: bytes, cost: int, *, client: Wallet | None = None,
-                  worker_token: Pubkey | None = None, treasury: Pubkey | None = None,
-                  payer: Pubkey | None = None, gateway: Pubkey | None = None,
-                  result: bytes = b"response") -> Instruction:
+    def settle_ix(
+        self,
+        job_id: bytes,
+        cost: int,
+        *,
+        client: Wallet | None = None,
+        worker_token: Pubkey | None = None,
+        treasury: Pubkey | None = None,
+        payer: Pubkey | None = None,
+        gateway: Pubkey | None = None,
+        result: bytes = b"response",
+    ) -> Instruction:
         return build_settle_job(
-            gateway=gateway or self.g.gateway.pubkey(), client=(client or self.client).pubkey, job_id=job_id,
-            worker_token=worker_token or self.worker.token, treasury=treasury or self.g.treasury.token,
-            payer=payer or self.g.gateway.pubkey(), cost=cost, result_hash=hashlib.sha256(result).digest(),
-            prompt_tokens=11, completion_tokens=22, program_id=self.g.program_id)
+            gateway=gateway or self.g.gateway.pubkey(),
+            client=(client or self.client).pubkey,
+            job_id=job_id,
+            worker_token=worker_token or self.worker.token,
+            treasury=treasury or self.g.treasury.token,
+            payer=payer or self.g.gateway.pubkey(),
+            cost=cost,
+            result_hash=hashlib.sha256(result).digest(),
+            prompt_tokens=11,
+            completion_tokens=22,
+            program_id=self.g.program_id,
+        )
 
     def settle(self, job_id: bytes, cost: int, **kw):
         return self.send(self.settle_ix(job_id, cost, **kw), self.g.gateway)
 
-    def refund_ix(self, job_id: bytes, authority: Pubkey | None = None, client: Wallet | None = None,
-                  payer: Pubkey | None = None) -> Instruction:
-        return build_refund_job(authority=authority or self.g.gateway.pubkey(),
-                                client=(client or self.client).pubkey, job_id=job_id,
-                                payer=payer or self.g.gateway.pubkey(), program_id=self.g.program_id)
+    def refund_ix(
+        self, job_id: bytes, authority: Pubkey | None = None, client: Wallet | None = None, payer: Pubkey | None = None
+    ) -> Instruction:
+        return build_refund_job(
+            authority=authority or self.g.gateway.pubkey(),
+            client=(client or self.client).pubkey,
+            job_id=job_id,
+            payer=payer or self.g.gateway.pubkey(),
+            program_id=self.g.program_id,
+        )
 
     def refund(self, job_id: bytes, signer: Keypair | None = None, **kw):
         signer = signer or self.g.gateway
@@ -169,19 +205,29 @@ def valid_instructions(chain: Chain) -> dict[str, tuple[Instruction, list[Keypai
     other = chain.lock(amount=2 * USDC)
     c, pid, admin = chain.client, chain.program_id, chain.admin
     return {
-        "initialize": (build_initialize(admin=admin.pubkey(), mint=chain.mint, gateway=chain.gateway.pubkey(),
-                                        treasury=chain.treasury.token, fee_bps=1, refund_timeout=60,
-                                        program_id=pid), [admin]),
+        "initialize": (
+            build_initialize(
+                admin=admin.pubkey(),
+                mint=chain.mint,
+                gateway=chain.gateway.pubkey(),
+                treasury=chain.treasury.token,
+                fee_bps=1,
+                refund_timeout=60,
+                program_id=pid,
+            ),
+            [admin],
+        ),
         "deposit": (build_deposit(owner=c.pubkey, source=c.token, amount=1, program_id=pid), [c.keypair]),
         "withdraw": (build_withdraw(owner=c.pubkey, destination=c.token, amount=1, program_id=pid), [c.keypair]),
         "lock_job": (chain.lock_ix(uuid.uuid4().bytes, 1), [chain.gateway]),
         "settle_job": (chain.settle_ix(job, 1), [chain.gateway]),
         "refund_job": (chain.refund_ix(other), [chain.gateway]),
         "update_config": (build_update_config(admin=admin.pubkey(), fee_bps=1, program_id=pid), [admin]),
-        "set_treasury": (build_set_treasury(admin=admin.pubkey(), treasury=chain.treasury.token, program_id=pid),
-                         [admin]),
-        "propose_admin": (build_propose_admin(admin=admin.pubkey(), new_admin=admin.pubkey(), program_id=pid),
-                          [admin]),
+        "set_treasury": (
+            build_set_treasury(admin=admin.pubkey(), treasury=chain.treasury.token, program_id=pid),
+            [admin],
+        ),
+        "propose_admin": (build_propose_admin(admin=admin.pubkey(), new_admin=admin.pubkey(), program_id=pid), [admin]),
         "accept_admin": (build_accept_admin(new_admin=admin.pubkey(), program_id=pid), [admin]),
     }
 

@@ -61,8 +61,12 @@ def funded(chain: Chain) -> Keypair:
 def snapshot(chain: Chain) -> tuple[int, ...]:
     """Every token balance and credit of the scenario: nothing may move on a failed attack."""
     wallets = [*chain.clients, *chain.workers, chain.treasury]
-    return (chain.balance(chain.vault), *(chain.balance(w.token) for w in wallets),
-            *(chain.free(c) for c in chain.clients), *(chain.locked(c) for c in chain.clients))
+    return (
+        chain.balance(chain.vault),
+        *(chain.balance(w.token) for w in wallets),
+        *(chain.free(c) for c in chain.clients),
+        *(chain.locked(c) for c in chain.clients),
+    )
 
 
 # --------------------------------------------------------------- Sealevel attack classes
@@ -80,8 +84,10 @@ def test_signer_authorization(chain):
     with raises_escrow(E.NotGateway):
         chain.send(chain.settle_ix(real_job, 2 * USDC, gateway=attacker.pubkey()), attacker)
     with raises_escrow(E.NotAdmin):
-        chain.send(build_update_config(admin=attacker.pubkey(), gateway=attacker.pubkey(),
-                                       program_id=chain.program_id), attacker)
+        chain.send(
+            build_update_config(admin=attacker.pubkey(), gateway=attacker.pubkey(), program_id=chain.program_id),
+            attacker,
+        )
     with raises_escrow(E.NotJobParty):
         chain.refund(real_job, signer=attacker)
 
@@ -90,8 +96,15 @@ def test_signer_authorization_initialize_needs_the_upgrade_authority(raw_genesis
     g = raw_genesis
     attacker = Keypair()
     g.svm.airdrop(attacker.pubkey(), 10**10)
-    ix = build_initialize(admin=attacker.pubkey(), mint=g.mint, gateway=attacker.pubkey(), treasury=g.treasury.token,
-                          fee_bps=10_000, refund_timeout=60, program_id=g.program_id)
+    ix = build_initialize(
+        admin=attacker.pubkey(),
+        mint=g.mint,
+        gateway=attacker.pubkey(),
+        treasury=g.treasury.token,
+        fee_bps=10_000,
+        refund_timeout=60,
+        program_id=g.program_id,
+    )
     with raises_escrow(E.NotUpgradeAuthority):
         Chain(g).send(ix, attacker)
 
@@ -166,8 +179,15 @@ def test_owner_checks_token_2022_mint_rejected_at_initialize(raw_genesis):
     real = g.svm.get_account(g.mint)  # the same mint bytes, owned by Token-2022
     mint22 = Keypair().pubkey()
     g.svm.set_account(mint22, Account(real.lamports, bytes(real.data), TOKEN_2022_PROGRAM_ID, False))
-    ix = build_initialize(admin=g.admin.pubkey(), mint=mint22, gateway=g.gateway.pubkey(), treasury=g.treasury.token,
-                          fee_bps=100, refund_timeout=60, program_id=g.program_id)
+    ix = build_initialize(
+        admin=g.admin.pubkey(),
+        mint=mint22,
+        gateway=g.gateway.pubkey(),
+        treasury=g.treasury.token,
+        fee_bps=100,
+        refund_timeout=60,
+        program_id=g.program_id,
+    )
     with raises_escrow(E.InvalidMint):
         Chain(g).send(ix, g.admin)
 
@@ -191,8 +211,15 @@ def test_type_cosplay(chain):
 
 
 def test_initialization_cannot_reinitialize_config(chain):
-    ix = build_initialize(admin=chain.admin.pubkey(), mint=chain.mint, gateway=Keypair().pubkey(),
-                          treasury=chain.treasury.token, fee_bps=0, refund_timeout=60, program_id=chain.program_id)
+    ix = build_initialize(
+        admin=chain.admin.pubkey(),
+        mint=chain.mint,
+        gateway=Keypair().pubkey(),
+        treasury=chain.treasury.token,
+        fee_bps=0,
+        refund_timeout=60,
+        program_id=chain.program_id,
+    )
     with raises_escrow(E.AccountAlreadyInitialized):
         chain.send(ix, chain.admin)
     assert chain.config().gateway == chain.gateway.pubkey()
@@ -212,9 +239,13 @@ def test_initialization_survives_a_prefunded_pda(chain):
     credits_key = pda.credits_address(chain.client.pubkey, chain.program_id)
     job_id = uuid.uuid4().bytes
     job_key = pda.job_address(job_id, chain.program_id)
-    chain.send([transfer(TransferParams(from_pubkey=griefer.pubkey(), to_pubkey=credits_key, lamports=1_000_000)),
-                transfer(TransferParams(from_pubkey=griefer.pubkey(), to_pubkey=job_key, lamports=5_000_000))],
-               griefer)
+    chain.send(
+        [
+            transfer(TransferParams(from_pubkey=griefer.pubkey(), to_pubkey=credits_key, lamports=1_000_000)),
+            transfer(TransferParams(from_pubkey=griefer.pubkey(), to_pubkey=job_key, lamports=5_000_000)),
+        ],
+        griefer,
+    )
     chain.deposit(amount=3 * USDC)
     chain.lock(amount=USDC, job_id=job_id)
     assert chain.free() == 2 * USDC and chain.job(job_id).amount == USDC
@@ -224,8 +255,9 @@ def test_initialization_survives_a_prefunded_pda(chain):
 
 def test_arbitrary_cpi_token_program(chain):
     for fake in (TOKEN_2022_PROGRAM_ID, chain.program_id, Keypair().pubkey()):
-        ix = build_deposit(owner=chain.client.pubkey, source=chain.client.token, amount=USDC,
-                           program_id=chain.program_id)
+        ix = build_deposit(
+            owner=chain.client.pubkey, source=chain.client.token, amount=USDC, program_id=chain.program_id
+        )
         ix = replace_account(ix, index_of("deposit", "token_program"), fake)
         with raises_escrow(E.InvalidTokenProgram):
             chain.send(ix, chain.client.keypair)
@@ -258,8 +290,11 @@ def test_bump_seed_canonicalization(chain):
         chain.send(ix, chain.gateway)
     other = chain.clients[1]
     _, canonical = Pubkey.find_program_address([b"credits", bytes(other.pubkey)], chain.program_id)
-    bump = next(b for b in range(canonical - 1, -1, -1)
-                if _try_pda([b"credits", bytes(other.pubkey), bytes([b])], chain.program_id))
+    bump = next(
+        b
+        for b in range(canonical - 1, -1, -1)
+        if _try_pda([b"credits", bytes(other.pubkey), bytes([b])], chain.program_id)
+    )
     key = Pubkey.create_program_address([b"credits", bytes(other.pubkey), bytes([bump])], chain.program_id)
     ix = build_deposit(owner=other.pubkey, source=other.token, amount=USDC, program_id=chain.program_id)
     with raises_escrow(E.InvalidPda):
@@ -278,8 +313,9 @@ def test_pda_sharing_withdraw_from_someone_elses_credits(chain):
     victim = chain.client
     chain.deposit(victim, 10 * USDC)
     attacker = chain.clients[1]
-    ix = build_withdraw(owner=attacker.pubkey, destination=attacker.token, amount=10 * USDC,
-                        program_id=chain.program_id)
+    ix = build_withdraw(
+        owner=attacker.pubkey, destination=attacker.token, amount=10 * USDC, program_id=chain.program_id
+    )
     ix = replace_account(ix, index_of("withdraw", "credits"), pda.credits_address(victim.pubkey, chain.program_id))
     before = snapshot(chain)
     with raises_escrow(E.CreditsOwnerMismatch):
@@ -315,8 +351,11 @@ def test_closing_accounts_revival_in_the_same_transaction(chain):
     job_id = chain.lock(amount=2 * USDC)
     before = snapshot(chain)
     rent = chain.svm.get_balance(pda.job_address(job_id, chain.program_id))
-    refill = transfer(TransferParams(from_pubkey=chain.gateway.pubkey(),
-                                     to_pubkey=pda.job_address(job_id, chain.program_id), lamports=rent))
+    refill = transfer(
+        TransferParams(
+            from_pubkey=chain.gateway.pubkey(), to_pubkey=pda.job_address(job_id, chain.program_id), lamports=rent
+        )
+    )
     with raises_escrow(E.AccountOwnedByWrongProgram):
         chain.send([chain.settle_ix(job_id, USDC), refill, chain.settle_ix(job_id, USDC)], chain.gateway)
     assert snapshot(chain) == before
@@ -328,8 +367,9 @@ def test_sysvar_address_checking_forged_clock_is_ignored(chain):
     job_id = chain.lock(amount=2 * USDC)
     forged = Keypair().pubkey()
     clock = struct.pack("<QqQQq", 10**9, 0, 10**6, 10**6, 2**62)
-    chain.svm.set_account(forged, Account(10**9, clock, Pubkey.from_string(
-        "Sysvar1111111111111111111111111111111111111"), False))
+    chain.svm.set_account(
+        forged, Account(10**9, clock, Pubkey.from_string("Sysvar1111111111111111111111111111111111111"), False)
+    )
     ix = chain.refund_ix(job_id, authority=chain.client.pubkey)
     ix = Instruction(ix.program_id, bytes(ix.data), [*ix.accounts, AccountMeta(forged, False, False)])
     with raises_escrow(E.JobNotExpired):
@@ -338,8 +378,15 @@ def test_sysvar_address_checking_forged_clock_is_ignored(chain):
 
 def test_program_data_of_another_program_is_refused(raw_genesis):
     g = raw_genesis
-    ix = build_initialize(admin=g.admin.pubkey(), mint=g.mint, gateway=g.gateway.pubkey(), treasury=g.treasury.token,
-                          fee_bps=100, refund_timeout=60, program_id=g.program_id)
+    ix = build_initialize(
+        admin=g.admin.pubkey(),
+        mint=g.mint,
+        gateway=g.gateway.pubkey(),
+        treasury=g.treasury.token,
+        fee_bps=100,
+        refund_timeout=60,
+        program_id=g.program_id,
+    )
     ix = replace_account(ix, index_of("initialize", "program_data"), pda.program_data_address(Keypair().pubkey()))
     with raises_escrow(E.InvalidProgramData):
         Chain(g).send(ix, g.admin)
@@ -402,37 +449,58 @@ def test_lock_refuses_nil_job_id_and_bad_workers(chain):
 
 def test_config_values_are_range_checked(chain, raw_genesis):
     with raises_escrow(E.InvalidFeeBps):
-        chain.send(build_update_config(admin=chain.admin.pubkey(), fee_bps=10_001, program_id=chain.program_id),
-                   chain.admin)
+        chain.send(
+            build_update_config(admin=chain.admin.pubkey(), fee_bps=10_001, program_id=chain.program_id), chain.admin
+        )
     for timeout in (0, -1, 30 * 24 * 3600 + 1):
         with raises_escrow(E.InvalidRefundTimeout):
-            chain.send(build_update_config(admin=chain.admin.pubkey(), refund_timeout=timeout,
-                                           program_id=chain.program_id), chain.admin)
+            chain.send(
+                build_update_config(admin=chain.admin.pubkey(), refund_timeout=timeout, program_id=chain.program_id),
+                chain.admin,
+            )
     g = raw_genesis
-    ix = build_initialize(admin=g.admin.pubkey(), mint=g.mint, gateway=g.gateway.pubkey(), treasury=g.treasury.token,
-                          fee_bps=10_001, refund_timeout=60, program_id=g.program_id)
+    ix = build_initialize(
+        admin=g.admin.pubkey(),
+        mint=g.mint,
+        gateway=g.gateway.pubkey(),
+        treasury=g.treasury.token,
+        fee_bps=10_001,
+        refund_timeout=60,
+        program_id=g.program_id,
+    )
     with raises_escrow(E.InvalidFeeBps):
         Chain(g).send(ix, g.admin)
 
 
 def test_treasury_cannot_be_the_vault(chain):
     with raises_escrow(E.InvalidTreasury):
-        chain.send(build_set_treasury(admin=chain.admin.pubkey(), treasury=chain.vault, program_id=chain.program_id),
-                   chain.admin)
+        chain.send(
+            build_set_treasury(admin=chain.admin.pubkey(), treasury=chain.vault, program_id=chain.program_id),
+            chain.admin,
+        )
 
 
 def test_treasury_cannot_be_a_token_account_of_the_config(chain, raw_genesis):
     """Fees paid to an account the Config PDA owns could be moved again by the program."""
     owned_by_config = create_token_account(chain.svm, funded(chain), chain.mint, chain.config_address)
     with raises_escrow(E.InvalidTreasury):
-        chain.send(build_set_treasury(admin=chain.admin.pubkey(), treasury=owned_by_config,
-                                      program_id=chain.program_id), chain.admin)
+        chain.send(
+            build_set_treasury(admin=chain.admin.pubkey(), treasury=owned_by_config, program_id=chain.program_id),
+            chain.admin,
+        )
     assert chain.config().treasury == chain.treasury.token
     g = raw_genesis
     config = pda.config_address(g.program_id)
     bad = create_token_account(g.svm, g.admin, g.mint, config)
-    ix = build_initialize(admin=g.admin.pubkey(), mint=g.mint, gateway=g.gateway.pubkey(), treasury=bad,
-                          fee_bps=100, refund_timeout=60, program_id=g.program_id)
+    ix = build_initialize(
+        admin=g.admin.pubkey(),
+        mint=g.mint,
+        gateway=g.gateway.pubkey(),
+        treasury=bad,
+        fee_bps=100,
+        refund_timeout=60,
+        program_id=g.program_id,
+    )
     with raises_escrow(E.InvalidTreasury):
         Chain(g).send(ix, g.admin)
 
@@ -440,13 +508,21 @@ def test_treasury_cannot_be_a_token_account_of_the_config(chain, raw_genesis):
 def test_gateway_must_be_a_key_that_can_sign(chain, raw_genesis):
     for key in (Pubkey.default(), chain.config_address, chain.vault):
         with raises_escrow(E.InvalidGateway):
-            chain.send(build_update_config(admin=chain.admin.pubkey(), gateway=key, program_id=chain.program_id),
-                       chain.admin)
+            chain.send(
+                build_update_config(admin=chain.admin.pubkey(), gateway=key, program_id=chain.program_id), chain.admin
+            )
     assert chain.config().gateway == chain.gateway.pubkey()
     g = raw_genesis
     for key in (Pubkey.default(), pda.config_address(g.program_id), pda.vault_address(g.program_id)):
-        ix = build_initialize(admin=g.admin.pubkey(), mint=g.mint, gateway=key, treasury=g.treasury.token,
-                              fee_bps=100, refund_timeout=60, program_id=g.program_id)
+        ix = build_initialize(
+            admin=g.admin.pubkey(),
+            mint=g.mint,
+            gateway=key,
+            treasury=g.treasury.token,
+            fee_bps=100,
+            refund_timeout=60,
+            program_id=g.program_id,
+        )
         with raises_escrow(E.InvalidGateway):
             Chain(g).send(ix, g.admin)
 
@@ -455,8 +531,7 @@ def test_fee_rate_is_fixed_at_lock(chain):
     """An admin who raises fee_bps takes nothing from jobs already open."""
     chain.deposit(amount=10 * USDC)
     before = chain.lock(amount=USDC)  # at 250 bps
-    chain.send(build_update_config(admin=chain.admin.pubkey(), fee_bps=5_000, program_id=chain.program_id),
-               chain.admin)
+    chain.send(build_update_config(admin=chain.admin.pubkey(), fee_bps=5_000, program_id=chain.program_id), chain.admin)
     after = chain.lock(amount=USDC)  # at 5,000 bps
     assert (chain.job(before).fee_bps, chain.job(after).fee_bps) == (250, 5_000)
     chain.settle(before, USDC)
@@ -490,8 +565,9 @@ def test_lifecycle_nonce_never_repeats_for_a_job_address(chain):
     chain.deposit(other, amount=10 * USDC)
     job_id = chain.lock(amount=USDC)
     chain.settle(job_id, 1)
-    meta = chain.send([chain.lock_ix(job_id, USDC), chain.refund_ix(job_id), chain.lock_ix(job_id, USDC)],
-                      chain.gateway)
+    meta = chain.send(
+        [chain.lock_ix(job_id, USDC), chain.refund_ix(job_id), chain.lock_ix(job_id, USDC)], chain.gateway
+    )
     events = [e for e in parse_events(meta.logs(), chain.program_id) if isinstance(e, JobLocked | JobRefunded)]
     assert [(type(e).__name__, e.nonce) for e in events] == [("JobLocked", 2), ("JobRefunded", 2), ("JobLocked", 3)]
     assert chain.job(job_id).nonce == 3
@@ -505,8 +581,10 @@ def test_admin_handover_needs_the_proposed_key(chain):
     stranger = funded(chain)
     with raises_escrow(E.NoPendingAdmin):
         chain.send(build_accept_admin(new_admin=stranger.pubkey(), program_id=chain.program_id), stranger)
-    chain.send(build_propose_admin(admin=chain.admin.pubkey(), new_admin=Keypair().pubkey(),
-                                   program_id=chain.program_id), chain.admin)
+    chain.send(
+        build_propose_admin(admin=chain.admin.pubkey(), new_admin=Keypair().pubkey(), program_id=chain.program_id),
+        chain.admin,
+    )
     with raises_escrow(E.NotPendingAdmin):
         chain.send(build_accept_admin(new_admin=stranger.pubkey(), program_id=chain.program_id), stranger)
 

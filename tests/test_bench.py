@@ -27,19 +27,26 @@ def test_compute_units_json_has_exactly_the_keys_and_meets_the_cu_targets():
     assert ix["lock_job"]["total"] <= 6_500
     assert ix["refund_job"]["total"] <= 2_500
     assert ix["deposit"]["own"] <= 2_500
-    assert report["binary_size"] == (Path(__file__).resolve().parents[1] / "target/deploy/decentral_escrow.so"
-                                     ).stat().st_size
+    assert (
+        report["binary_size"]
+        == (Path(__file__).resolve().parents[1] / "target/deploy/decentral_escrow.so").stat().st_size
+    )
 
 
-@pytest.mark.parametrize("script,keys", [
-    ("settlement.py", {"cold_start_s", "jobs_per_s"}),
-    ("verify.py", {"receipts_per_s", "sequential_per_s"}),
-    ("gateway.py", {"added_latency_ms_p50", "tokens_per_s_ratio", "jobs_per_s_8_clients"}),
-])
+@pytest.mark.parametrize(
+    "script,keys",
+    [
+        ("settlement.py", {"cold_start_s", "jobs_per_s"}),
+        ("verify.py", {"receipts_per_s", "sequential_per_s"}),
+        ("gateway.py", {"added_latency_ms_p50", "tokens_per_s_ratio", "jobs_per_s_8_clients"}),
+        ("install.py", {"core_install_s", "core_size_mb", "full_install_s", "full_size_mb", "verify_help_s"}),
+    ],
+)
 def test_timing_benchmark_json_has_exactly_its_keys(script, keys):
     """Timing targets live in the benchmarks, not here: only each report's shape is asserted."""
-    proc = subprocess.run([sys.executable, str(BENCH.parent / script), "--json"], capture_output=True, text=True,
-                          check=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH.parent / script), "--json"], capture_output=True, text=True, check=True, timeout=300
+    )
     report = json.loads(proc.stdout)
     assert set(report) == keys
     assert all(isinstance(v, (int, float)) for v in report.values())

@@ -10,16 +10,20 @@ import sys
 
 def test_demo_serves_two_completions_and_verifies_both_receipts():
     """The README's main job: localnet, gateway, the openai SDK, verification."""
-    proc = subprocess.run([sys.executable, "-m", "decentral_chain.cli", "demo"], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "COLUMNS": "160"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "decentral_chain.cli", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "160"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("10/10 checks pass") == 2 and "both receipts verified" in proc.stdout
     assert "non-stream completion" in proc.stdout and "stream completion" in proc.stdout
 
 
 def test_unknown_command_is_a_usage_error():
-    proc = subprocess.run([sys.executable, "-m", "decentral_chain.cli", "frobnicate"], capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, "-m", "decentral_chain.cli", "frobnicate"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "No such command" in proc.stderr
 
@@ -37,8 +41,11 @@ def test_localnet_finality_slots(tmp_path):
     bad = subprocess.run([*cli, "--finality-slots", "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--finality-slots" in bad.stderr
     port = free_port_pair()
-    proc = subprocess.Popen([*cli, "--port", str(port), "--keys-dir", str(tmp_path), "--finality-slots", "3"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cli, "--port", str(port), "--keys-dir", str(tmp_path), "--finality-slots", "3"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
 
@@ -89,8 +96,9 @@ def live(rpc_localnet, tmp_path):
 
 
 def decentral(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "decentral_chain.cli", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "decentral_chain.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_credits_and_job_commands_settle_a_job(live):
@@ -99,20 +107,54 @@ def test_credits_and_job_commands_settle_a_job(live):
     dep = decentral("credits", "--rpc-url", url, "--keypair", client, "--json", "deposit", "2.5")
     assert dep.returncode == 0, dep.stderr
     assert json.loads(dep.stdout)["free"] == "2.500000"
-    lock = decentral("job", "--rpc-url", url, "--keypair", gateway, "--json", "lock", "--client",
-                     str(g.clients[0].pubkey), "--worker", str(g.workers[0].pubkey), "--amount", "1")
+    lock = decentral(
+        "job",
+        "--rpc-url",
+        url,
+        "--keypair",
+        gateway,
+        "--json",
+        "lock",
+        "--client",
+        str(g.clients[0].pubkey),
+        "--worker",
+        str(g.workers[0].pubkey),
+        "--amount",
+        "1",
+    )
     assert lock.returncode == 0, lock.stderr
     job_id = json.loads(lock.stdout)["job_id"]
     assert uuid.UUID(job_id).version == 4
     response = keys / "response.json"
     response.write_bytes(b'{"ok": true}')
-    settle = decentral("job", "--rpc-url", url, "--keypair", gateway, "--json", "settle", job_id, "--cost", "0.4",
-                       "--response", str(response), "--prompt-tokens", "5", "--completion-tokens", "7")
+    settle = decentral(
+        "job",
+        "--rpc-url",
+        url,
+        "--keypair",
+        gateway,
+        "--json",
+        "settle",
+        job_id,
+        "--cost",
+        "0.4",
+        "--response",
+        str(response),
+        "--prompt-tokens",
+        "5",
+        "--completion-tokens",
+        "7",
+    )
     assert settle.returncode == 0, settle.stderr
     assert json.loads(settle.stdout)["result_hash"] == hashlib.sha256(b'{"ok": true}').hexdigest()
     bal = decentral("credits", "--rpc-url", url, "--keypair", client, "--json", "balance")
-    assert json.loads(bal.stdout) | {} == {"owner": str(g.clients[0].pubkey), "free": "2.100000",
-                                           "locked": "0.000000", "open_jobs": 0, "wallet_usdc": "997.500000"}
+    assert json.loads(bal.stdout) | {} == {
+        "owner": str(g.clients[0].pubkey),
+        "free": "2.100000",
+        "locked": "0.000000",
+        "open_jobs": 0,
+        "wallet_usdc": "997.500000",
+    }
     table = decentral("credits", "--rpc-url", url, "--keypair", client, "balance")
     assert table.returncode == 0 and "2.100000" in table.stdout
 
@@ -128,8 +170,9 @@ def test_command_errors_are_one_line_with_exit_codes(live):
     decentral("credits", "--rpc-url", url, "--keypair", client, "deposit", "1")
     too_much = decentral("credits", "--rpc-url", url, "--keypair", client, "withdraw", "5")
     assert too_much.returncode == 1 and "InsufficientCredits" in too_much.stderr
-    down = decentral("credits", "--rpc-url", "http://127.0.0.1:9", "--keypair", client, "balance",
-                     str(g.clients[0].pubkey))
+    down = decentral(
+        "credits", "--rpc-url", "http://127.0.0.1:9", "--keypair", client, "balance", str(g.clients[0].pubkey)
+    )
     assert down.returncode == 2 and "Traceback" not in down.stderr
     bad_job = decentral("job", "--rpc-url", url, "--keypair", client, "refund", "not-a-uuid")
     assert bad_job.returncode == 2 and "not a UUID" in bad_job.stderr
@@ -141,8 +184,13 @@ def test_gateway_keys_are_created_listed_and_revoked(tmp_path):
     env = {**os.environ, "DECENTRAL_GATEWAY_KEYS_DB": str(tmp_path / "keys.db"), "COLUMNS": "200"}
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "decentral_chain.cli", "gateway", "keys", *args],
-                              capture_output=True, text=True, env=env, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "decentral_chain.cli", "gateway", "keys", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
 
     wallet = "11111111111111111111111111111112"
     created = run("create", "--wallet", wallet, "--label", "alice")

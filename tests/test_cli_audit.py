@@ -24,8 +24,9 @@ RESPONSE = b'{"answer": 42}'
 
 def decentral(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}  # rich wraps tables at the terminal width
-    return subprocess.run([sys.executable, "-m", "decentral_chain.cli", *args], capture_output=True, text=True,
-                          timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "decentral_chain.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
 
 
 @pytest.fixture
@@ -39,11 +40,23 @@ def live(rpc_localnet, tmp_path):
             for cost in (100_000, 200_000, 300_000):
                 job_id = new_job_id()
                 lock = await escrow.lock_job(g.gateway, g.clients[0].pubkey, job_id, USDC, g.workers[0].pubkey)
-                end = await escrow.settle_job(g.gateway, job_id, cost=cost,
-                                              result_hash=hashlib.sha256(RESPONSE).digest(), prompt_tokens=1,
-                                              completion_tokens=2)
-                out.append(Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end),
-                                   worker=str(g.workers[0].pubkey), cost=cost))
+                end = await escrow.settle_job(
+                    g.gateway,
+                    job_id,
+                    cost=cost,
+                    result_hash=hashlib.sha256(RESPONSE).digest(),
+                    prompt_tokens=1,
+                    completion_tokens=2,
+                )
+                out.append(
+                    Receipt(
+                        job_id=uuid.UUID(bytes=job_id),
+                        lock_tx=str(lock),
+                        settlement_tx=str(end),
+                        worker=str(g.workers[0].pubkey),
+                        cost=cost,
+                    )
+                )
         return out
 
     return url, chain, asyncio.run(jobs()), tmp_path
@@ -52,20 +65,43 @@ def live(rpc_localnet, tmp_path):
 def test_verify_a_receipt_by_options_and_by_file(live):
     url, chain, receipts, tmp = live
     r = receipts[0]
-    ok = decentral("verify", str(r.job_id), "--lock-tx", r.lock_tx, "--settlement-tx", r.settlement_tx,
-                   "--worker", r.worker, "--expect-cost", "100000", "--rpc-url", url)
+    ok = decentral(
+        "verify",
+        str(r.job_id),
+        "--lock-tx",
+        r.lock_tx,
+        "--settlement-tx",
+        r.settlement_tx,
+        "--worker",
+        r.worker,
+        "--expect-cost",
+        "100000",
+        "--rpc-url",
+        url,
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "VERIFIED" in ok.stdout and "result_hash" in ok.stdout
     (tmp / "receipt.json").write_text(r.model_dump_json())
     (tmp / "response.json").write_bytes(RESPONSE)
-    as_json = decentral("verify", "--receipt", str(tmp / "receipt.json"), "--response", str(tmp / "response.json"),
-                        "--rpc-url", url, "--json", "--commitment", "finalized")
+    as_json = decentral(
+        "verify",
+        "--receipt",
+        str(tmp / "receipt.json"),
+        "--response",
+        str(tmp / "response.json"),
+        "--rpc-url",
+        url,
+        "--json",
+        "--commitment",
+        "finalized",
+    )
     report = json.loads(as_json.stdout)
     assert as_json.returncode == 0 and report["verified"] is True
     assert [c["status"] for c in report["checks"]] == ["pass"] * 10
     (tmp / "other.json").write_bytes(RESPONSE + b"!")
-    tampered = decentral("verify", "--receipt", str(tmp / "receipt.json"), "--response", str(tmp / "other.json"),
-                         "--rpc-url", url)
+    tampered = decentral(
+        "verify", "--receipt", str(tmp / "receipt.json"), "--response", str(tmp / "other.json"), "--rpc-url", url
+    )
     assert tampered.returncode == 1 and "NOT VERIFIED" in tampered.stdout and "FAIL" in tampered.stdout
     explained = decentral("verify", "--receipt", str(tmp / "receipt.json"), "--rpc-url", url, "--explain")
     assert explained.returncode == 0 and "trusting program" in explained.stderr
@@ -86,12 +122,14 @@ def test_the_trust_anchor_is_the_auditors(live):
     batch = json.loads(decentral("verify-batch", str(tmp / "named.jsonl"), "--rpc-url", url, "--json").stdout)
     assert batch["failed_checks"] == {"program": 1}
     (tmp / "plain.jsonl").write_text(receipts[0].model_dump_json() + "\n")
-    elsewhere = json.loads(decentral("verify-batch", str(tmp / "plain.jsonl"), "--rpc-url", url, "--json",
-                                     "--program-id", other).stdout)
+    elsewhere = json.loads(
+        decentral("verify-batch", str(tmp / "plain.jsonl"), "--rpc-url", url, "--json", "--program-id", other).stdout
+    )
     assert elsewhere["verified"] == 0 and {"program", "lock", "settlement"} <= set(elsewhere["failed_checks"])
     (tmp / "plain.json").write_text(receipts[0].model_dump_json())
-    pinned = json.loads(decentral("verify", "--receipt", str(tmp / "plain.json"), "--rpc-url", url, "--mint", other,
-                                  "--json").stdout)
+    pinned = json.loads(
+        decentral("verify", "--receipt", str(tmp / "plain.json"), "--rpc-url", url, "--mint", other, "--json").stdout
+    )
     assert not pinned["verified"] and "not the trusted mint" in json.dumps(pinned["checks"])
     bad = decentral("verify", "--receipt", str(tmp / "named.json"), "--rpc-url", url, "--mint", "nope")
     assert bad.returncode == 2 and "--mint" in bad.stderr and "Traceback" not in bad.stderr
@@ -124,8 +162,9 @@ def test_verify_batch_summary_progress_and_fail_fast(live):
     assert result.returncode == 1 and "2 of 3 verified" in result.stdout and "failed: cost" in result.stdout
     summary = json.loads(decentral("verify-batch", str(path), "--rpc-url", url, "--json").stdout)
     assert (summary["verified"], summary["failed"], summary["failed_checks"]) == (2, 1, {"cost": 1})
-    fast = json.loads(decentral("verify-batch", str(path), "--rpc-url", url, "--json", "--fail-fast",
-                                "--concurrency", "1").stdout)
+    fast = json.loads(
+        decentral("verify-batch", str(path), "--rpc-url", url, "--json", "--fail-fast", "--concurrency", "1").stdout
+    )
     assert fast["checked"] == 2
     good = tmp / "good.jsonl"
     good.write_text(receipts[0].model_dump_json() + "\n")

@@ -12,8 +12,15 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from decentral_chain.client import BlockhashExpired, ConfirmationTimeout, EscrowClient
-from decentral_chain.errors import EscrowError, ProgramError, RpcError, RpcUnavailable
+from decentral_chain.client import EscrowClient
+from decentral_chain.errors import (
+    BlockhashExpired,
+    ConfirmationTimeout,
+    EscrowError,
+    ProgramError,
+    RpcError,
+    RpcUnavailable,
+)
 from decentral_chain.instructions import build_deposit
 from decentral_chain.localnet.chain import MAX_BLOCKHASH_AGE
 from decentral_chain.localnet.genesis import USDC
@@ -36,8 +43,14 @@ def test_full_job_lifecycle_with_typed_reads(rpc_localnet):
             await escrow.confirm(signature, timeout=5)
             job = await escrow.get_job(job_id)
             assert (job.client, job.worker, job.amount) == (client.pubkey, worker.pubkey, 3 * USDC)
-            await escrow.settle_job(g.gateway, job_id, cost=USDC, result_hash=hashlib.sha256(b"x").digest(),
-                                    prompt_tokens=3, completion_tokens=4)
+            await escrow.settle_job(
+                g.gateway,
+                job_id,
+                cost=USDC,
+                result_hash=hashlib.sha256(b"x").digest(),
+                prompt_tokens=3,
+                completion_tokens=4,
+            )
             assert await escrow.get_job(job_id) is None
             assert await escrow.token_balance(worker.token) == USDC - 25_000
             refunded = new_job_id()
@@ -62,8 +75,7 @@ def test_program_errors_are_named_exceptions(rpc_localnet):
             with pytest.raises(ProgramError) as info:  # refused at preflight
                 await escrow.lock_job(g.gateway, client.pubkey, new_job_id(), 2 * USDC, worker.pubkey)
             assert info.value.error == EscrowError.InsufficientCredits and info.value.logs
-            pending = await escrow.prepare_lock_job(g.gateway, client.pubkey, new_job_id(), 2 * USDC,
-                                                    worker.pubkey)
+            pending = await escrow.prepare_lock_job(g.gateway, client.pubkey, new_job_id(), 2 * USDC, worker.pubkey)
             await escrow.submit(pending, skip_preflight=True)  # lands, and fails on chain
             with pytest.raises(ProgramError) as info:
                 await escrow.confirm(pending.signature, timeout=5)
@@ -139,6 +151,7 @@ def test_http_status_errors_are_not_retried():
 
     app = Starlette(routes=[Route("/", broken, methods=["POST"])])
     with ServerThread((app, 0)) as server:
+
         async def run():
             async with EscrowClient(server.url(), transport_retries=3, backoff=0.01) as escrow:
                 with pytest.raises(RpcError):

@@ -102,8 +102,13 @@ def _logs(program: str, data: bytes, inner: str | None = None) -> list[str]:
     line = "Program data: " + base64.b64encode(data).decode()
     if inner is None:
         return [f"Program {program} invoke [1]", line, f"Program {program} success"]
-    return [f"Program {program} invoke [1]", f"Program {inner} invoke [2]", line, f"Program {inner} success",
-            f"Program {program} success"]
+    return [
+        f"Program {program} invoke [1]",
+        f"Program {inner} invoke [2]",
+        line,
+        f"Program {inner} success",
+        f"Program {program} success",
+    ]
 
 
 def test_events_only_from_the_expected_programs_own_frames():

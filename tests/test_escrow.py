@@ -54,7 +54,8 @@ def test_deposit_creates_credits_then_adds(chain):
     assert chain.balance(chain.client.token) == wallet_before - 7 * USDC - 3
     assert chain.balance(chain.vault) == 7 * USDC + 3
     assert parse_events(meta.logs(), chain.program_id) == [
-        CreditsDeposited(owner=chain.client.pubkey, free=7 * USDC + 3, locked=0, amount=7 * USDC + 3)]
+        CreditsDeposited(owner=chain.client.pubkey, free=7 * USDC + 3, locked=0, amount=7 * USDC + 3)
+    ]
     chain.deposit(amount=1)
     credits = chain.credits(chain.client.pubkey)
     assert (credits.free, credits.total_deposited, credits.owner) == (7 * USDC + 4, 7 * USDC + 4, chain.client.pubkey)
@@ -70,7 +71,8 @@ def test_withdraw_returns_free_credits(chain):
     assert chain.balance(chain.vault) == 6 * USDC - 1
     assert chain.config().total_withdrawn == 4 * USDC + 1
     assert parse_events(meta.logs(), chain.program_id) == [
-        CreditsWithdrawn(owner=chain.client.pubkey, free=6 * USDC - 1, locked=0, amount=4 * USDC + 1)]
+        CreditsWithdrawn(owner=chain.client.pubkey, free=6 * USDC - 1, locked=0, amount=4 * USDC + 1)
+    ]
 
 
 def test_lock_job_moves_free_to_locked_and_records_the_job(chain):
@@ -91,9 +93,19 @@ def test_lock_job_moves_free_to_locked_and_records_the_job(chain):
     rent = chain.svm.get_balance(pda.job_address(job_id, chain.program_id))
     assert rent == chain.svm.minimum_balance_for_rent_exemption(160)
     assert chain.svm.get_balance(chain.gateway.pubkey()) == gateway_lamports - rent - 5000
-    assert parse_events(meta.logs(), chain.program_id) == [JobLocked(
-        job_id=job_id, client=chain.client.pubkey, worker=chain.worker.pubkey, payer=chain.gateway.pubkey(),
-        amount=3 * USDC, created_at=now, expires_at=now + 600, nonce=1, fee_bps=250)]
+    assert parse_events(meta.logs(), chain.program_id) == [
+        JobLocked(
+            job_id=job_id,
+            client=chain.client.pubkey,
+            worker=chain.worker.pubkey,
+            payer=chain.gateway.pubkey(),
+            amount=3 * USDC,
+            created_at=now,
+            expires_at=now + 600,
+            nonce=1,
+            fee_bps=250,
+        )
+    ]
 
 
 def test_settle_job_pays_worker_and_treasury_and_returns_the_rest(chain):
@@ -115,10 +127,20 @@ def test_settle_job_pays_worker_and_treasury_and_returns_the_rest(chain):
     closed = chain.svm.get_account(pda.job_address(job_id, chain.program_id))
     assert (closed.lamports, bytes(closed.data), closed.owner) == (0, b"", Pubkey.default())
     assert chain.svm.get_balance(chain.gateway.pubkey()) == gateway_lamports + job_rent - 5000
-    assert parse_events(meta.logs(), chain.program_id) == [JobSettled(
-        job_id=job_id, client=chain.client.pubkey, worker=chain.worker.pubkey,
-        result_hash=hashlib.sha256(b"the answer").digest(), cost=cost, fee=30_864, refunded=3 * USDC - cost,
-        prompt_tokens=11, completion_tokens=22, nonce=1)]
+    assert parse_events(meta.logs(), chain.program_id) == [
+        JobSettled(
+            job_id=job_id,
+            client=chain.client.pubkey,
+            worker=chain.worker.pubkey,
+            result_hash=hashlib.sha256(b"the answer").digest(),
+            cost=cost,
+            fee=30_864,
+            refunded=3 * USDC - cost,
+            prompt_tokens=11,
+            completion_tokens=22,
+            nonce=1,
+        )
+    ]
 
 
 def test_settle_at_full_cost_and_at_zero_cost(chain):
@@ -147,9 +169,16 @@ def test_refund_by_gateway_returns_everything(chain):
     assert chain.balance(chain.vault) == 10 * USDC
     assert chain.job(job_id) is None
     assert chain.config().jobs_refunded == 1
-    assert parse_events(meta.logs(), chain.program_id) == [JobRefunded(
-        job_id=job_id, client=chain.client.pubkey, worker=chain.worker.pubkey, authority=chain.gateway.pubkey(),
-        amount=4 * USDC, nonce=1)]
+    assert parse_events(meta.logs(), chain.program_id) == [
+        JobRefunded(
+            job_id=job_id,
+            client=chain.client.pubkey,
+            worker=chain.worker.pubkey,
+            authority=chain.gateway.pubkey(),
+            amount=4 * USDC,
+            nonce=1,
+        )
+    ]
 
 
 def test_client_refunds_itself_only_after_expiry(chain):
@@ -167,23 +196,40 @@ def test_client_refunds_itself_only_after_expiry(chain):
 
 def test_update_config_changes_only_what_is_given(chain):
     new_gateway = Keypair().pubkey()
-    meta = chain.send(build_update_config(admin=chain.admin.pubkey(), fee_bps=1_000, gateway=new_gateway,
-                                          program_id=chain.program_id), chain.admin)
+    meta = chain.send(
+        build_update_config(
+            admin=chain.admin.pubkey(), fee_bps=1_000, gateway=new_gateway, program_id=chain.program_id
+        ),
+        chain.admin,
+    )
     cfg = chain.config()
     assert (cfg.fee_bps, cfg.gateway, cfg.refund_timeout, cfg.paused) == (1_000, new_gateway, 600, False)
-    assert parse_events(meta.logs(), chain.program_id) == [ConfigUpdated(
-        admin=chain.admin.pubkey(), pending_admin=Pubkey.default(), gateway=new_gateway, mint=chain.mint,
-        vault=chain.vault, treasury=chain.treasury.token, refund_timeout=600, fee_bps=1_000, paused=False)]
-    chain.send(build_update_config(admin=chain.admin.pubkey(), refund_timeout=30, paused=True,
-                                   program_id=chain.program_id), chain.admin)
+    assert parse_events(meta.logs(), chain.program_id) == [
+        ConfigUpdated(
+            admin=chain.admin.pubkey(),
+            pending_admin=Pubkey.default(),
+            gateway=new_gateway,
+            mint=chain.mint,
+            vault=chain.vault,
+            treasury=chain.treasury.token,
+            refund_timeout=600,
+            fee_bps=1_000,
+            paused=False,
+        )
+    ]
+    chain.send(
+        build_update_config(admin=chain.admin.pubkey(), refund_timeout=30, paused=True, program_id=chain.program_id),
+        chain.admin,
+    )
     cfg = chain.config()
     assert (cfg.fee_bps, cfg.gateway, cfg.refund_timeout, cfg.paused) == (1_000, new_gateway, 30, True)
 
 
 def test_set_treasury_redirects_fees(chain):
     other = chain.new_wallet()
-    chain.send(build_set_treasury(admin=chain.admin.pubkey(), treasury=other.token, program_id=chain.program_id),
-               chain.admin)
+    chain.send(
+        build_set_treasury(admin=chain.admin.pubkey(), treasury=other.token, program_id=chain.program_id), chain.admin
+    )
     chain.deposit(amount=USDC)
     job_id = chain.lock(amount=USDC)
     chain.settle(job_id, USDC, treasury=other.token)
@@ -193,16 +239,17 @@ def test_set_treasury_redirects_fees(chain):
 def test_admin_handover_takes_two_steps(chain):
     new_admin = Keypair()
     chain.svm.airdrop(new_admin.pubkey(), 10**9)
-    chain.send(build_propose_admin(admin=chain.admin.pubkey(), new_admin=new_admin.pubkey(),
-                                   program_id=chain.program_id), chain.admin)
+    chain.send(
+        build_propose_admin(admin=chain.admin.pubkey(), new_admin=new_admin.pubkey(), program_id=chain.program_id),
+        chain.admin,
+    )
     assert chain.config().admin == chain.admin.pubkey()  # nothing changes until accepted
     assert chain.config().pending_admin == new_admin.pubkey()
     chain.send(build_accept_admin(new_admin=new_admin.pubkey(), program_id=chain.program_id), new_admin)
     cfg = chain.config()
     assert (cfg.admin, cfg.pending_admin) == (new_admin.pubkey(), Pubkey.default())
     with raises_escrow(EscrowError.NotAdmin):
-        chain.send(build_update_config(admin=chain.admin.pubkey(), fee_bps=1, program_id=chain.program_id),
-                   chain.admin)
+        chain.send(build_update_config(admin=chain.admin.pubkey(), fee_bps=1, program_id=chain.program_id), chain.admin)
     chain.send(build_update_config(admin=new_admin.pubkey(), fee_bps=1, program_id=chain.program_id), new_admin)
     assert chain.config().fee_bps == 1
 
@@ -211,8 +258,7 @@ def test_paused_blocks_deposit_and_lock_but_not_exits(chain):
     chain.deposit(amount=10 * USDC)
     open_job = chain.lock(amount=2 * USDC)
     other_job = chain.lock(amount=2 * USDC)
-    chain.send(build_update_config(admin=chain.admin.pubkey(), paused=True, program_id=chain.program_id),
-               chain.admin)
+    chain.send(build_update_config(admin=chain.admin.pubkey(), paused=True, program_id=chain.program_id), chain.admin)
     with raises_escrow(EscrowError.ProgramPaused):
         chain.deposit(amount=USDC)
     with raises_escrow(EscrowError.ProgramPaused):
@@ -258,7 +304,10 @@ def test_new_job_ids_lock_with_one_bump_try_and_any_id_still_works(chain):
     assert len(set(ids)) == 4 and all(i[6] >> 4 == 4 for i in ids)  # UUID version 4
     units = {chain.send(chain.lock_ix(i, 1), chain.gateway).compute_units_consumed() for i in ids}
     assert len(units) == 1  # same cost for every such id
-    low = next(i for i in (bytes([n]) * 16 for n in range(1, 256))
-               if Pubkey.find_program_address([b"job", i], chain.program_id)[1] < 255)
+    low = next(
+        i
+        for i in (bytes([n]) * 16 for n in range(1, 256))
+        if Pubkey.find_program_address([b"job", i], chain.program_id)[1] < 255
+    )
     chain.lock(amount=1, job_id=low)  # other ids lock too, at 1,500 CU per extra bump try
     assert chain.job(low).amount == 1

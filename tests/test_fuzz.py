@@ -23,8 +23,12 @@ FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(Healt
 
 def state(chain: Chain) -> tuple[int, ...]:
     parties = [*chain.clients, *chain.workers, chain.treasury]
-    return (chain.balance(chain.vault), *(chain.balance(p.token) for p in parties),
-            *(chain.free(c) for c in chain.clients), *(chain.locked(c) for c in chain.clients))
+    return (
+        chain.balance(chain.vault),
+        *(chain.balance(p.token) for p in parties),
+        *(chain.free(c) for c in chain.clients),
+        *(chain.locked(c) for c in chain.clients),
+    )
 
 
 def assert_vault_backs_credits(chain: Chain) -> None:

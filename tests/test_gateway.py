@@ -35,8 +35,9 @@ ASK = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "conte
 @pytest.fixture(scope="module")
 def workers(program_elf):
     g = build_genesis(program_elf, workers=2)
-    ws = [Worker(WorkerSpec(f"w{i}", default_model_path(), w.pubkey, n_ctx=1024)).start()
-          for i, w in enumerate(g.workers)]
+    ws = [
+        Worker(WorkerSpec(f"w{i}", default_model_path(), w.pubkey, n_ctx=1024)).start() for i, w in enumerate(g.workers)
+    ]
     yield g, ws
     for w in ws:
         w.close()
@@ -49,8 +50,13 @@ def stack(workers, tmp_path_factory):
     chain = LocalChain.from_genesis(g, **FAST_CHAIN)
     rpc = ServerThread((create_rpc_app(chain), 0))
     rpc.__enter__()
-    settings = GatewaySettings(rpc_url=rpc.url(), keys_db=tmp / "keys.db", journal_db=tmp / "journal.db",
-                               price_per_1k_prompt=1_000, price_per_1k_completion=2_000)
+    settings = GatewaySettings(
+        rpc_url=rpc.url(),
+        keys_db=tmp / "keys.db",
+        journal_db=tmp / "journal.db",
+        price_per_1k_prompt=1_000,
+        price_per_1k_completion=2_000,
+    )
     keys = KeyStore(settings.keys_db)
     rich_key = keys.create(g.clients[0].pubkey, "demo client")
     poor_key = keys.create(Pubkey.new_unique(), "no credits")
@@ -63,8 +69,16 @@ def stack(workers, tmp_path_factory):
     asyncio.run(deposit())
     gateway = ServerThread((create_app(settings, g.gateway, ws), 0))
     gateway.__enter__()
-    yield {"url": gateway.url(), "rpc": rpc.url(), "key": rich_key, "poor": poor_key, "g": g, "chain": chain,
-           "keys_db": settings.keys_db, "journal_db": settings.journal_db}
+    yield {
+        "url": gateway.url(),
+        "rpc": rpc.url(),
+        "key": rich_key,
+        "poor": poor_key,
+        "g": g,
+        "chain": chain,
+        "keys_db": settings.keys_db,
+        "journal_db": settings.journal_db,
+    }
     gateway.__exit__(None, None, None)
     rpc.__exit__(None, None, None)
 
@@ -83,8 +97,9 @@ def verify(stack, headers, content: str, **kw):
 def test_non_streaming_completion_returns_a_verifiable_receipt(stack):
     with sdk(stack) as client:
         start = time.perf_counter()
-        raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ASK, max_tokens=24,
-                                                               temperature=0, seed=3)
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=ASK, max_tokens=24, temperature=0, seed=3
+        )
         elapsed_ms = (time.perf_counter() - start) * 1000
     completion = raw.parse()
     # Server-Timing reports the model call alone: positive and inside what the client waited
@@ -105,22 +120,28 @@ def test_non_streaming_completion_returns_a_verifiable_receipt(stack):
 
 
 def test_streaming_carries_the_settlement_in_its_final_chunk(stack):
-    with sdk(stack) as client, client.chat.completions.with_streaming_response.create(
-            model=MODEL, messages=ASK, max_tokens=16, temperature=0, stream=True,
-            stream_options={"include_usage": True}) as response:
+    with (
+        sdk(stack) as client,
+        client.chat.completions.with_streaming_response.create(
+            model=MODEL, messages=ASK, max_tokens=16, temperature=0, stream=True, stream_options={"include_usage": True}
+        ) as response,
+    ):
         headers = response.headers
         chunks = list(response.parse())
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     final = chunks[-1].model_extra["decentral"]
     usage = next(c.usage for c in chunks if c.usage is not None)
     assert final["job_id"] == headers["x-decentral-job-id"] and usage.completion_tokens >= 1
-    receipt_headers = dict(headers) | {"x-decentral-settlement-tx": final["settlement_tx"],
-                                       "x-decentral-job-nonce": str(final["nonce"])}
+    receipt_headers = dict(headers) | {
+        "x-decentral-settlement-tx": final["settlement_tx"],
+        "x-decentral-job-nonce": str(final["nonce"]),
+    }
     report = verify(stack, receipt_headers, content, expected_cost=final["cost"])
     assert report.verified, report.to_dict()
     assert report.facts["nonce"] == final["nonce"] >= 1
-    job = httpx.get(f"{stack['url']}/v1/jobs/{final['job_id']}",
-                    headers={"authorization": f"Bearer {stack['key']}"}).json()
+    job = httpx.get(
+        f"{stack['url']}/v1/jobs/{final['job_id']}", headers={"authorization": f"Bearer {stack['key']}"}
+    ).json()
     assert job["receipt"]["settlement_tx"] == final["settlement_tx"] and job["status"] == "settled"
     assert (job["receipt"]["nonce"], job["receipt"]["outcome"]) == (final["nonce"], "settled")
     assert asyncio.run(verify_receipt(stack["rpc"], Receipt.parse(job["receipt"]), response=content.encode())).verified
@@ -156,8 +177,9 @@ def test_errors_use_openais_envelope(stack):
     with sdk(stack) as client, pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model=MODEL, messages=ASK, temperature=7)
     assert bad.value.body["param"] == "temperature" and bad.value.body["type"] == "invalid_request_error"
-    raw = httpx.post(f"{stack['url']}/v1/chat/completions", content=b"{nope",
-                     headers={"authorization": f"Bearer {stack['key']}"})
+    raw = httpx.post(
+        f"{stack['url']}/v1/chat/completions", content=b"{nope", headers={"authorization": f"Bearer {stack['key']}"}
+    )
     assert raw.status_code == 400 and set(raw.json()["error"]) == {"message", "type", "param", "code"}
 
 
@@ -187,8 +209,14 @@ def test_jobs_left_open_by_a_crash_are_resolved_at_start(stack, workers, tmp_pat
     journal.open(ua, str(client.pubkey), str(ws[0].wallet), 50_000, lock_a)
     journal.update(ua, "locked")
     journal.open(ub, str(client.pubkey), str(ws[1].wallet), 50_000, lock_b)
-    journal.update(ub, "inferred", cost=12_345, result_hash=hashlib.sha256(b"done").hexdigest(), prompt_tokens=10,
-                   completion_tokens=20)
+    journal.update(
+        ub,
+        "inferred",
+        cost=12_345,
+        result_hash=hashlib.sha256(b"done").hexdigest(),
+        prompt_tokens=10,
+        completion_tokens=20,
+    )
     journal.close()
     worker_before = token_balance(stack["chain"].svm, g.workers[1].token)
     settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "keys.db", journal_db=tmp_path / "journal.db")
@@ -208,8 +236,12 @@ def test_jobs_left_open_by_a_crash_are_resolved_at_start(stack, workers, tmp_pat
     credits, job = asyncio.run(after())
     assert job is None and credits.locked == before.locked - 100_000
     assert credits.free == before.free + 50_000 + 50_000 - 12_345
-    receipt = Receipt(job_id=_uuid.UUID(bytes=finished), lock_tx=lock_b, settlement_tx=rows[ub]["settlement_tx"],
-                      worker=str(ws[1].wallet))
+    receipt = Receipt(
+        job_id=_uuid.UUID(bytes=finished),
+        lock_tx=lock_b,
+        settlement_tx=rows[ub]["settlement_tx"],
+        worker=str(ws[1].wallet),
+    )
     report = asyncio.run(verify_receipt(stack["rpc"], receipt, response=b"done"))
     assert report.verified and report.check("result_hash").status == Status.PASS
 
@@ -222,8 +254,9 @@ def test_a_gateway_whose_jobs_could_outlive_their_deadline_does_not_start(stack,
     from decentral_chain.gateway.errors import GatewayError
 
     async def check(**overrides) -> None:
-        settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "k.db", journal_db=tmp_path / "j.db",
-                                   **overrides)
+        settings = GatewaySettings(
+            rpc_url=stack["rpc"], keys_db=tmp_path / "k.db", journal_db=tmp_path / "j.db", **overrides
+        )
         async with EscrowClient(stack["rpc"]) as escrow:
             await check_deadline(escrow, settings)
 
@@ -254,20 +287,37 @@ def test_a_journaled_settlement_past_its_deadline_is_refunded_at_start(program_e
         job_uuid = str(uuid.UUID(bytes=job_id))
         journal = Journal(tmp_path / "j.db")
         journal.open(job_uuid, str(g.clients[0].pubkey), str(ws[0].wallet), 50_000, lock_tx)
-        journal.update(job_uuid, "settling", cost=10_000, result_hash=hashlib.sha256(b"late").hexdigest(),
-                       prompt_tokens=1, completion_tokens=1)
+        journal.update(
+            job_uuid,
+            "settling",
+            cost=10_000,
+            result_hash=hashlib.sha256(b"late").hexdigest(),
+            prompt_tokens=1,
+            completion_tokens=1,
+        )
         journal.close()
         time.sleep(3.5)  # past expires_at (refund_timeout 2 s), and a slot later on chain
-        settings = GatewaySettings(rpc_url=rpc.url(), keys_db=tmp_path / "keys.db", journal_db=tmp_path / "j.db",
-                                   job_timeout=0.2, confirm_timeout=0.5)
+        settings = GatewaySettings(
+            rpc_url=rpc.url(),
+            keys_db=tmp_path / "keys.db",
+            journal_db=tmp_path / "j.db",
+            job_timeout=0.2,
+            confirm_timeout=0.5,
+        )
         with ServerThread((create_app(settings, g.gateway, ws[:1]), 0)):
             pass
         journal = Journal(tmp_path / "j.db")
         row = journal.get(job_uuid)
         journal.close()
         assert row["state"] == "refunded" and "deadline" in row["error"], row
-        receipt = Receipt(job_id=uuid.UUID(job_uuid), lock_tx=lock_tx, settlement_tx=row["settlement_tx"],
-                          worker=str(ws[0].wallet), outcome="refunded", client=str(g.clients[0].pubkey))
+        receipt = Receipt(
+            job_id=uuid.UUID(job_uuid),
+            lock_tx=lock_tx,
+            settlement_tx=row["settlement_tx"],
+            worker=str(ws[0].wallet),
+            outcome="refunded",
+            client=str(g.clients[0].pubkey),
+        )
         report = asyncio.run(verify_receipt(rpc.url(), receipt, program_id=g.program_id, mint=g.mint))
         assert report.verified, report.to_dict()
         assert g.credits(g.clients[0].pubkey).free == USDC
@@ -275,8 +325,9 @@ def test_a_journaled_settlement_past_its_deadline_is_refunded_at_start(program_e
 
 def _second_gateway(stack, workers, tmp_path, **overrides):
     g, ws = workers
-    settings = GatewaySettings(**{"rpc_url": stack["rpc"], "keys_db": tmp_path / "keys.db",
-                                  "journal_db": tmp_path / "j.db", **overrides})
+    settings = GatewaySettings(
+        **{"rpc_url": stack["rpc"], "keys_db": tmp_path / "keys.db", "journal_db": tmp_path / "j.db", **overrides}
+    )
     store = KeyStore(settings.keys_db)
     key = store.create(g.clients[0].pubkey)
     store.close()
@@ -299,8 +350,12 @@ def _wait_final(settings, job_id: str, timeout: float = 10.0) -> dict:
 def test_a_job_that_times_out_is_refunded_with_504(stack, workers, tmp_path):
     server, key, settings = _second_gateway(stack, workers, tmp_path, job_timeout=0.05)
     with server:
-        reply = httpx.post(f"{server.url()}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                           json={"model": MODEL, "messages": ASK, "max_tokens": 400}, timeout=30)
+        reply = httpx.post(
+            f"{server.url()}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": MODEL, "messages": ASK, "max_tokens": 400},
+            timeout=30,
+        )
         assert reply.status_code == 504 and reply.json()["error"]["code"] == "job_timed_out"
         job_id = reply.headers["x-decentral-job-id"]
         row = _wait_final(settings, job_id)
@@ -316,9 +371,13 @@ def test_a_job_that_times_out_is_refunded_with_504(stack, workers, tmp_path):
 def test_a_client_leaving_mid_stream_pays_only_for_what_it_was_sent(stack, workers, tmp_path):
     server, key, settings = _second_gateway(stack, workers, tmp_path)
     with server:
-        with httpx.stream("POST", f"{server.url()}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                          json={"model": MODEL, "messages": ASK, "max_tokens": 400, "stream": True,
-                                "temperature": 0.9}, timeout=30) as response:
+        with httpx.stream(
+            "POST",
+            f"{server.url()}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": MODEL, "messages": ASK, "max_tokens": 400, "stream": True, "temperature": 0.9},
+            timeout=30,
+        ) as response:
             job_id = response.headers["x-decentral-job-id"]
             lines = response.iter_lines()
             received = [next(lines) for _ in range(3)]  # three events, then the client goes away
@@ -351,23 +410,40 @@ def test_a_settlement_signed_before_a_crash_is_the_one_that_lands(stack, workers
     async def lock_and_sign():
         async with EscrowClient(stack["rpc"]) as escrow:
             lock = await escrow.lock_job(g.gateway, client.pubkey, job_id, 40_000, ws[0].wallet)
-            ix = build_settle_job(gateway=g.gateway.pubkey(), client=client.pubkey, job_id=job_id,
-                                  worker_token=g.workers[0].token, treasury=(await escrow.get_config()).treasury,
-                                  payer=g.gateway.pubkey(), cost=12_000, result_hash=digest, prompt_tokens=4,
-                                  completion_tokens=4)
+            ix = build_settle_job(
+                gateway=g.gateway.pubkey(),
+                client=client.pubkey,
+                job_id=job_id,
+                worker_token=g.workers[0].token,
+                treasury=(await escrow.get_config()).treasury,
+                payer=g.gateway.pubkey(),
+                cost=12_000,
+                result_hash=digest,
+                prompt_tokens=4,
+                completion_tokens=4,
+            )
             # a compute-unit limit too: bytes the gateway would not sign again by itself
             ixs = [set_compute_unit_limit(100_000), ix]
             if expired:  # a blockhash the chain no longer knows
-                return lock, VersionedTransaction(Message.new_with_blockhash(ixs, g.gateway.pubkey(),
-                                                                             Hash.new_unique()), [g.gateway])
+                return lock, VersionedTransaction(
+                    Message.new_with_blockhash(ixs, g.gateway.pubkey(), Hash.new_unique()), [g.gateway]
+                )
             return lock, (await escrow.prepare(ixs, g.gateway)).transaction
 
     lock, signed = asyncio.run(lock_and_sign())
     ujob = str(uuid.UUID(bytes=job_id))
     journal = Journal(tmp_path / "journal.db")
     journal.open(ujob, str(client.pubkey), str(ws[0].wallet), 40_000, str(lock))
-    journal.update(ujob, "settling", cost=12_000, result_hash=digest.hex(), prompt_tokens=4, completion_tokens=4,
-                   settlement_tx=str(signed.signatures[0]), settlement_raw=bytes(signed))
+    journal.update(
+        ujob,
+        "settling",
+        cost=12_000,
+        result_hash=digest.hex(),
+        prompt_tokens=4,
+        completion_tokens=4,
+        settlement_tx=str(signed.signatures[0]),
+        settlement_raw=bytes(signed),
+    )
     journal.close()
     settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "keys.db", journal_db=tmp_path / "journal.db")
     with ServerThread((create_app(settings, g.gateway, ws), 0)):
@@ -377,8 +453,9 @@ def test_a_settlement_signed_before_a_crash_is_the_one_that_lands(stack, workers
     journal.close()
     assert row["state"] == "settled"
     assert (row["settlement_tx"] == str(signed.signatures[0])) is not expired
-    receipt = Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=row["settlement_tx"],
-                      worker=str(ws[0].wallet))
+    receipt = Receipt(
+        job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=row["settlement_tx"], worker=str(ws[0].wallet)
+    )
     report = asyncio.run(verify_receipt(stack["rpc"], receipt, response=b"the answer", expected_cost=12_000))
     assert report.verified, report.to_dict()
 
@@ -410,8 +487,10 @@ def _credits(stack, owner):
 
 def _settled(stack, job_id: str, key: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while httpx.get(f"{stack['url']}/v1/jobs/{job_id}", headers={"authorization": f"Bearer {key}"}
-                    ).json()["status"] != "settled":
+    while (
+        httpx.get(f"{stack['url']}/v1/jobs/{job_id}", headers={"authorization": f"Bearer {key}"}).json()["status"]
+        != "settled"
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.02)
 
@@ -440,8 +519,12 @@ def test_credits_withdrawn_after_the_gateways_reading_are_never_spent(stack):
     from decentral_chain.gateway.journal import Journal
 
     journal = Journal(stack["journal_db"])
-    states = [r[0] for r in journal.db.execute("SELECT state FROM jobs WHERE client = ? ORDER BY created",
-                                               (str(wallet.pubkey),)).fetchall()]
+    states = [
+        r[0]
+        for r in journal.db.execute(
+            "SELECT state FROM jobs WHERE client = ? ORDER BY created", (str(wallet.pubkey),)
+        ).fetchall()
+    ]
     journal.close()
     # the stream's lock was refused by the chain; the last request read the chain and never locked
     assert states == ["settled", "rejected"]
@@ -544,8 +627,10 @@ def test_an_unreachable_chain_is_a_503_to_retry(stack, workers, tmp_path):
 
     server, key, _ = _second_gateway(stack, workers, tmp_path, rpc_url=f"http://127.0.0.1:{free_port_pair()}")
     with server:
-        with openai.OpenAI(base_url=server.url() + "/v1", api_key=key, max_retries=0) as client, \
-                pytest.raises(openai.APIStatusError) as down:
+        with (
+            openai.OpenAI(base_url=server.url() + "/v1", api_key=key, max_retries=0) as client,
+            pytest.raises(openai.APIStatusError) as down,
+        ):
             client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=2)
         account = httpx.get(f"{server.url()}/v1/account", headers={"authorization": f"Bearer {key}"})
     assert down.value.status_code == 503 and down.value.body["code"] == "chain_unavailable"

@@ -38,10 +38,17 @@ def wait_until(check, timeout=60.0):
 
 def test_sigkill_mid_stream_then_restart_resolves_the_job(tmp_path):
     rpc_port, gw_port = free_port_pair(), free_port_pair()
-    env = {**os.environ, "DECENTRAL_GATEWAY_KEYS_DB": str(tmp_path / "keys.db"),
-           "DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp_path / "journal.db")}
-    localnet = subprocess.Popen([*CLI, "localnet", "--port", str(rpc_port), "--keys-dir", str(tmp_path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    env = {
+        **os.environ,
+        "DECENTRAL_GATEWAY_KEYS_DB": str(tmp_path / "keys.db"),
+        "DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp_path / "journal.db"),
+    }
+    localnet = subprocess.Popen(
+        [*CLI, "localnet", "--port", str(rpc_port), "--keys-dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     processes = [localnet]
     try:
         wait_until(lambda: json.loads((tmp_path / "addresses.json").read_text())["ready"])
@@ -57,9 +64,20 @@ def test_sigkill_mid_stream_then_restart_resolves_the_job(tmp_path):
                 await escrow.deposit(client, 2 * USDC)
 
         asyncio.run(deposit())
-        gateway_cmd = [*CLI, "gateway", "--port", str(gw_port), "--rpc-url", rpc, "--n-ctx", "512",
-                       "--gateway-keypair", str(tmp_path / "gateway-keypair.json"),
-                       "--worker-wallet", addresses["workers"][0]["wallet"]]
+        gateway_cmd = [
+            *CLI,
+            "gateway",
+            "--port",
+            str(gw_port),
+            "--rpc-url",
+            rpc,
+            "--n-ctx",
+            "512",
+            "--gateway-keypair",
+            str(tmp_path / "gateway-keypair.json"),
+            "--worker-wallet",
+            addresses["workers"][0]["wallet"],
+        ]
         url = f"http://127.0.0.1:{gw_port}"
 
         def start_gateway() -> subprocess.Popen:
@@ -69,10 +87,18 @@ def test_sigkill_mid_stream_then_restart_resolves_the_job(tmp_path):
             return proc
 
         gateway = start_gateway()
-        with httpx.stream("POST", f"{url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                          json={"model": "smollm2-135m-instruct", "max_tokens": 400, "stream": True,
-                                "messages": [{"role": "user", "content": "Tell me a long story."}]},
-                          timeout=60) as response:
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={
+                "model": "smollm2-135m-instruct",
+                "max_tokens": 400,
+                "stream": True,
+                "messages": [{"role": "user", "content": "Tell me a long story."}],
+            },
+            timeout=60,
+        ) as response:
             job_id = response.headers["x-decentral-job-id"]
             lines = response.iter_lines()
             for _ in range(4):

@@ -37,8 +37,9 @@ def stack(program_elf, tmp_path_factory):
     chain = LocalChain.from_genesis(g, **FAST_CHAIN)
     worker = Worker(WorkerSpec("w", default_model_path(), g.workers[0].pubkey, n_ctx=512)).start()
     with ServerThread((create_rpc_app(chain), 0)) as rpc:
-        s = GatewaySettings(rpc_url=rpc.url(), keys_db=tmp / "keys.db", journal_db=tmp / "journal.db",
-                            default_max_tokens=4)
+        s = GatewaySettings(
+            rpc_url=rpc.url(), keys_db=tmp / "keys.db", journal_db=tmp / "journal.db", default_max_tokens=4
+        )
         store = KeyStore(s.keys_db)
         key = store.create(g.clients[0].pubkey)
         store.close()
@@ -53,19 +54,49 @@ def stack(program_elf, tmp_path_factory):
     worker.close()
 
 
-weird = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False),
-                  st.text(max_size=20), st.lists(st.integers(), max_size=3),
-                  st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
-valid_messages = st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]),
-                                                 "content": st.text(min_size=1, max_size=30)}),
-                          min_size=1, max_size=2)
+weird = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=False),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+valid_messages = st.lists(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]), "content": st.text(min_size=1, max_size=30)}),
+    min_size=1,
+    max_size=2,
+)
 messages = st.one_of(
-    valid_messages, valid_messages,
+    valid_messages,
+    valid_messages,
     weird,
-    st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "robot", 7]),
-                                    "content": st.one_of(st.text(max_size=40), weird)}), max_size=3))
-FIELDS = ["max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "frequency_penalty",
-          "presence_penalty", "seed", "response_format", "stream", "stream_options", "n", "model"]
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "role": st.sampled_from(["user", "system", "assistant", "robot", 7]),
+                "content": st.one_of(st.text(max_size=40), weird),
+            }
+        ),
+        max_size=3,
+    ),
+)
+FIELDS = [
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "response_format",
+    "stream",
+    "stream_options",
+    "n",
+    "model",
+]
 
 
 @st.composite
@@ -83,14 +114,25 @@ def test_no_5xx_and_no_lost_credit(stack):
     statuses = []
 
     with httpx.Client(timeout=60) as http:
+
         @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
         @given(body=bodies())
         @example(body={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
-        @example(body={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
-                       "stream": True, "stream_options": {"include_usage": True}})
+        @example(
+            body={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 2,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+        )
         def hit(body):
-            reply = http.post(f"{url}/v1/chat/completions", content=json.dumps(body).encode(),
-                              headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+            reply = http.post(
+                f"{url}/v1/chat/completions",
+                content=json.dumps(body).encode(),
+                headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+            )
             statuses.append(reply.status_code)
             assert reply.status_code < 500, (body, reply.text)
             if reply.status_code >= 400:
@@ -120,17 +162,28 @@ def test_all_workers_busy_is_503_with_retry_after(stack):
     started = threading.Event()
 
     def hold_the_worker():
-        with httpx.stream("POST", f"{url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                          json={"model": MODEL, "messages": [{"role": "user", "content": "Count to fifty."}],
-                                "max_tokens": 200, "stream": True}, timeout=60) as response:
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "Count to fifty."}],
+                "max_tokens": 200,
+                "stream": True,
+            },
+            timeout=60,
+        ) as response:
             for _ in response.iter_lines():
                 started.set()
 
     holder = threading.Thread(target=hold_the_worker)
     holder.start()
     assert started.wait(30)
-    with openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0) as sdk, \
-            pytest.raises(openai.APIStatusError) as info:
+    with (
+        openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0) as sdk,
+        pytest.raises(openai.APIStatusError) as info,
+    ):
         sdk.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     holder.join(60)
     assert info.value.status_code == 503

@@ -43,11 +43,15 @@ def test_the_credits_reading_follows_the_chain_and_the_gateways_own_moves(rpc_lo
 def test_a_journal_of_an_earlier_version_is_migrated_and_its_open_jobs_found(tmp_path):
     path = tmp_path / "journal.db"
     old = sqlite3.connect(path)
-    old.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY, client TEXT, worker TEXT, amount INTEGER, state TEXT, "
-                "lock_tx TEXT, settlement_tx TEXT, cost INTEGER, result_hash TEXT, prompt_tokens INTEGER, "
-                "completion_tokens INTEGER, created REAL, updated REAL, error TEXT)")
-    old.executemany("INSERT INTO jobs (job_id, state, amount) VALUES (?, ?, 5)",
-                    [("a", "locking"), ("b", "inferred"), ("c", "settled"), ("d", "refunded")])
+    old.execute(
+        "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, client TEXT, worker TEXT, amount INTEGER, state TEXT, "
+        "lock_tx TEXT, settlement_tx TEXT, cost INTEGER, result_hash TEXT, prompt_tokens INTEGER, "
+        "completion_tokens INTEGER, created REAL, updated REAL, error TEXT)"
+    )
+    old.executemany(
+        "INSERT INTO jobs (job_id, state, amount) VALUES (?, ?, 5)",
+        [("a", "locking"), ("b", "inferred"), ("c", "settled"), ("d", "refunded")],
+    )
     old.commit()
     old.close()
     journal = Journal(path)

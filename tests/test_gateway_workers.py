@@ -8,8 +8,9 @@ import time
 import pytest
 from solders.pubkey import Pubkey
 
+from decentral_chain.errors import NoWorkerFree, WorkerError
 from decentral_chain.gateway.model import SHA256, default_model_path, file_sha256
-from decentral_chain.gateway.workers import NoWorkerFree, Worker, WorkerError, WorkerPool, WorkerSpec
+from decentral_chain.gateway.workers import Worker, WorkerPool, WorkerSpec
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name three colors."}]
 
@@ -52,19 +53,23 @@ def test_completions_are_deterministic_at_temperature_zero(workers):
 def test_the_prompt_count_is_the_models_own(workers):
     """The ceiling is priced from this count, on the request's thread: it must equal what
     llama.cpp reports for the same conversation (system, multi-turn, unicode)."""
-    conversation = [*MESSAGES, {"role": "assistant", "content": "Red, green, blue."},
-                    {"role": "user", "content": "Und auf Deutsch? Ünïcödé — 色"}]
+    conversation = [
+        *MESSAGES,
+        {"role": "assistant", "content": "Red, green, blue."},
+        {"role": "user", "content": "Und auf Deutsch? Ünïcödé — 色"},
+    ]
     for messages in (MESSAGES, conversation):
-        reported = workers[0].submit(lambda llama, m=messages: llama.create_chat_completion(
-            messages=m, max_tokens=1))
+        reported = workers[0].submit(lambda llama, m=messages: llama.create_chat_completion(messages=m, max_tokens=1))
         assert workers[0].prompt_tokens(messages) == reported.result()["usage"]["prompt_tokens"]
 
 
 def test_streaming_yields_the_same_text_and_can_stop_early(workers):
     async def run():
         full = await workers[0].call(chat(max_tokens=24, temperature=0.0))
-        pieces = [c["choices"][0]["delta"].get("content", "") async for c in
-                  workers[0].stream(chat(max_tokens=24, temperature=0.0, stream=True))]
+        pieces = [
+            c["choices"][0]["delta"].get("content", "")
+            async for c in workers[0].stream(chat(max_tokens=24, temperature=0.0, stream=True))
+        ]
         taken = 0
         async for _ in workers[0].stream(chat(max_tokens=400, temperature=0.0, stream=True)):
             taken += 1
@@ -81,8 +86,9 @@ def test_streaming_yields_the_same_text_and_can_stop_early(workers):
 
 def test_two_workers_run_in_parallel_without_sharing_a_model(workers):
     async def run():
-        return await asyncio.gather(*(w.call(chat(max_tokens=32, temperature=0.7, seed=i))
-                                      for i, w in enumerate(workers)))
+        return await asyncio.gather(
+            *(w.call(chat(max_tokens=32, temperature=0.7, seed=i)) for i, w in enumerate(workers))
+        )
 
     results = asyncio.run(run())
     assert all(r["choices"][0]["message"]["content"] for r in results)

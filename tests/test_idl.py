@@ -57,14 +57,30 @@ def _cases() -> list[tuple[str, list, Instruction]]:
     job_id = uuid.uuid4().bytes
     digest = hashlib.sha256(b"r").digest()
     return [
-        ("initialize", [250, 600], build_initialize(admin=a, mint=b, gateway=c, treasury=d, fee_bps=250,
-                                                    refund_timeout=600)),
+        (
+            "initialize",
+            [250, 600],
+            build_initialize(admin=a, mint=b, gateway=c, treasury=d, fee_bps=250, refund_timeout=600),
+        ),
         ("deposit", [7], build_deposit(owner=a, source=b, amount=7)),
         ("withdraw", [2**64 - 1], build_withdraw(owner=a, destination=b, amount=2**64 - 1)),
         ("lock_job", [list(job_id), 5, c], build_lock_job(gateway=a, client=b, job_id=job_id, amount=5, worker=c)),
-        ("settle_job", [3, list(digest), 10, 20],
-         build_settle_job(gateway=a, client=b, job_id=job_id, worker_token=c, treasury=d, payer=e, cost=3,
-                          result_hash=digest, prompt_tokens=10, completion_tokens=20)),
+        (
+            "settle_job",
+            [3, list(digest), 10, 20],
+            build_settle_job(
+                gateway=a,
+                client=b,
+                job_id=job_id,
+                worker_token=c,
+                treasury=d,
+                payer=e,
+                cost=3,
+                result_hash=digest,
+                prompt_tokens=10,
+                completion_tokens=20,
+            ),
+        ),
         ("refund_job", [], build_refund_job(authority=a, client=b, job_id=job_id, payer=c)),
         ("update_config", [None, 60, a, True], build_update_config(admin=b, refund_timeout=60, gateway=a, paused=True)),
         ("update_config", [7, None, None, None], build_update_config(admin=b, fee_bps=7)),
@@ -90,10 +106,15 @@ def test_anchorpy_decodes_our_accounts_and_events(anchor_program, chain):
     coder = anchor_program.coder.accounts
     cfg = coder.decode(bytes(chain.svm.get_account(chain.config_address).data))
     assert cfg.gateway == chain.gateway.pubkey() and cfg.fee_bps == 250 and cfg.vault == chain.vault
-    credits = coder.decode(bytes(chain.svm.get_account(pda.credits_address(chain.client.pubkey,
-                                                                            chain.program_id)).data))
-    assert (credits.owner, credits.free, credits.locked, credits.open_jobs) == (chain.client.pubkey, 3 * USDC,
-                                                                                2 * USDC, 1)
+    credits = coder.decode(
+        bytes(chain.svm.get_account(pda.credits_address(chain.client.pubkey, chain.program_id)).data)
+    )
+    assert (credits.owner, credits.free, credits.locked, credits.open_jobs) == (
+        chain.client.pubkey,
+        3 * USDC,
+        2 * USDC,
+        1,
+    )
     job = coder.decode(bytes(chain.svm.get_account(pda.job_address(job_id, chain.program_id)).data))
     assert bytes(job.job_id) == job_id and job.worker == chain.worker.pubkey and job.amount == 2 * USDC
 
@@ -114,8 +135,9 @@ def test_both_idls_agree_with_the_abi():
     for ix_l, ix_30 in zip(legacy["instructions"], v30["instructions"], strict=True):
         assert codegen.camel(ix_30["name"]) == ix_l["name"]
         assert bytes(ix_30["discriminator"]) == hashlib.sha256(f"global:{ix_30['name']}".encode()).digest()[:8]
-        assert [a["name"] for a in ix_30["accounts"]] == [re.sub(r"([A-Z])", r"_\1", a["name"]).lower()
-                                                         for a in ix_l["accounts"]]
+        assert [a["name"] for a in ix_30["accounts"]] == [
+            re.sub(r"([A-Z])", r"_\1", a["name"]).lower() for a in ix_l["accounts"]
+        ]
         assert [bool(a.get("writable")) for a in ix_30["accounts"]] == [a["isMut"] for a in ix_l["accounts"]]
         assert [bool(a.get("signer")) for a in ix_30["accounts"]] == [a["isSigner"] for a in ix_l["accounts"]]
     for kind in ("accounts", "events"):
@@ -180,8 +202,8 @@ def test_constraint_tables_check_types_before_constraints_read_data():
         ops = [row.split(",")[0].lstrip("{") for row in codegen._check_rows(ix)]
         n_types = sum(a.type is not None for a in ix.accounts)
         n_addresses = sum(a.address is not None for a in ix.accounts)
-        assert ops[n_addresses:n_addresses + n_types] == ["CHECK_TYPE"] * n_types, ix.name
-        assert "CHECK_TYPE" not in ops[n_addresses + n_types:], ix.name
+        assert ops[n_addresses : n_addresses + n_types] == ["CHECK_TYPE"] * n_types, ix.name
+        assert "CHECK_TYPE" not in ops[n_addresses + n_types :], ix.name
         assert len(ops) == n_addresses + n_types + sum(len(a.constraints) for a in ix.accounts)
 
 
@@ -200,8 +222,11 @@ def test_constraint_tables_check_types_before_constraints_read_data():
 def test_constraint_compiler_rejects_what_it_cannot_enforce(constraint, message):
     deposit = abi.INSTRUCTIONS_BY_NAME["deposit"]
     accounts = tuple(
-        dataclasses.replace(a, constraints=(constraint,)) if a.name == "vault"
-        else dataclasses.replace(a, type=None, constraints=()) if a.name == "source" else a
+        dataclasses.replace(a, constraints=(constraint,))
+        if a.name == "vault"
+        else dataclasses.replace(a, type=None, constraints=())
+        if a.name == "source"
+        else a
         for a in deposit.accounts
     )
     with pytest.raises(ValueError, match=message):
@@ -217,8 +242,7 @@ def test_discriminators_follow_anchors_rule():
         assert value.to_bytes(8, "little") == hashlib.sha256(f"global:{ix.name}".encode()).digest()[:8]
     for s in (*abi.ACCOUNTS, *abi.EVENTS):
         prefix = "ACCOUNT" if s.namespace == "account" else "EVENT"
-        value = int(re.search(rf"#define {prefix}_{codegen.upper_snake(s.name)} 0x([0-9a-f]+)ULL", header).group(1),
-                    16)
+        value = int(re.search(rf"#define {prefix}_{codegen.upper_snake(s.name)} 0x([0-9a-f]+)ULL", header).group(1), 16)
         assert value.to_bytes(8, "little") == hashlib.sha256(f"{s.namespace}:{s.name}".encode()).digest()[:8]
 
 

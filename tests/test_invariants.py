@@ -72,8 +72,10 @@ class EscrowMachine(RuleBasedStateMachine):
     def lock(self, c, w, amount):
         self.next_job += 1
         job_id = self.next_job.to_bytes(16, "big")  # deterministic: hypothesis replays exactly
-        do = lambda: self.chain.lock(amount, client=self.client(c), worker=self.chain.workers[w].pubkey,  # noqa: E731
-                                     job_id=job_id)
+
+        def do():
+            return self.chain.lock(amount, client=self.client(c), worker=self.chain.workers[w].pubkey, job_id=job_id)
+
         if not self.has_credits[c]:  # account constraints come before argument checks, as in Anchor
             expect_failure(do, E.AccountOwnedByWrongProgram)
         elif amount == 0:
@@ -118,8 +120,7 @@ class EscrowMachine(RuleBasedStateMachine):
             signer = self.client(c).keypair
             expired = self.chain.svm.get_clock().unix_timestamp >= self.chain.job(job_id).expires_at
             if not expired:
-                expect_failure(lambda: self.chain.refund(job_id, signer=signer, client=self.client(c)),
-                               E.JobNotExpired)
+                expect_failure(lambda: self.chain.refund(job_id, signer=signer, client=self.client(c)), E.JobNotExpired)
                 return
             self.chain.refund(job_id, signer=signer, client=self.client(c))
         else:
@@ -162,7 +163,9 @@ class EscrowMachine(RuleBasedStateMachine):
 
 
 EscrowMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=30, deadline=None,
+    max_examples=60,
+    stateful_step_count=30,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_escrow_state_machine = EscrowMachine.TestCase

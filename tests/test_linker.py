@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from decentral_chain.errors import LinkError
 from decentral_chain.sbpf.build import compile_object
 from decentral_chain.sbpf.elf import EM_BPF, ET_DYN, SHF_ALLOC, SHT_DYNSYM, SHT_REL, ObjectFile
-from decentral_chain.sbpf.linker import KNOWN_SYSCALLS, MM_PROGRAM_START, R_BPF_64_32, R_BPF_64_64, LinkError, link
+from decentral_chain.sbpf.linker import KNOWN_SYSCALLS, MM_PROGRAM_START, R_BPF_64_32, R_BPF_64_64, link
 
 LDDW = 0x18
 CALL = 0x85
@@ -65,8 +66,8 @@ def test_syscalls_are_dynamic_relocations_on_call_instructions(program):
         r_offset, r_info = struct.unpack_from("<QQ", rel.data, k * 16)
         assert r_info & 0xFFFF_FFFF == R_BPF_64_32
         st_name = struct.unpack_from("<I", dynsym.data, (r_info >> 32) * 24)[0]
-        name = dynstr[st_name: dynstr.index(b"\0", st_name)].decode()
-        insn = text.data[r_offset - text.offset: r_offset - text.offset + 8]
+        name = dynstr[st_name : dynstr.index(b"\0", st_name)].decode()
+        insn = text.data[r_offset - text.offset : r_offset - text.offset + 8]
         assert insn[0] == CALL and struct.unpack_from("<i", insn, 4)[0] == -1
         names.add(name)
     assert names <= KNOWN_SYSCALLS
@@ -74,12 +75,15 @@ def test_syscalls_are_dynamic_relocations_on_call_instructions(program):
 
 
 def test_internal_calls_and_rodata_pointer_tables_link(tmp_path):
-    obj = compile_c(tmp_path, """
+    obj = compile_c(
+        tmp_path,
+        """
         extern void sol_log_(const char *, uint64_t);
         static const char *const NAMES[2] = {"left", "right"};
         __attribute__((noinline)) uint64_t twice(uint64_t x) { return x * 2; }
         uint64_t entrypoint(const uint8_t *in) { sol_log_(NAMES[in[0] & 1], 4); return twice(in[1]); }
-    """)
+    """,
+    )
     linked = link(obj)
     parsed = ObjectFile.parse(linked.elf)
     rodata = next(s for s in parsed.sections if s.name == ".rodata")
@@ -90,8 +94,9 @@ def test_internal_calls_and_rodata_pointer_tables_link(tmp_path):
 
 
 def test_writable_section_is_named(tmp_path):
-    obj = compile_c(tmp_path, "uint64_t counter = 7;\nuint64_t entrypoint(const uint8_t *in) "
-                              "{ (void)in; return counter++; }")
+    obj = compile_c(
+        tmp_path, "uint64_t counter = 7;\nuint64_t entrypoint(const uint8_t *in) { (void)in; return counter++; }"
+    )
     with pytest.raises(LinkError, match=r"writable section \.data \(counter\)"):
         link(obj)
 
@@ -103,15 +108,20 @@ def test_zero_initialized_global_is_named(tmp_path):
 
 
 def test_unknown_syscall_is_named(tmp_path):
-    obj = compile_c(tmp_path, "extern void sol_steal_everything(void);\n"
-                              "uint64_t entrypoint(const uint8_t *in) { (void)in; sol_steal_everything(); return 0; }")
+    obj = compile_c(
+        tmp_path,
+        "extern void sol_steal_everything(void);\n"
+        "uint64_t entrypoint(const uint8_t *in) { (void)in; sol_steal_everything(); return 0; }",
+    )
     with pytest.raises(LinkError, match="unknown syscall `sol_steal_everything`"):
         link(obj)
 
 
 def test_undefined_data_symbol_is_named(tmp_path):
-    obj = compile_c(tmp_path, "extern const uint64_t somewhere[4];\n"
-                              "uint64_t entrypoint(const uint8_t *in) { return somewhere[in[0] & 3]; }")
+    obj = compile_c(
+        tmp_path,
+        "extern const uint64_t somewhere[4];\nuint64_t entrypoint(const uint8_t *in) { return somewhere[in[0] & 3]; }",
+    )
     with pytest.raises(LinkError, match="undefined symbol `somewhere`"):
         link(obj)
 

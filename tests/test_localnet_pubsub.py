@@ -57,9 +57,15 @@ def test_signature_account_and_logs_notifications(localnet):
 
     async def run():
         async with AsyncClient(url) as client, connect(ws_url) as ws:
-            tx = await _signed(client, [transfer(TransferParams(from_pubkey=g.admin.pubkey(),
-                                                                to_pubkey=receiver.pubkey(), lamports=7_000_000))],
-                               g.admin)
+            tx = await _signed(
+                client,
+                [
+                    transfer(
+                        TransferParams(from_pubkey=g.admin.pubkey(), to_pubkey=receiver.pubkey(), lamports=7_000_000)
+                    )
+                ],
+                g.admin,
+            )
             await ws.signature_subscribe(tx.signatures[0])
             sig_sub = (await ws.recv())[0].result
             await ws.account_subscribe(receiver.pubkey())
@@ -140,8 +146,9 @@ def test_slot_notifications_and_program_logs_filter(localnet):
             await ws.logs_subscribe(RpcTransactionLogsFilterMentions(PROGRAM_ID))
             await ws.recv()
             c = g.clients[0]
-            await client.send_transaction(await _signed(
-                client, [build_deposit(owner=c.pubkey, source=c.token, amount=USDC)], c.keypair))
+            await client.send_transaction(
+                await _signed(client, [build_deposit(owner=c.pubkey, source=c.token, amount=USDC)], c.keypair)
+            )
             logs = (await _next(ws, LogsNotification)).result.value
             assert any(line.startswith("Program data: ") for line in logs.logs)
 
@@ -153,6 +160,7 @@ def test_bad_subscriptions_get_json_rpc_errors(localnet):
 
     async def run():
         async with websockets.connect(ws_url) as ws:
+
             async def ask(payload) -> dict:
                 await ws.send(payload if isinstance(payload, str) else json.dumps(payload))
                 return json.loads(await asyncio.wait_for(ws.recv(), timeout=5))

@@ -47,9 +47,15 @@ def test_solana_py_transfers_and_reads_back(rpc_localnet):
             assert await client.is_connected()
             sender, receiver = g.admin, Keypair()
             before = (await client.get_balance(sender.pubkey())).value
-            sig = await send_signed(client, [transfer(TransferParams(from_pubkey=sender.pubkey(),
-                                                                      to_pubkey=receiver.pubkey(),
-                                                                      lamports=1_234_567))], sender)
+            sig = await send_signed(
+                client,
+                [
+                    transfer(
+                        TransferParams(from_pubkey=sender.pubkey(), to_pubkey=receiver.pubkey(), lamports=1_234_567)
+                    )
+                ],
+                sender,
+            )
             assert (await client.get_balance(receiver.pubkey())).value == 1_234_567
             assert (await client.get_balance(sender.pubkey())).value == before - 1_234_567 - 5_000
             info = (await client.get_account_info(receiver.pubkey())).value
@@ -57,8 +63,7 @@ def test_solana_py_transfers_and_reads_back(rpc_localnet):
             tx = (await client.get_transaction(sig, max_supported_transaction_version=0)).value
             assert tx.transaction.meta.err is None and tx.transaction.meta.fee == 5_000
             assert tx.transaction.meta.post_balances[1] == 1_234_567
-            raw = (await client.get_transaction(sig, encoding="base64",
-                                                max_supported_transaction_version=0)).value
+            raw = (await client.get_transaction(sig, encoding="base64", max_supported_transaction_version=0)).value
             assert raw.slot == tx.slot and raw.block_time is not None
             statuses = (await client.get_signature_statuses([sig])).value
             assert statuses[0].err is None and statuses[0].slot == tx.slot
@@ -72,16 +77,43 @@ def test_escrow_settlement_through_solana_py_reports_token_balances(rpc_localnet
 
     async def run():
         async with AsyncClient(url) as client:
-            await send_signed(client, [build_deposit(owner=client_wallet.pubkey, source=client_wallet.token,
-                                                     amount=5 * USDC)], client_wallet.keypair)
+            await send_signed(
+                client,
+                [build_deposit(owner=client_wallet.pubkey, source=client_wallet.token, amount=5 * USDC)],
+                client_wallet.keypair,
+            )
             job_id = new_job_id()
-            lock_sig = await send_signed(client, [build_lock_job(gateway=g.gateway.pubkey(),
-                                                                 client=client_wallet.pubkey, job_id=job_id,
-                                                                 amount=2 * USDC, worker=worker.pubkey)], g.gateway)
-            settle_sig = await send_signed(client, [build_settle_job(
-                gateway=g.gateway.pubkey(), client=client_wallet.pubkey, job_id=job_id, worker_token=worker.token,
-                treasury=g.treasury.token, payer=g.gateway.pubkey(), cost=USDC,
-                result_hash=hashlib.sha256(b"r").digest(), prompt_tokens=1, completion_tokens=2)], g.gateway)
+            lock_sig = await send_signed(
+                client,
+                [
+                    build_lock_job(
+                        gateway=g.gateway.pubkey(),
+                        client=client_wallet.pubkey,
+                        job_id=job_id,
+                        amount=2 * USDC,
+                        worker=worker.pubkey,
+                    )
+                ],
+                g.gateway,
+            )
+            settle_sig = await send_signed(
+                client,
+                [
+                    build_settle_job(
+                        gateway=g.gateway.pubkey(),
+                        client=client_wallet.pubkey,
+                        job_id=job_id,
+                        worker_token=worker.token,
+                        treasury=g.treasury.token,
+                        payer=g.gateway.pubkey(),
+                        cost=USDC,
+                        result_hash=hashlib.sha256(b"r").digest(),
+                        prompt_tokens=1,
+                        completion_tokens=2,
+                    )
+                ],
+                g.gateway,
+            )
             settled = (await client.get_transaction(settle_sig, max_supported_transaction_version=0)).value
             meta = settled.transaction.meta
             events = parse_events(meta.log_messages)
@@ -105,8 +137,13 @@ def test_failed_escrow_transaction_is_a_preflight_error_with_logs(rpc_localnet):
     async def run():
         async with AsyncClient(url) as client:
             blockhash = (await client.get_latest_blockhash()).value.blockhash
-            ix = build_lock_job(gateway=g.gateway.pubkey(), client=g.clients[0].pubkey, job_id=new_job_id(),
-                                amount=1, worker=worker.pubkey)  # the client has no Credits yet
+            ix = build_lock_job(
+                gateway=g.gateway.pubkey(),
+                client=g.clients[0].pubkey,
+                job_id=new_job_id(),
+                amount=1,
+                worker=worker.pubkey,
+            )  # the client has no Credits yet
             tx = VersionedTransaction(Message.new_with_blockhash([ix], g.gateway.pubkey(), blockhash), [g.gateway])
             with pytest.raises(RPCException) as info:
                 await client.send_transaction(tx)
@@ -128,13 +165,19 @@ def test_bad_input_gets_json_rpc_errors_and_the_server_keeps_serving(rpc_localne
     assert rpc(url, "getBalance", [123])["error"]["code"] == -32602
     garbage = base64.b64encode(b"\x01" + bytes(40)).decode()
     assert rpc(url, "sendTransaction", [garbage, {"encoding": "base64"}])["error"]["code"] == -32602
-    stale = VersionedTransaction(Message.new_with_blockhash(
-        [transfer(TransferParams(from_pubkey=g.admin.pubkey(), to_pubkey=Keypair().pubkey(), lamports=1))],
-        g.admin.pubkey(), chain.genesis_hash), [g.admin])
+    stale = VersionedTransaction(
+        Message.new_with_blockhash(
+            [transfer(TransferParams(from_pubkey=g.admin.pubkey(), to_pubkey=Keypair().pubkey(), lamports=1))],
+            g.admin.pubkey(),
+            chain.genesis_hash,
+        ),
+        [g.admin],
+    )
     reply = rpc(url, "sendTransaction", [base64.b64encode(bytes(stale)).decode(), {"encoding": "base64"}])
     assert reply["error"]["code"] == -32002 and reply["error"]["data"]["err"] == "BlockhashNotFound"
-    batch = httpx.post(url, json=[{"jsonrpc": "2.0", "id": i, "method": m} for i, m in
-                                  enumerate(["getHealth", "getSlot", "nope"])]).json()
+    batch = httpx.post(
+        url, json=[{"jsonrpc": "2.0", "id": i, "method": m} for i, m in enumerate(["getHealth", "getSlot", "nope"])]
+    ).json()
     assert [r.get("result", r.get("error", {}).get("code")) for r in batch][0] == "ok"
     assert batch[2]["error"]["code"] == -32601
     assert rpc(url, "getHealth")["result"] == "ok"
@@ -160,8 +203,7 @@ def test_every_read_method_parses_in_solana_py(rpc_localnet):
     async def run():
         async with AsyncClient(url) as client:
             c = g.clients[0]
-            sig = await send_signed(client, [build_deposit(owner=c.pubkey, source=c.token, amount=3 * USDC)],
-                                    c.keypair)
+            sig = await send_signed(client, [build_deposit(owner=c.pubkey, source=c.token, amount=3 * USDC)], c.keypair)
             tx_slot = (await client.get_transaction(sig, max_supported_transaction_version=0)).value.slot
             while (await client.get_slot()).value <= tx_slot:
                 await asyncio.sleep(0.1)
@@ -178,17 +220,23 @@ def test_every_read_method_parses_in_solana_py(rpc_localnet):
             assert epoch.slots_in_epoch == (await client.get_epoch_schedule()).value.slots_per_epoch
             assert (await client.get_version()).value.solana_core
             assert str((await client.get_genesis_hash()).value) == str(chain.genesis_hash)
-            assert (await client.get_minimum_balance_for_rent_exemption(80)).value == \
-                chain.svm.minimum_balance_for_rent_exemption(80)
+            assert (
+                await client.get_minimum_balance_for_rent_exemption(80)
+            ).value == chain.svm.minimum_balance_for_rent_exemption(80)
             supply = (await client.get_token_supply(g.mint)).value
             assert supply.decimals == 6 and int(supply.amount) == 1_000 * USDC
             largest = (await client.get_token_largest_accounts(g.mint)).value
             assert int(largest[0].amount.amount) == 997 * USDC
             owned = (await client.get_token_accounts_by_owner(c.pubkey, TokenAccountOpts(mint=g.mint))).value
             assert [a.pubkey for a in owned] == [c.token]
-            credits = (await client.get_program_accounts(
-                PROGRAM_ID, encoding="base64", filters=[CREDITS.size, MemcmpOpts(offset=8, bytes=str(c.pubkey))],
-                data_slice=DataSliceOpts(offset=40, length=8))).value
+            credits = (
+                await client.get_program_accounts(
+                    PROGRAM_ID,
+                    encoding="base64",
+                    filters=[CREDITS.size, MemcmpOpts(offset=8, bytes=str(c.pubkey))],
+                    data_slice=DataSliceOpts(offset=40, length=8),
+                )
+            ).value
             assert len(credits) == 1 and int.from_bytes(bytes(credits[0].account.data), "little") == 3 * USDC
             many = (await client.get_multiple_accounts([c.pubkey, Keypair().pubkey()])).value
             assert many[0] is not None and many[1] is None
@@ -208,9 +256,11 @@ def test_every_read_method_parses_in_solana_py(rpc_localnet):
             airdrop = (await client.request_airdrop(lucky, 10**9)).value
             await client.confirm_transaction(airdrop, Finalized, sleep_seconds=0.05)  # airdrops are transactions
             assert (await client.get_balance(lucky)).value == 10**9
-            msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=c.pubkey,
-                                                                      to_pubkey=g.admin.pubkey(), lamports=1))],
-                                             c.pubkey, (await client.get_latest_blockhash()).value.blockhash)
+            msg = Message.new_with_blockhash(
+                [transfer(TransferParams(from_pubkey=c.pubkey, to_pubkey=g.admin.pubkey(), lamports=1))],
+                c.pubkey,
+                (await client.get_latest_blockhash()).value.blockhash,
+            )
             assert (await client.get_fee_for_message(msg)).value == 5_000
             sim = (await client.simulate_transaction(VersionedTransaction(msg, [c.keypair]))).value
             assert sim.err is None and sim.logs
@@ -227,9 +277,11 @@ def test_missing_block_is_a_block_not_available_error(rpc_localnet):
 
 def test_a_forged_signature_is_refused_with_and_without_preflight(rpc_localnet):
     url, chain, g = rpc_localnet
-    msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=g.admin.pubkey(),
-                                                              to_pubkey=Keypair().pubkey(), lamports=1))],
-                                     g.admin.pubkey(), chain.latest_blockhash[0])
+    msg = Message.new_with_blockhash(
+        [transfer(TransferParams(from_pubkey=g.admin.pubkey(), to_pubkey=Keypair().pubkey(), lamports=1))],
+        g.admin.pubkey(),
+        chain.latest_blockhash[0],
+    )
     good = VersionedTransaction(msg, [g.admin])
     forged = VersionedTransaction.populate(msg, [Keypair().sign_message(bytes(msg))])
     raw = base64.b64encode(bytes(forged)).decode()
@@ -245,9 +297,11 @@ def test_base58_sends_paging_and_block_details(rpc_localnet):
 
     sigs = []
     for lamports in (1, 2, 3):
-        msg = Message.new_with_blockhash([transfer(TransferParams(from_pubkey=g.admin.pubkey(),
-                                                                  to_pubkey=g.gateway.pubkey(), lamports=lamports))],
-                                         g.admin.pubkey(), chain.latest_blockhash[0])
+        msg = Message.new_with_blockhash(
+            [transfer(TransferParams(from_pubkey=g.admin.pubkey(), to_pubkey=g.gateway.pubkey(), lamports=lamports))],
+            g.admin.pubkey(),
+            chain.latest_blockhash[0],
+        )
         raw = based58.b58encode(bytes(VersionedTransaction(msg, [g.admin]))).decode()
         reply = rpc(url, "sendTransaction", [raw])  # base58 is the default encoding
         sigs.append(reply["result"])

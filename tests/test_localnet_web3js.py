@@ -34,8 +34,13 @@ def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
     port = free_port_pair()
     with ServerThread((create_app(chain), port), (create_pubsub_app(chain), port + 1)) as server:
         secret = json.dumps(list(bytes(g.admin)))
-        proc = subprocess.run(["node", str(JS / "web3_flow.mjs"), server.url(), secret], capture_output=True,
-                              text=True, timeout=60, cwd=JS)
+        proc = subprocess.run(
+            ["node", str(JS / "web3_flow.mjs"), server.url(), secret],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=JS,
+        )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["confirmationErr"] is None and result["txErr"] is None

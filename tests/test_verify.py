@@ -31,8 +31,18 @@ from decentral_chain.sbpf.linker import link
 from decentral_chain.verify import Status, verify_batch, verify_receipt
 
 RESPONSE = b'{"choices":[{"message":{"content":"42"}}]}'
-CHECK_NAMES = ["transactions", "signatures", "program", "lock", "settlement", "lifecycle", "events", "payouts", "cost",
-               "result_hash"]
+CHECK_NAMES = [
+    "transactions",
+    "signatures",
+    "program",
+    "lock",
+    "settlement",
+    "lifecycle",
+    "events",
+    "payouts",
+    "cost",
+    "result_hash",
+]
 
 
 @dataclasses.dataclass
@@ -44,8 +54,7 @@ class Net:
     def run(self, coro):
         return asyncio.run(coro)
 
-    async def job(self, *, cost: int = USDC, amount: int = 2 * USDC, refund: bool = False,
-                  worker=None) -> Receipt:
+    async def job(self, *, cost: int = USDC, amount: int = 2 * USDC, refund: bool = False, worker=None) -> Receipt:
         g = self.g
         worker = worker or g.workers[0]
         async with EscrowClient(self.url) as escrow:
@@ -54,12 +63,23 @@ class Net:
             if refund:
                 end = await escrow.refund_job(g.gateway, job_id)
             else:
-                end = await escrow.settle_job(g.gateway, job_id, cost=cost,
-                                              result_hash=hashlib.sha256(RESPONSE).digest(), prompt_tokens=10,
-                                              completion_tokens=20, worker_token=worker.token)
-        return Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end),
-                       worker=str(worker.pubkey), outcome="refunded" if refund else "settled",
-                       client=str(g.clients[0].pubkey))
+                end = await escrow.settle_job(
+                    g.gateway,
+                    job_id,
+                    cost=cost,
+                    result_hash=hashlib.sha256(RESPONSE).digest(),
+                    prompt_tokens=10,
+                    completion_tokens=20,
+                    worker_token=worker.token,
+                )
+        return Receipt(
+            job_id=uuid.UUID(bytes=job_id),
+            lock_tx=str(lock),
+            settlement_tx=str(end),
+            worker=str(worker.pubkey),
+            outcome="refunded" if refund else "settled",
+            client=str(g.clients[0].pubkey),
+        )
 
     def verify(self, receipt: Receipt, **kw):
         return self.run(verify_receipt(self.url, receipt, **kw))
@@ -142,13 +162,18 @@ def test_a_failed_lock_transaction(net):
             with pytest.raises(ProgramError):
                 await escrow.confirm(failing.signature, timeout=5)
             await escrow.lock_job(g.gateway, g.clients[0].pubkey, job_id, USDC, g.workers[0].pubkey)
-            end = await escrow.settle_job(g.gateway, job_id, cost=USDC // 2, result_hash=bytes(32), prompt_tokens=1,
-                                          completion_tokens=1)
+            end = await escrow.settle_job(
+                g.gateway, job_id, cost=USDC // 2, result_hash=bytes(32), prompt_tokens=1, completion_tokens=1
+            )
             return failing.signature, end
 
     failed_lock, end = net.run(flow())
-    receipt = Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(failed_lock), settlement_tx=str(end),
-                      worker=str(g.workers[0].pubkey))
+    receipt = Receipt(
+        job_id=uuid.UUID(bytes=job_id),
+        lock_tx=str(failed_lock),
+        settlement_tx=str(end),
+        worker=str(g.workers[0].pubkey),
+    )
     report = net.verify(receipt)
     only_failure(report, "transactions")
     assert "lock transaction failed" in report.check("transactions").detail
@@ -187,14 +212,25 @@ def test_another_program_logging_identical_event_bytes_proves_nothing(net, tmp_p
     echo = _echo_program(net, tmp_path)
     receipt = net.run(net.job(refund=True))  # nothing was paid for this job
     job = receipt.job_id_bytes
-    fake = _event("JobSettled", job_id=job, client=g.clients[0].pubkey, worker=g.workers[0].pubkey,
-                  result_hash=hashlib.sha256(RESPONSE).digest(), cost=2 * USDC, fee=50_000, refunded=0,
-                  prompt_tokens=1, completion_tokens=1, nonce=1)
+    fake = _event(
+        "JobSettled",
+        job_id=job,
+        client=g.clients[0].pubkey,
+        worker=g.workers[0].pubkey,
+        result_hash=hashlib.sha256(RESPONSE).digest(),
+        cost=2 * USDC,
+        fee=50_000,
+        refunded=0,
+        prompt_tokens=1,
+        completion_tokens=1,
+        nonce=1,
+    )
     forged = _send(net, [Instruction(echo, fake, [])], g.gateway)
     logs = net.chain.history[forged].logs
     assert any(line.startswith("Program data: ") for line in logs)  # the bytes are really there
-    report = net.verify(receipt.model_copy(update={"settlement_tx": str(forged), "outcome": "settled"}),
-                        response=RESPONSE)
+    report = net.verify(
+        receipt.model_copy(update={"settlement_tx": str(forged), "outcome": "settled"}), response=RESPONSE
+    )
     got = statuses(report)
     assert got["settlement"] == Status.FAIL and got["payouts"] == Status.SKIP
     assert "JobSettled" not in report.check("events").detail  # the echoed event was not taken
@@ -205,17 +241,49 @@ def test_an_echoed_event_beside_a_real_settlement_is_ignored(net, tmp_path):
     echo = _echo_program(net, tmp_path)
     worker = g.workers[0]
     job_id = new_job_id()
-    lock = _send(net, [build_lock_job(gateway=g.gateway.pubkey(), client=g.clients[0].pubkey, job_id=job_id,
-                                      amount=2 * USDC, worker=worker.pubkey)], g.gateway)
+    lock = _send(
+        net,
+        [
+            build_lock_job(
+                gateway=g.gateway.pubkey(),
+                client=g.clients[0].pubkey,
+                job_id=job_id,
+                amount=2 * USDC,
+                worker=worker.pubkey,
+            )
+        ],
+        g.gateway,
+    )
     digest = hashlib.sha256(RESPONSE).digest()
-    settle_ix = build_settle_job(gateway=g.gateway.pubkey(), client=g.clients[0].pubkey, job_id=job_id,
-                                 worker_token=worker.token, treasury=g.treasury.token, payer=g.gateway.pubkey(),
-                                 cost=USDC, result_hash=digest, prompt_tokens=1, completion_tokens=1)
-    fake = _event("JobSettled", job_id=job_id, client=g.clients[0].pubkey, worker=worker.pubkey, result_hash=digest,
-                  cost=2 * USDC, fee=0, refunded=0, prompt_tokens=1, completion_tokens=1, nonce=2)
+    settle_ix = build_settle_job(
+        gateway=g.gateway.pubkey(),
+        client=g.clients[0].pubkey,
+        job_id=job_id,
+        worker_token=worker.token,
+        treasury=g.treasury.token,
+        payer=g.gateway.pubkey(),
+        cost=USDC,
+        result_hash=digest,
+        prompt_tokens=1,
+        completion_tokens=1,
+    )
+    fake = _event(
+        "JobSettled",
+        job_id=job_id,
+        client=g.clients[0].pubkey,
+        worker=worker.pubkey,
+        result_hash=digest,
+        cost=2 * USDC,
+        fee=0,
+        refunded=0,
+        prompt_tokens=1,
+        completion_tokens=1,
+        nonce=2,
+    )
     end = _send(net, [settle_ix, Instruction(echo, fake, [])], g.gateway)
-    receipt = Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end),
-                      worker=str(worker.pubkey))
+    receipt = Receipt(
+        job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end), worker=str(worker.pubkey)
+    )
     report = net.verify(receipt, expected_cost=USDC)
     assert report.verified, report.to_dict()
     assert report.facts["fee"] == 25_000 and report.facts["cost"] == USDC  # the real event, not the echo
@@ -225,17 +293,44 @@ def test_a_worker_token_account_owned_by_someone_else(net):
     g = net.g
     worker = g.workers[0]
     job_id = new_job_id()
-    lock = _send(net, [build_lock_job(gateway=g.gateway.pubkey(), client=g.clients[0].pubkey, job_id=job_id,
-                                      amount=2 * USDC, worker=worker.pubkey)], g.gateway)
-    settle_ix = build_settle_job(gateway=g.gateway.pubkey(), client=g.clients[0].pubkey, job_id=job_id,
-                                 worker_token=worker.token, treasury=g.treasury.token, payer=g.gateway.pubkey(),
-                                 cost=USDC, result_hash=bytes(32), prompt_tokens=1, completion_tokens=1)
-    give_away = spl.set_authority(spl.SetAuthorityParams(
-        program_id=TOKEN_PROGRAM_ID, account=worker.token, authority=spl.AuthorityType.ACCOUNT_OWNER,
-        current_authority=worker.pubkey, new_authority=Keypair().pubkey()))
+    lock = _send(
+        net,
+        [
+            build_lock_job(
+                gateway=g.gateway.pubkey(),
+                client=g.clients[0].pubkey,
+                job_id=job_id,
+                amount=2 * USDC,
+                worker=worker.pubkey,
+            )
+        ],
+        g.gateway,
+    )
+    settle_ix = build_settle_job(
+        gateway=g.gateway.pubkey(),
+        client=g.clients[0].pubkey,
+        job_id=job_id,
+        worker_token=worker.token,
+        treasury=g.treasury.token,
+        payer=g.gateway.pubkey(),
+        cost=USDC,
+        result_hash=bytes(32),
+        prompt_tokens=1,
+        completion_tokens=1,
+    )
+    give_away = spl.set_authority(
+        spl.SetAuthorityParams(
+            program_id=TOKEN_PROGRAM_ID,
+            account=worker.token,
+            authority=spl.AuthorityType.ACCOUNT_OWNER,
+            current_authority=worker.pubkey,
+            new_authority=Keypair().pubkey(),
+        )
+    )
     end = _send(net, [settle_ix, give_away], g.gateway, worker.keypair)
-    receipt = Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end),
-                      worker=str(worker.pubkey))
+    receipt = Receipt(
+        job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end), worker=str(worker.pubkey)
+    )
     report = net.verify(receipt)
     only_failure(report, "payouts")
     assert "owned by" in report.check("payouts").detail
@@ -259,10 +354,16 @@ def test_a_tampered_signature(net):
     record = net.chain.history[signature]
     msg = record.transaction.message
     tampered = Message.new_with_compiled_instructions(
-        msg.header.num_required_signatures, msg.header.num_readonly_signed_accounts,
-        msg.header.num_readonly_unsigned_accounts, list(msg.account_keys), Hash.new_unique(), list(msg.instructions))
+        msg.header.num_required_signatures,
+        msg.header.num_readonly_signed_accounts,
+        msg.header.num_readonly_unsigned_accounts,
+        list(msg.account_keys),
+        Hash.new_unique(),
+        list(msg.instructions),
+    )
     net.chain.history[signature] = dataclasses.replace(
-        record, transaction=VersionedTransaction.populate(tampered, list(record.transaction.signatures)))
+        record, transaction=VersionedTransaction.populate(tampered, list(record.transaction.signatures))
+    )
     report = net.verify(receipt)
     only_failure(report, "signatures")
     assert "does not verify" in report.check("signatures").detail
@@ -286,12 +387,29 @@ def test_a_settlement_that_lands_after_the_receipt_is_waited_for(net):
         async with EscrowClient(net.url) as escrow:
             job_id = new_job_id()
             lock = await escrow.lock_job(g.gateway, g.clients[0].pubkey, job_id, USDC, g.workers[0].pubkey)
-            settle = await escrow.prepare([build_settle_job(
-                gateway=g.gateway.pubkey(), client=g.clients[0].pubkey, job_id=job_id, worker_token=g.workers[0].token,
-                treasury=(await escrow.get_config()).treasury, payer=g.gateway.pubkey(), cost=1000,
-                result_hash=hashlib.sha256(RESPONSE).digest(), prompt_tokens=1, completion_tokens=1)], g.gateway)
-            receipt = Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(settle.signature),
-                              worker=str(g.workers[0].pubkey))
+            settle = await escrow.prepare(
+                [
+                    build_settle_job(
+                        gateway=g.gateway.pubkey(),
+                        client=g.clients[0].pubkey,
+                        job_id=job_id,
+                        worker_token=g.workers[0].token,
+                        treasury=(await escrow.get_config()).treasury,
+                        payer=g.gateway.pubkey(),
+                        cost=1000,
+                        result_hash=hashlib.sha256(RESPONSE).digest(),
+                        prompt_tokens=1,
+                        completion_tokens=1,
+                    )
+                ],
+                g.gateway,
+            )
+            receipt = Receipt(
+                job_id=uuid.UUID(bytes=job_id),
+                lock_tx=str(lock),
+                settlement_tx=str(settle.signature),
+                worker=str(g.workers[0].pubkey),
+            )
             verifying = asyncio.create_task(verify_receipt(net.url, receipt, response=RESPONSE, wait=wait))
             await asyncio.sleep(0.3)  # the receipt is out; its settlement lands later
             await escrow.submit(settle)
@@ -320,9 +438,13 @@ def test_verify_batch_reuses_transactions_and_stops_early_when_asked(net, tmp_pa
 
 
 def test_receipts_from_headers_json_and_bad_input():
-    headers = {"X-Decentral-Job-Id": str(uuid.uuid4()), "x-decentral-tx-signature": str(Signature.default()),
-               "x-decentral-settlement-tx": str(Signature.default()), "x-decentral-worker": str(Pubkey.default()),
-               "x-decentral-credits-remaining": "5"}
+    headers = {
+        "X-Decentral-Job-Id": str(uuid.uuid4()),
+        "x-decentral-tx-signature": str(Signature.default()),
+        "x-decentral-settlement-tx": str(Signature.default()),
+        "x-decentral-worker": str(Pubkey.default()),
+        "x-decentral-credits-remaining": "5",
+    }
     receipt = Receipt.from_headers(headers)
     assert receipt.outcome == "settled" and Receipt.parse(receipt.model_dump_json()) == receipt
     with pytest.raises(DecodeError, match="missing header x-decentral-worker"):

@@ -61,18 +61,38 @@ class Net:
         return asyncio.run(go())
 
     def lock_ix(self, job_id: bytes, amount: int, client: int = 0, worker: int = 0):
-        return build_lock_job(gateway=self.g.gateway.pubkey(), client=self.g.clients[client].pubkey, job_id=job_id,
-                              amount=amount, worker=self.g.workers[worker].pubkey, program_id=self.program)
+        return build_lock_job(
+            gateway=self.g.gateway.pubkey(),
+            client=self.g.clients[client].pubkey,
+            job_id=job_id,
+            amount=amount,
+            worker=self.g.workers[worker].pubkey,
+            program_id=self.program,
+        )
 
     def settle_ix(self, job_id: bytes, cost: int, client: int = 0, worker: int = 0, treasury: Pubkey | None = None):
-        return build_settle_job(gateway=self.g.gateway.pubkey(), client=self.g.clients[client].pubkey,
-                                job_id=job_id, worker_token=self.g.workers[worker].token,
-                                treasury=treasury or self.g.treasury.token, payer=self.g.gateway.pubkey(), cost=cost,
-                                result_hash=DIGEST, prompt_tokens=5, completion_tokens=7, program_id=self.program)
+        return build_settle_job(
+            gateway=self.g.gateway.pubkey(),
+            client=self.g.clients[client].pubkey,
+            job_id=job_id,
+            worker_token=self.g.workers[worker].token,
+            treasury=treasury or self.g.treasury.token,
+            payer=self.g.gateway.pubkey(),
+            cost=cost,
+            result_hash=DIGEST,
+            prompt_tokens=5,
+            completion_tokens=7,
+            program_id=self.program,
+        )
 
     def refund_ix(self, job_id: bytes, client: int = 0):
-        return build_refund_job(authority=self.g.gateway.pubkey(), client=self.g.clients[client].pubkey,
-                                job_id=job_id, payer=self.g.gateway.pubkey(), program_id=self.program)
+        return build_refund_job(
+            authority=self.g.gateway.pubkey(),
+            client=self.g.clients[client].pubkey,
+            job_id=job_id,
+            payer=self.g.gateway.pubkey(),
+            program_id=self.program,
+        )
 
     def settled(self, cost: int, amount: int = USDC) -> tuple[bytes, str, str]:
         """A job locked and settled in two transactions: (job id, lock, settlement)."""
@@ -80,10 +100,17 @@ class Net:
         lock = self.send([self.lock_ix(job_id, amount)], self.g.gateway)
         return job_id, lock, self.send([self.settle_ix(job_id, cost)], self.g.gateway)
 
-    def receipt(self, job_id: bytes, lock_tx: str, settlement_tx: str, *, client: int = 0, worker: int = 0,
-                **extra: Any) -> Receipt:
-        return Receipt(job_id=uuid.UUID(bytes=job_id), lock_tx=lock_tx, settlement_tx=settlement_tx,
-                       worker=str(self.g.workers[worker].pubkey), client=str(self.g.clients[client].pubkey), **extra)
+    def receipt(
+        self, job_id: bytes, lock_tx: str, settlement_tx: str, *, client: int = 0, worker: int = 0, **extra: Any
+    ) -> Receipt:
+        return Receipt(
+            job_id=uuid.UUID(bytes=job_id),
+            lock_tx=lock_tx,
+            settlement_tx=settlement_tx,
+            worker=str(self.g.workers[worker].pubkey),
+            client=str(self.g.clients[client].pubkey),
+            **extra,
+        )
 
     def verify(self, receipt: Receipt, url: str | None = None, **kw: Any) -> Report:
         kw.setdefault("program_id", self.program)
@@ -98,6 +125,7 @@ def net(program_elf: bytes):
     with ServerThread((create_app(chain), 0)) as server:
         n = Net(server.url(), chain, g, g.program_id)
         for client in g.clients:
+
             async def deposit(c=client) -> None:
                 async with EscrowClient(n.url) as escrow:
                     await escrow.deposit(c.keypair, 50 * USDC)
@@ -193,8 +221,9 @@ def lying(net):
         body = await request.json()
         async with httpx.AsyncClient(timeout=10) as upstream:
             answer = (await upstream.post(net.url, json=body)).json()
-        for req, reply in zip(body if isinstance(body, list) else [body],
-                              answer if isinstance(answer, list) else [answer], strict=True):
+        for req, reply in zip(
+            body if isinstance(body, list) else [body], answer if isinstance(answer, list) else [answer], strict=True
+        ):
             if req.get("method") == "getTransaction" and reply.get("result") is not None:
                 reply["result"] = holder["mutate"](reply["result"])
         return JSONResponse(answer)
@@ -234,8 +263,9 @@ def test_an_altered_transfer_amount_fails_payouts(net, lying):
             for ix in group["instructions"]:
                 data = based58.b58decode(ix["data"].encode())
                 if data[0] == 3:  # SPL Token Transfer: pay the worker 1 more
-                    ix["data"] = based58.b58encode(data[:1] + (int.from_bytes(data[1:], "little") + 1).to_bytes(
-                        8, "little")).decode()
+                    ix["data"] = based58.b58encode(
+                        data[:1] + (int.from_bytes(data[1:], "little") + 1).to_bytes(8, "little")
+                    ).decode()
                     return result
         return result
 
@@ -258,14 +288,27 @@ def copy_escrow(net, program_elf):
         chain.svm.airdrop(worthless_authority.pubkey(), 10**10)
         deploy_upgradeable(chain.svm, program, program_elf, g.admin.pubkey())
         mint = create_mint(chain.svm, worthless_authority, worthless_authority.pubkey())
-        accounts = {w.pubkey: create_token_account(chain.svm, worthless_authority, mint, w.pubkey)
-                    for w in (*g.clients, *g.workers, g.treasury)}
+        accounts = {
+            w.pubkey: create_token_account(chain.svm, worthless_authority, mint, w.pubkey)
+            for w in (*g.clients, *g.workers, g.treasury)
+        }
         mint_to(chain.svm, mint, accounts[g.clients[0].pubkey], 1_000 * USDC, worthless_authority)
         chain.known.update((program, pda.program_data_address(program), mint, *accounts.values()))
     copy_net = Net(net.url, chain, g, program)
-    copy_net.send([build_initialize(admin=g.admin.pubkey(), mint=mint, gateway=g.gateway.pubkey(),
-                                    treasury=accounts[g.treasury.pubkey], fee_bps=0, refund_timeout=600,
-                                    program_id=program)], g.admin)
+    copy_net.send(
+        [
+            build_initialize(
+                admin=g.admin.pubkey(),
+                mint=mint,
+                gateway=g.gateway.pubkey(),
+                treasury=accounts[g.treasury.pubkey],
+                fee_bps=0,
+                refund_timeout=600,
+                program_id=program,
+            )
+        ],
+        g.admin,
+    )
 
     async def deposit() -> None:
         async with EscrowClient(net.url, program_id=program) as escrow:
@@ -274,10 +317,24 @@ def copy_escrow(net, program_elf):
     asyncio.run(deposit())
     x = new_job_id()
     lock = copy_net.send([copy_net.lock_ix(x, 50 * USDC)], g.gateway)
-    settle = copy_net.send([build_settle_job(
-        gateway=g.gateway.pubkey(), client=g.clients[0].pubkey, job_id=x, worker_token=accounts[g.workers[0].pubkey],
-        treasury=accounts[g.treasury.pubkey], payer=g.gateway.pubkey(), cost=50 * USDC, result_hash=DIGEST,
-        prompt_tokens=1, completion_tokens=1, program_id=program)], g.gateway)
+    settle = copy_net.send(
+        [
+            build_settle_job(
+                gateway=g.gateway.pubkey(),
+                client=g.clients[0].pubkey,
+                job_id=x,
+                worker_token=accounts[g.workers[0].pubkey],
+                treasury=accounts[g.treasury.pubkey],
+                payer=g.gateway.pubkey(),
+                cost=50 * USDC,
+                result_hash=DIGEST,
+                prompt_tokens=1,
+                completion_tokens=1,
+                program_id=program,
+            )
+        ],
+        g.gateway,
+    )
     return program, mint, copy_net.receipt(x, lock, settle, cost=50 * USDC)
 
 
@@ -295,8 +352,11 @@ def test_a_copy_of_the_escrow_with_a_worthless_mint_never_verifies_as_payment(ne
     pinned = net.verify(receipt, program_id=program, mint=net.g.mint)
     assert failed(pinned) == {"program"} and "not the trusted mint" in pinned.check("program").detail
     # in a batch too
-    reports = asyncio.run(verify_batch(net.url, [receipt.model_copy(update={"program_id": str(program)})],
-                                       program_id=net.program, mint=net.g.mint))
+    reports = asyncio.run(
+        verify_batch(
+            net.url, [receipt.model_copy(update={"program_id": str(program)})], program_id=net.program, mint=net.g.mint
+        )
+    )
     assert "program" in failed(reports[0])
 
 
@@ -314,10 +374,16 @@ def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return out
 
 
-GARBAGE = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.text(max_size=12),
-                    st.just("not-base58-0OIl"), st.just(base64.b64encode(b"\x00" * 5).decode()),
-                    st.lists(st.integers(-3, 300), max_size=3), st.dictionaries(st.text(max_size=4), st.none(),
-                                                                               max_size=2))
+GARBAGE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.text(max_size=12),
+    st.just("not-base58-0OIl"),
+    st.just(base64.b64encode(b"\x00" * 5).decode()),
+    st.lists(st.integers(-3, 300), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.none(), max_size=2),
+)
 
 
 @st.composite
@@ -350,8 +416,15 @@ def test_mutated_rpc_answers_are_errors_never_crashes(net, lying):
     url, holder = lying
     x, lock, settle = net.settled(300_000)
     receipt = net.receipt(x, lock, settle)
-    answer = httpx.post(net.url, json={"jsonrpc": "2.0", "id": 1, "method": "getTransaction", "params": [
-        settle, {"encoding": "base64", "commitment": "confirmed", "maxSupportedTransactionVersion": 0}]}).json()
+    answer = httpx.post(
+        net.url,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "getTransaction",
+            "params": [settle, {"encoding": "base64", "commitment": "confirmed", "maxSupportedTransactionVersion": 0}],
+        },
+    ).json()
     assert net.verify(receipt, url=url, wait=0).verified  # the proxy passes genuine answers through
 
     @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -377,7 +450,7 @@ def test_named_garbage_answers_fail_the_transactions_check(net, lying):
     def no_signatures(result):
         raw = base64.b64decode(result["transaction"][0])
         count = raw[0]
-        result["transaction"][0] = base64.b64encode(b"\x00" + raw[1 + 64 * count:]).decode()
+        result["transaction"][0] = base64.b64encode(b"\x00" + raw[1 + 64 * count :]).decode()
         return result
 
     def bad_inner_data(result):
@@ -388,8 +461,12 @@ def test_named_garbage_answers_fail_the_transactions_check(net, lying):
         result["slot"] = "twelve"
         return result
 
-    for mutate, words in ((no_signatures, "signatures for"), (bad_inner_data, "not base-58"),
-                          (wrong_types, "slot"), (lambda r: [], "malformed")):
+    for mutate, words in (
+        (no_signatures, "signatures for"),
+        (bad_inner_data, "not base-58"),
+        (wrong_types, "slot"),
+        (lambda r: [], "malformed"),
+    ):
         holder["mutate"] = mutate
         report = net.verify(receipt, url=url, wait=0)
         assert failed(report) == {"transactions"}, report.to_dict()  # one broken thing, one failed check
@@ -404,9 +481,26 @@ def test_the_cli_prints_one_line_for_a_garbage_rpc(net, lying, tmp_path):
     x, lock, settle = net.settled(300_000)
     (tmp_path / "r.json").write_text(net.receipt(x, lock, settle).model_dump_json())
     holder["mutate"] = lambda result: {"transaction": 7}
-    proc = subprocess.run([sys.executable, "-m", "decentral_chain.cli", "verify", "--receipt", str(tmp_path / "r.json"),
-                           "--rpc-url", url, "--program-id", str(net.program), "--json", "--wait", "0"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "decentral_chain.cli",
+            "verify",
+            "--receipt",
+            str(tmp_path / "r.json"),
+            "--rpc-url",
+            url,
+            "--program-id",
+            str(net.program),
+            "--json",
+            "--wait",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     report = json.loads(proc.stdout)
     assert report["verified"] is False and "malformed getTransaction answer" in json.dumps(report["checks"])
@@ -435,14 +529,22 @@ def test_finalized_means_finality_slots_later(slow_finality):
     lock = n.send([n.lock_ix(x, USDC)], n.g.gateway)
     settle = n.send([n.settle_ix(x, 1000)], n.g.gateway)  # confirmed: its slot closed
     receipt = n.receipt(x, lock, settle)
-    statuses = httpx.post(n.url, json={"jsonrpc": "2.0", "id": 1, "method": "getSignatureStatuses",
-                                       "params": [[settle]]}).json()["result"]["value"][0]
+    statuses = httpx.post(
+        n.url, json={"jsonrpc": "2.0", "id": 1, "method": "getSignatureStatuses", "params": [[settle]]}
+    ).json()["result"]["value"][0]
     assert statuses["confirmationStatus"] == "confirmed" and statuses["confirmations"] >= 1
     slot = statuses["slot"]
 
     def block(commitment: str) -> dict:
-        return httpx.post(n.url, json={"jsonrpc": "2.0", "id": 1, "method": "getBlock", "params": [
-            slot, {"commitment": commitment, "transactionDetails": "signatures"}]}).json()
+        return httpx.post(
+            n.url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "getBlock",
+                "params": [slot, {"commitment": commitment, "transactionDetails": "signatures"}],
+            },
+        ).json()
 
     assert settle in block("confirmed")["result"]["signatures"]
     assert block("finalized")["error"]["code"] == -32004  # not rooted yet
@@ -453,6 +555,8 @@ def test_finalized_means_finality_slots_later(slow_finality):
     waited = n.verify(receipt, commitment="finalized", wait=5)  # ten 100 ms slots
     assert waited.verified, waited.to_dict()
     assert settle in block("finalized")["result"]["signatures"]
-    processed = httpx.post(n.url, json={"jsonrpc": "2.0", "id": 1, "method": "getTransaction",
-                                        "params": [settle, {"commitment": "processed"}]}).json()
+    processed = httpx.post(
+        n.url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "getTransaction", "params": [settle, {"commitment": "processed"}]},
+    ).json()
     assert processed["error"]["code"] == -32602 and "below `confirmed`" in processed["error"]["message"]

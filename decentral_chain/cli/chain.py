@@ -14,19 +14,26 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
-from solders.keypair import Keypair
-from solders.pubkey import Pubkey
 
-from decentral_chain.client import EscrowClient
-from decentral_chain.localnet.keys import LOCALNET_DIR, read_keypair
+from decentral_chain.cli.common import (
+    LOCALNET_DIR,
+    out,
+    parse_job_id,
+    parse_pubkey,
+    parse_usdc,
+    rpc_option,
+    usdc,
+)
 
-DECIMALS = 6
+if TYPE_CHECKING:
+    from solders.keypair import Keypair
+    from solders.pubkey import Pubkey
+
+    from decentral_chain.client import EscrowClient
 
 
 @dataclass
@@ -36,6 +43,8 @@ class ChainOptions:
     as_json: bool
 
     def keypair(self, role: str) -> Keypair:
+        from decentral_chain.localnet.keys import read_keypair
+
         path = self.keypair_path or LOCALNET_DIR / f"{role}-keypair.json"
         if not path.exists():
             raise click.UsageError(f"no keypair at {path}: pass --keypair (or start `decentral localnet`)")
@@ -48,59 +57,22 @@ class ChainOptions:
 pass_options = click.make_pass_decorator(ChainOptions)
 
 
-def _default_rpc_url() -> str:
-    try:
-        return json.loads((LOCALNET_DIR / "addresses.json").read_text())["rpc_url"]
-    except (OSError, ValueError, KeyError):
-        return "http://127.0.0.1:8899"
-
-
 def chain_options(fn: Callable) -> Callable:
     fn = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
-    fn = click.option("--keypair", "keypair_path", type=click.Path(dir_okay=False, path_type=Path),
-                      envvar="DECENTRAL_KEYPAIR", help="Signer keypair file (default: the localnet's).")(fn)
-    fn = click.option("--rpc-url", envvar="DECENTRAL_RPC_URL", default=_default_rpc_url, show_default="localnet",
-                      help="Solana JSON-RPC endpoint.")(fn)
-    return fn
-
-
-def parse_usdc(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise click.BadParameter(f"{value!r} is not a number") from None
-    units = amount * 10**DECIMALS
-    if amount <= 0 or units != units.to_integral_value():
-        raise click.BadParameter(f"{value!r}: a positive amount with at most {DECIMALS} decimals")
-    return int(units)
-
-
-def parse_pubkey(ctx: click.Context, param: click.Parameter, value: str | None) -> Pubkey | None:
-    if value is None:
-        return None
-    try:
-        return Pubkey.from_string(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a base-58 public key") from None
-
-
-def parse_job_id(ctx: click.Context, param: click.Parameter, value: str | None) -> bytes | None:
-    if value is None:
-        return None
-    try:
-        return uuid.UUID(value).bytes
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a UUID") from None
-
-
-def usdc(units: int) -> str:
-    return f"{Decimal(units) / 10**DECIMALS:.{DECIMALS}f}"
+    fn = click.option(
+        "--keypair",
+        "keypair_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="DECENTRAL_KEYPAIR",
+        help="Signer keypair file (default: the localnet's).",
+    )(fn)
+    return rpc_option(fn)
 
 
 def run(opts: ChainOptions, action: Callable[[EscrowClient], Awaitable[dict[str, Any]]], title: str) -> None:
-    from decentral_chain.cli import out
+    from rich.table import Table
+
+    from decentral_chain.client import EscrowClient
 
     async def go() -> dict[str, Any]:
         async with EscrowClient(opts.rpc_url) as escrow:
@@ -115,7 +87,7 @@ def run(opts: ChainOptions, action: Callable[[EscrowClient], Awaitable[dict[str,
     table.add_column("value")
     for key, value in result.items():
         table.add_row(key, str(value))
-    out.print(table)
+    out().print(table)
 
 
 # ------------------------------------------------------------------------- credits
@@ -137,8 +109,13 @@ def _move_credits(opts: ChainOptions, amount: int, direction: str) -> None:
         move = escrow.deposit if direction == "deposited" else escrow.withdraw
         sig = await move(owner, amount)
         c = await escrow.get_credits(owner.pubkey())
-        return {"signature": str(sig), "owner": str(owner.pubkey()), direction: usdc(amount),
-                "free": usdc(c.free if c else 0), "locked": usdc(c.locked if c else 0)}
+        return {
+            "signature": str(sig),
+            "owner": str(owner.pubkey()),
+            direction: usdc(amount),
+            "free": usdc(c.free if c else 0),
+            "locked": usdc(c.locked if c else 0),
+        }
 
     run(opts, action, "deposit" if direction == "deposited" else "withdraw")
 
@@ -166,15 +143,22 @@ def credits_balance(opts: ChainOptions, owner: Pubkey | None) -> None:
     """Free and locked credits of OWNER (default: your keypair's wallet)."""
     owner = owner or opts.keypair("client").pubkey()
 
+    from decentral_chain.errors import RpcError
+
     async def action(escrow: EscrowClient) -> dict[str, Any]:
         c = await escrow.get_credits(owner)
         token = await escrow.token_account(owner)
         try:
             wallet = await escrow.token_balance(token)
-        except Exception:  # no token account yet
+        except RpcError:  # no token account yet
             wallet = 0
-        return {"owner": str(owner), "free": usdc(c.free if c else 0), "locked": usdc(c.locked if c else 0),
-                "open_jobs": c.open_jobs if c else 0, "wallet_usdc": usdc(wallet)}
+        return {
+            "owner": str(owner),
+            "free": usdc(c.free if c else 0),
+            "locked": usdc(c.locked if c else 0),
+            "open_jobs": c.open_jobs if c else 0,
+            "wallet_usdc": usdc(wallet),
+        }
 
     run(opts, action, "credits")
 
@@ -205,8 +189,13 @@ def job_lock(opts: ChainOptions, client: Pubkey, worker: Pubkey, amount: int, jo
     async def action(escrow: EscrowClient) -> dict[str, Any]:
         jid = job_id or new_job_id(escrow.program_id)
         sig = await escrow.lock_job(gateway, client, jid, amount, worker)
-        return {"job_id": str(uuid.UUID(bytes=jid)), "signature": str(sig), "client": str(client),
-                "worker": str(worker), "locked": usdc(amount)}
+        return {
+            "job_id": str(uuid.UUID(bytes=jid)),
+            "signature": str(sig),
+            "client": str(client),
+            "worker": str(worker),
+            "locked": usdc(amount),
+        }
 
     run(opts, action, "lock_job")
 
@@ -219,8 +208,15 @@ def job_lock(opts: ChainOptions, client: Pubkey, worker: Pubkey, amount: int, jo
 @click.option("--prompt-tokens", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--completion-tokens", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @pass_options
-def job_settle(opts: ChainOptions, job_id: bytes, cost: int, response: Any, result_hash: str | None,
-               prompt_tokens: int, completion_tokens: int) -> None:
+def job_settle(
+    opts: ChainOptions,
+    job_id: bytes,
+    cost: int,
+    response: Any,
+    result_hash: str | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> None:
     """Settle JOB_ID: pay its worker cost − fee, the treasury the fee."""
     if (response is None) == (result_hash is None):
         raise click.UsageError("give exactly one of --response and --result-hash")
@@ -236,10 +232,20 @@ def job_settle(opts: ChainOptions, job_id: bytes, cost: int, response: Any, resu
     gateway = opts.keypair("gateway")
 
     async def action(escrow: EscrowClient) -> dict[str, Any]:
-        sig = await escrow.settle_job(gateway, job_id, cost=cost, result_hash=digest, prompt_tokens=prompt_tokens,
-                                      completion_tokens=completion_tokens)
-        return {"job_id": str(uuid.UUID(bytes=job_id)), "signature": str(sig), "cost": usdc(cost),
-                "result_hash": digest.hex()}
+        sig = await escrow.settle_job(
+            gateway,
+            job_id,
+            cost=cost,
+            result_hash=digest,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+        return {
+            "job_id": str(uuid.UUID(bytes=job_id)),
+            "signature": str(sig),
+            "cost": usdc(cost),
+            "result_hash": digest.hex(),
+        }
 
     run(opts, action, "settle_job")
 
@@ -256,3 +262,75 @@ def job_refund(opts: ChainOptions, job_id: bytes) -> None:
         return {"job_id": str(uuid.UUID(bytes=job_id)), "signature": str(sig)}
 
     run(opts, action, "refund_job")
+
+
+@job.command("show")
+@click.argument("job_id", callback=parse_job_id)
+@click.option("--program-id", default=None, help="The escrow program (default as for `verify`).")
+@pass_options
+def job_show(opts: ChainOptions, job_id: bytes, program_id: str | None) -> None:
+    """The job's timeline: every transaction on its PDA (lock → settle / refund), with the
+    lifecycle nonce of each step (a job id reused after its Job closed starts a new one)."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from rich.table import Table
+    from solders.signature import Signature
+
+    from decentral_chain import pda
+    from decentral_chain.cli.audit import trust_anchor
+    from decentral_chain.verify import Verifier
+
+    program, _, _ = trust_anchor(opts.rpc_url, program_id, None)
+    job_key = pda.job_address(job_id, program)
+
+    def event_json(event: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {"event": type(event).__name__}
+        for f in dataclasses.fields(event):
+            value = getattr(event, f.name)
+            row[f.name] = value.hex() if isinstance(value, bytes) else value if isinstance(value, int) else str(value)
+        return row
+
+    async def timeline() -> list[dict[str, Any]]:
+        async with Verifier(opts.rpc_url, program_id=program, wait=0) as verifier:
+            history = await verifier.rpc.call(
+                "getSignaturesForAddress", [str(job_key), {"limit": 1000, "commitment": "confirmed"}]
+            )
+            rows = []
+            for entry in reversed(history or []):  # oldest first
+                tx = await verifier.transaction(Signature.from_string(entry["signature"]))
+                if tx is None:
+                    continue
+                runs = [r for r in tx.runs(program) if r.ix.accounts.get("job") == job_key] if tx.err is None else []
+                events = [e for r in runs for e in r.events if getattr(e, "job_id", None) == job_id]
+                rows.append(
+                    {
+                        "slot": tx.slot,
+                        "time": tx.block_time,
+                        "signature": entry["signature"],
+                        "instructions": [r.ix.name for r in runs],
+                        "ok": tx.err is None,
+                        "events": [event_json(e) for e in events],
+                    }
+                )
+            return rows
+
+    rows = asyncio.run(timeline())
+    if opts.as_json:
+        click.echo(json.dumps({"job_id": str(uuid.UUID(bytes=job_id)), "job": str(job_key), "timeline": rows}))
+        return
+    table = Table(title=f"job {uuid.UUID(bytes=job_id)}  (PDA {job_key})")
+    for col in ("slot", "time (UTC)", "step", "lifecycle", "amounts", "signature"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        when = datetime.fromtimestamp(row["time"], UTC).strftime("%Y-%m-%d %H:%M:%S") if row["time"] else "?"
+        step = ", ".join(row["instructions"]) + ("" if row["ok"] else " (failed)")
+        amounts = "; ".join(
+            ", ".join(f"{k}={v}" for k, v in e.items() if k in ("amount", "cost", "fee", "refunded"))
+            for e in row["events"]
+        )
+        nonces = ", ".join(str(e["nonce"]) for e in row["events"] if "nonce" in e)
+        table.add_row(str(row["slot"]), when, step or "—", nonces, amounts, row["signature"])
+    out().print(table)
+    if not rows:
+        out().print("no transaction touched this job")

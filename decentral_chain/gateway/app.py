@@ -30,22 +30,21 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
-from solana.rpc.commitment import Processed
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
-from solders.transaction_status import TransactionErrorFieldless
-from spl.token.instructions import get_associated_token_address
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.client import EscrowClient, PreparedTransaction, pubkey_of
 from decentral_chain.errors import (
     DecentralError,
     EscrowError,
+    NoWorkerFree,
     ProgramError,
     RpcError,
     RpcUnavailable,
@@ -56,9 +55,10 @@ from decentral_chain.gateway.credits import CreditsBook
 from decentral_chain.gateway.journal import Journal
 from decentral_chain.gateway.keys import KeyStore
 from decentral_chain.gateway.schemas import ChatCompletionRequest
-from decentral_chain.gateway.workers import NoWorkerFree, Worker, WorkerPool
+from decentral_chain.gateway.workers import Worker, WorkerPool
 from decentral_chain.instructions import build_settle_job
 from decentral_chain.pda import new_job_id
+from decentral_chain.rpc import PROCESSED
 
 logger = logging.getLogger(__name__)
 USDC = 1_000_000
@@ -77,11 +77,20 @@ class GatewaySettings(BaseModel):
     price_per_1k_completion: int = Field(default=200, ge=0, description="Credits per 1,000 completion tokens")
     default_max_tokens: int = Field(default=256, ge=1)
     job_timeout: float = Field(default=120.0, gt=0, description="Seconds of inference before a job is refunded (504)")
-    credits_max_age: float = Field(default=10.0, ge=0, description="Seconds a client's credits reading is used for "
-                                   "the 402 check before the chain is read again (0: read for every request)")
+    credits_max_age: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a client's credits reading is used for "
+        "the 402 check before the chain is read again (0: read for every request)",
+    )
     confirm_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for a transaction to confirm")
-    settle_tick: float = Field(default=0.005, ge=0, le=1, description="Settlements are sent on this tick (seconds), "
-                               "those of one tick in one JSON-RPC batch (0: each at once)")
+    settle_tick: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="Settlements are sent on this tick (seconds), "
+        "those of one tick in one JSON-RPC batch (0: each at once)",
+    )
     keys_db: Path = Field(description="SQLite file of hashed API keys")
     journal_db: Path = Field(description="SQLite file of the job journal")
 
@@ -119,8 +128,9 @@ class State:
 
 def price(settings: GatewaySettings, prompt_tokens: int, completion_tokens: int) -> int:
     """Credits for a job, rounded up to the whole credit."""
-    return math.ceil((prompt_tokens * settings.price_per_1k_prompt
-                      + completion_tokens * settings.price_per_1k_completion) / 1000)
+    return math.ceil(
+        (prompt_tokens * settings.price_per_1k_prompt + completion_tokens * settings.price_per_1k_completion) / 1000
+    )
 
 
 # ------------------------------------------------------------------------ helpers
@@ -156,10 +166,15 @@ async def _parse(request: Request) -> ChatCompletionRequest:
 
 def _llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
-        "messages": [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                     for m in req.messages],
-        "max_tokens": max_tokens, "temperature": req.temperature, "top_p": req.top_p, "stop": req.stops or None,
-        "frequency_penalty": req.frequency_penalty, "presence_penalty": req.presence_penalty,
+        "messages": [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
+        ],
+        "max_tokens": max_tokens,
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "stop": req.stops or None,
+        "frequency_penalty": req.frequency_penalty,
+        "presence_penalty": req.presence_penalty,
     }
     if req.seed is not None:
         kwargs["seed"] = req.seed
@@ -174,9 +189,11 @@ def _chain_errors() -> Iterator[None]:
     try:
         yield
     except (RpcUnavailable, RpcError) as exc:
-        raise gw.ChainUnavailable(f"The chain's RPC is unavailable ({exc}); nothing was charged, retry shortly",
-                                  details={"retry_after": CHAIN_RETRY_S},
-                                  headers={"retry-after": str(CHAIN_RETRY_S)}) from exc
+        raise gw.ChainUnavailable(
+            f"The chain's RPC is unavailable ({exc}); nothing was charged, retry shortly",
+            details={"retry_after": CHAIN_RETRY_S},
+            headers={"retry-after": str(CHAIN_RETRY_S)},
+        ) from exc
 
 
 @dataclass
@@ -195,28 +212,41 @@ class Job:
         return str(uuid.UUID(bytes=self.job_id))
 
     def usage(self, completion_tokens: int) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": self.prompt_tokens + completion_tokens}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": self.prompt_tokens + completion_tokens,
+        }
 
     def headers(self, credits_remaining: int) -> dict[str, str]:
-        headers = {"x-decentral-job-id": self.uuid, "x-decentral-tx-signature": self.lock_tx,
-                   "x-decentral-worker": str(self.worker.wallet),
-                   "x-decentral-credits-remaining": str(credits_remaining)}
+        headers = {
+            "x-decentral-job-id": self.uuid,
+            "x-decentral-tx-signature": self.lock_tx,
+            "x-decentral-worker": str(self.worker.wallet),
+            "x-decentral-credits-remaining": str(credits_remaining),
+        }
         if self.nonce is not None:
             headers["x-decentral-job-nonce"] = str(self.nonce)
         return headers
 
 
-async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompletionRequest,
-                    kwargs: dict[str, Any], credits_read: asyncio.Task) -> tuple[Job, int]:
+async def _open_job(
+    state: State,
+    client: Pubkey,
+    worker: Worker,
+    req: ChatCompletionRequest,
+    kwargs: dict[str, Any],
+    credits_read: asyncio.Task,
+) -> tuple[Job, int]:
     """Price the ceiling, check credits (looked up since the request came in), lock
     (submitted, confirming in the background). The caller cancels ``credits_read`` if this
     raises."""
     prompt_tokens = worker.prompt_tokens(kwargs["messages"])
     room = worker.context_length - prompt_tokens
     if room <= 0:
-        raise gw.InvalidRequest(f"messages: the prompt has {prompt_tokens} tokens, the context {worker.context_length}",
-                                param="messages")
+        raise gw.InvalidRequest(
+            f"messages: the prompt has {prompt_tokens} tokens, the context {worker.context_length}", param="messages"
+        )
     kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
     ceiling = max(1, price(state.settings, prompt_tokens, kwargs["max_tokens"]))
     with _chain_errors():
@@ -224,9 +254,11 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
         if free < ceiling and remembered:  # the reading may predate a deposit: the chain decides
             free = await state.credits.read(client)
         if free < ceiling:
-            raise gw.InsufficientCredits(f"This request needs up to {ceiling} credits; {free} are free. "
-                                         "Deposit with `decentral credits deposit`.",
-                                         details={"required": ceiling, "free": free})
+            raise gw.InsufficientCredits(
+                f"This request needs up to {ceiling} credits; {free} are free. "
+                "Deposit with `decentral credits deposit`.",
+                details={"required": ceiling, "free": free},
+            )
         job_id = new_job_id(state.escrow.program_id)
         pending = await state.escrow.prepare_lock_job(state.gateway, client, job_id, ceiling, worker.wallet)
     state.journal.open(str(uuid.UUID(bytes=job_id)), str(client), str(worker.wallet), ceiling, str(pending.signature))
@@ -236,9 +268,13 @@ async def _open_job(state: State, client: Pubkey, worker: Worker, req: ChatCompl
     async def submit_and_confirm() -> None:  # runs while the model does; settlement waits for it
         await state.escrow.submit(pending, skip_preflight=True)
         # processed is enough to know the credits are held: a settlement can only land after it
-        await state.escrow.confirm(pending.signature, timeout=state.settings.confirm_timeout,
-                                   last_valid_block_height=pending.last_valid_block_height, commitment=Processed)
-        onchain = await state.escrow.get_job(job_id, commitment=Processed)
+        await state.escrow.confirm(
+            pending.signature,
+            timeout=state.settings.confirm_timeout,
+            last_valid_block_height=pending.last_valid_block_height,
+            commitment=PROCESSED,
+        )
+        onchain = await state.escrow.get_job(job_id, commitment=PROCESSED)
         if onchain is not None:
             job.nonce = onchain.nonce
             state.journal.update(job.uuid, "locked", nonce=onchain.nonce)
@@ -255,40 +291,68 @@ async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -
     digest = hashlib.sha256(content.encode()).digest()
     await job.lock_confirmed  # landed while the model ran (callers checked it with _locked)
     pending = await _sign_settlement(state, job.uuid, job.job_id, job.client, job.worker.wallet, cost, digest, usage)
-    state.spawn_settlement(job.uuid, job.client, _submit_settlement(state, job.uuid, job.client, job.amount - cost,
-                                                                   pending))
+    state.spawn_settlement(
+        job.uuid, job.client, _submit_settlement(state, job.uuid, job.client, job.amount - cost, pending)
+    )
     return str(pending.signature), cost
 
 
-async def _sign_settlement(state: State, job_uuid: str, job_id: bytes, client: Pubkey, worker: Pubkey, cost: int,
-                           digest: bytes, usage: dict[str, int]) -> PreparedTransaction:
+async def _sign_settlement(
+    state: State,
+    job_uuid: str,
+    job_id: bytes,
+    client: Pubkey,
+    worker: Pubkey,
+    cost: int,
+    digest: bytes,
+    usage: dict[str, int],
+) -> PreparedTransaction:
     """Sign ``settle_job``, then journal the result (cost, hash, token counts) with the
     settlement's signature and bytes in one write, before anything is sent or answered: the
     signature a client is given is always one the gateway can send again."""
     config = await state.escrow.cached_config()
     gateway = pubkey_of(state.gateway)
-    ix = build_settle_job(gateway=gateway, client=client, job_id=job_id,
-                          worker_token=get_associated_token_address(worker, config.mint),
-                          treasury=config.treasury, payer=gateway, cost=cost, result_hash=digest,
-                          prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-                          program_id=state.escrow.program_id)
+    ix = build_settle_job(
+        gateway=gateway,
+        client=client,
+        job_id=job_id,
+        worker_token=pda.associated_token_address(worker, config.mint),
+        treasury=config.treasury,
+        payer=gateway,
+        cost=cost,
+        result_hash=digest,
+        prompt_tokens=usage["prompt_tokens"],
+        completion_tokens=usage["completion_tokens"],
+        program_id=state.escrow.program_id,
+    )
     pending = await state.escrow.prepare([ix], state.gateway)
-    state.journal.update(job_uuid, "settling", cost=cost, result_hash=digest.hex(),
-                         prompt_tokens=usage["prompt_tokens"], completion_tokens=usage["completion_tokens"],
-                         settlement_tx=str(pending.signature), settlement_raw=bytes(pending.transaction))
+    state.journal.update(
+        job_uuid,
+        "settling",
+        cost=cost,
+        result_hash=digest.hex(),
+        prompt_tokens=usage["prompt_tokens"],
+        completion_tokens=usage["completion_tokens"],
+        settlement_tx=str(pending.signature),
+        settlement_raw=bytes(pending.transaction),
+    )
     return pending
 
 
-async def _submit_settlement(state: State, job_uuid: str, client: Pubkey, unspent: int,
-                             pending: PreparedTransaction) -> None:
+async def _submit_settlement(
+    state: State, job_uuid: str, client: Pubkey, unspent: int, pending: PreparedTransaction
+) -> None:
     """Send a journaled settlement and follow it to confirmation. If that fails the job stays
     ``settling``: the next start sends the same transaction again (or a new one if expired).
     ``unspent`` (locked − cost) is free again once it lands."""
     try:
         await _next_tick(state.settings.settle_tick)
         await state.escrow.submit(pending, skip_preflight=True)
-        await state.escrow.confirm(pending.signature, timeout=state.settings.confirm_timeout,
-                                   last_valid_block_height=pending.last_valid_block_height)
+        await state.escrow.confirm(
+            pending.signature,
+            timeout=state.settings.confirm_timeout,
+            last_valid_block_height=pending.last_valid_block_height,
+        )
         state.journal.update(job_uuid, "settled")
         state.credits.move(client, unspent)
     except DecentralError as exc:
@@ -314,9 +378,9 @@ async def _resend_settlement(state: State, row: dict[str, Any]) -> bool:
     try:
         await state.escrow.send_raw(row["settlement_raw"], skip_preflight=True)
     except TransactionFailed as exc:
-        if exc.err == TransactionErrorFieldless.BlockhashNotFound:
+        if exc.err == "BlockhashNotFound":
             return False
-        if exc.err != TransactionErrorFieldless.AlreadyProcessed:
+        if exc.err != "AlreadyProcessed":
             raise
     await state.escrow.confirm(signature, timeout=state.settings.confirm_timeout)
     state.journal.update(row["job_id"], "settled")
@@ -345,13 +409,17 @@ async def _locked(state: State, job: Job) -> None:
         state.journal.update(job.uuid, "rejected", error=f"lock refused: {exc}")
         state.credits.forget(job.client)
         if isinstance(exc, ProgramError) and exc.error == EscrowError.InsufficientCredits:
-            raise gw.InsufficientCredits(f"This request needs up to {job.amount} credits and they are no longer "
-                                         "free; nothing was charged. Deposit with `decentral credits deposit`.",
-                                         details={"required": job.amount}) from None
+            raise gw.InsufficientCredits(
+                f"This request needs up to {job.amount} credits and they are no longer "
+                "free; nothing was charged. Deposit with `decentral credits deposit`.",
+                details={"required": job.amount},
+            ) from None
         if isinstance(exc, ProgramError) and exc.error == EscrowError.ProgramPaused:
-            raise gw.EscrowPaused("The escrow program is paused by its admin; nothing was charged, retry later",
-                                  details={"retry_after": PAUSED_RETRY_S},
-                                  headers={"retry-after": str(PAUSED_RETRY_S)}) from None
+            raise gw.EscrowPaused(
+                "The escrow program is paused by its admin; nothing was charged, retry later",
+                details={"retry_after": PAUSED_RETRY_S},
+                headers={"retry-after": str(PAUSED_RETRY_S)},
+            ) from None
         raise gw.GatewayError(f"The chain refused the job's lock ({exc}); nothing was charged") from None
     except DecentralError as exc:  # its fate unknown: refunded if it landed
         state.spawn(_refund(state, job, f"lock not confirmed: {exc}"))
@@ -374,9 +442,11 @@ async def chat_completions(request: Request) -> Response:
         try:
             worker = await state.pool.acquire()
         except NoWorkerFree as exc:
-            raise gw.NoWorkerAvailable("All workers are busy; retry shortly",
-                                       details={"retry_after": exc.retry_after},
-                                       headers={"retry-after": str(math.ceil(exc.retry_after))}) from None
+            raise gw.NoWorkerAvailable(
+                "All workers are busy; retry shortly",
+                details={"retry_after": exc.retry_after},
+                headers={"retry-after": str(math.ceil(exc.retry_after))},
+            ) from None
         kwargs = _llama_kwargs(req, req.completion_limit or state.settings.default_max_tokens)
         job, remaining = await _open_job(state, client, worker, req, kwargs, credits_read)
     except BaseException:
@@ -387,12 +457,15 @@ async def chat_completions(request: Request) -> Response:
     if req.stream:
         return await _stream(state, req, job, remaining, kwargs)
     try:
-        result, inference_s = await asyncio.wait_for(worker.call(lambda llama: _timed_completion(llama, kwargs)),
-                                                     timeout=state.settings.job_timeout)
+        result, inference_s = await asyncio.wait_for(
+            worker.call(lambda llama: _timed_completion(llama, kwargs)), timeout=state.settings.job_timeout
+        )
     except TimeoutError:
         state.spawn(_refund(state, job, "timed out"))
-        raise gw.JobTimedOut(f"The job timed out after {state.settings.job_timeout:g} s; its credits are "
-                             "refunded", headers=job.headers(remaining)) from None
+        raise gw.JobTimedOut(
+            f"The job timed out after {state.settings.job_timeout:g} s; its credits are refunded",
+            headers=job.headers(remaining),
+        ) from None
     except Exception as exc:
         state.spawn(_refund(state, job, f"inference failed: {exc}"))
         raise gw.GatewayError("Inference failed; the job's credits are refunded") from exc
@@ -417,8 +490,9 @@ def _timed_completion(llama: Any, kwargs: dict[str, Any]) -> tuple[dict, float]:
     return result, time.perf_counter() - start
 
 
-async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining: int,
-                  kwargs: dict[str, Any]) -> Response:
+async def _stream(
+    state: State, req: ChatCompletionRequest, job: Job, remaining: int, kwargs: dict[str, Any]
+) -> Response:
     worker = job.worker
     chunks = worker.stream(lambda llama: llama.create_chat_completion(stream=True, **kwargs))
     try:
@@ -427,8 +501,9 @@ async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining:
         state.pool.release(worker)
         state.spawn(_refund(state, job, f"stream failed: {exc!r}"))
         if isinstance(exc, TimeoutError):
-            raise gw.JobTimedOut("The job timed out; its credits are refunded", headers=job.headers(remaining)) \
-                from None
+            raise gw.JobTimedOut(
+                "The job timed out; its credits are refunded", headers=job.headers(remaining)
+            ) from None
         raise gw.GatewayError("Inference failed; the job's credits are refunded") from exc
     try:
         await _locked(state, job)  # nothing is streamed unless the credits are locked
@@ -456,13 +531,25 @@ async def _stream(state: State, req: ChatCompletionRequest, job: Job, remaining:
             usage = job.usage(completion_tokens)
             settlement, cost = await _settle(state, job, "".join(parts), usage)
             settled = True
-            base = {"id": first["id"], "object": "chat.completion.chunk", "created": first["created"],
-                    "model": state.settings.model_name, "choices": []}
+            base = {
+                "id": first["id"],
+                "object": "chat.completion.chunk",
+                "created": first["created"],
+                "model": state.settings.model_name,
+                "choices": [],
+            }
             if req.stream_options is not None and req.stream_options.include_usage:
                 yield f"data: {json.dumps(base | {'usage': usage})}\n\n".encode()
-            final = base | {"decentral": {"job_id": job.uuid, "settlement_tx": settlement, "cost": cost,
-                                          "lock_tx": job.lock_tx, "worker": str(worker.wallet),
-                                          "nonce": job.nonce}}
+            final = base | {
+                "decentral": {
+                    "job_id": job.uuid,
+                    "settlement_tx": settlement,
+                    "cost": cost,
+                    "lock_tx": job.lock_tx,
+                    "worker": str(worker.wallet),
+                    "nonce": job.nonce,
+                }
+            }
             yield f"data: {json.dumps(final)}\n\n".encode()
             yield b"data: [DONE]\n\n"
         finally:
@@ -500,15 +587,28 @@ async def recover(state: State) -> dict[str, int]:
                 if not (row["settlement_raw"] and await _resend_settlement(state, row)):
                     usage = {"prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"]}
                     pending = await _sign_settlement(
-                        state, row["job_id"], job_id, onchain.client, onchain.worker, row["cost"],
-                        bytes.fromhex(row["result_hash"]), usage)
-                    await _submit_settlement(state, row["job_id"], onchain.client, onchain.amount - row["cost"],
-                                             pending)
+                        state,
+                        row["job_id"],
+                        job_id,
+                        onchain.client,
+                        onchain.worker,
+                        row["cost"],
+                        bytes.fromhex(row["result_hash"]),
+                        usage,
+                    )
+                    await _submit_settlement(
+                        state, row["job_id"], onchain.client, onchain.amount - row["cost"], pending
+                    )
                 counts["settled"] += 1
             else:
                 why = "inference unfinished" if row["cost"] is None else "past the settlement deadline"
-                state.journal.update(row["job_id"], "refunding", error=f"resolved at start: {why}",
-                                     settlement_tx=None, settlement_raw=None)
+                state.journal.update(
+                    row["job_id"],
+                    "refunding",
+                    error=f"resolved at start: {why}",
+                    settlement_tx=None,
+                    settlement_raw=None,
+                )
                 signature = await state.escrow.refund_job(state.gateway, job_id)
                 state.journal.update(row["job_id"], "refunded", settlement_tx=str(signature))
                 counts["refunded"] += 1
@@ -520,12 +620,26 @@ async def recover(state: State) -> dict[str, int]:
 async def models(request: Request) -> Response:
     state = _state(request)
     s = state.settings
-    return JSONResponse({"object": "list", "data": [{
-        "id": s.model_name, "object": "model", "created": 0, "owned_by": "decentral",
-        "decentral": {"price_per_1k_prompt_tokens": s.price_per_1k_prompt,
-                      "price_per_1k_completion_tokens": s.price_per_1k_completion, "currency": "credits (µUSDC)",
-                      "workers": [str(w.wallet) for w in state.pool.workers],
-                      "context_length": state.pool.workers[0].context_length}}]})
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": s.model_name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "decentral",
+                    "decentral": {
+                        "price_per_1k_prompt_tokens": s.price_per_1k_prompt,
+                        "price_per_1k_completion_tokens": s.price_per_1k_completion,
+                        "currency": "credits (µUSDC)",
+                        "workers": [str(w.wallet) for w in state.pool.workers],
+                        "context_length": state.pool.workers[0].context_length,
+                    },
+                }
+            ],
+        }
+    )
 
 
 async def account(request: Request) -> Response:
@@ -535,8 +649,15 @@ async def account(request: Request) -> Response:
     with _chain_errors():
         credits = await state.escrow.get_credits(client)
     free, locked = (credits.free, credits.locked) if credits else (0, 0)
-    return JSONResponse({"object": "account", "wallet": str(client), "credits_remaining": free,
-                         "credits_locked": locked, "usdc_value": f"{free / USDC:.6f}"})
+    return JSONResponse(
+        {
+            "object": "account",
+            "wallet": str(client),
+            "credits_remaining": free,
+            "credits_locked": locked,
+            "usdc_value": f"{free / USDC:.6f}",
+        }
+    )
 
 
 async def job_status(request: Request) -> Response:
@@ -547,24 +668,39 @@ async def job_status(request: Request) -> Response:
     record = state.journal.get(job_id)
     if record is None or record["client"] != str(wallet):  # a key sees its own wallet's jobs only
         raise gw.JobNotFound(f"No job {job_id}", param="job_id")
-    receipt = {"job_id": record["job_id"], "lock_tx": record["lock_tx"], "settlement_tx": record["settlement_tx"],
-               "worker": record["worker"], "client": record["client"], "cost": record["cost"],
-               "result_hash": record["result_hash"], "nonce": record["nonce"],
-               "outcome": "refunded" if record["state"] in ("refunding", "refunded") else "settled",
-               "program_id": state.settings.program_id}
+    receipt = {
+        "job_id": record["job_id"],
+        "lock_tx": record["lock_tx"],
+        "settlement_tx": record["settlement_tx"],
+        "worker": record["worker"],
+        "client": record["client"],
+        "cost": record["cost"],
+        "result_hash": record["result_hash"],
+        "nonce": record["nonce"],
+        "outcome": "refunded" if record["state"] in ("refunding", "refunded") else "settled",
+        "program_id": state.settings.program_id,
+    }
     with _chain_errors():
         onchain = await state.escrow.get_job(uuid.UUID(job_id).bytes)
-    return JSONResponse({"object": "job", "id": record["job_id"], "status": record["state"],
-                         "open_on_chain": onchain is not None, "locked": record["amount"],
-                         "usage": {"prompt_tokens": record["prompt_tokens"],
-                                   "completion_tokens": record["completion_tokens"]},
-                         "receipt": receipt, "error": record["error"]})
+    return JSONResponse(
+        {
+            "object": "job",
+            "id": record["job_id"],
+            "status": record["state"],
+            "open_on_chain": onchain is not None,
+            "locked": record["amount"],
+            "usage": {"prompt_tokens": record["prompt_tokens"], "completion_tokens": record["completion_tokens"]},
+            "receipt": receipt,
+            "error": record["error"],
+        }
+    )
 
 
 async def health(request: Request) -> Response:
     state = _state(request)
-    return JSONResponse({"status": "ok", "workers": len(state.pool.workers), "busy": state.pool.busy,
-                         "time": time.time()})
+    return JSONResponse(
+        {"status": "ok", "workers": len(state.pool.workers), "busy": state.pool.busy, "time": time.time()}
+    )
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
@@ -591,23 +727,32 @@ async def check_deadline(escrow: EscrowClient, settings: GatewaySettings) -> Non
         return
     needed = settings.job_timeout + settings.confirm_timeout
     if needed * 2 > config.refund_timeout:
-        raise gw.GatewayError(f"job_timeout + confirm_timeout = {needed:g} s must stay well inside the escrow's "
-                              f"refund_timeout of {config.refund_timeout} s (at most half of it)")
+        raise gw.GatewayError(
+            f"job_timeout + confirm_timeout = {needed:g} s must stay well inside the escrow's "
+            f"refund_timeout of {config.refund_timeout} s (at most half of it)"
+        )
 
 
-def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker], *,
-               max_waiting: int = 8) -> Starlette:
+def create_app(
+    settings: GatewaySettings, gateway: Keypair, workers: list[Worker], *, max_waiting: int = 8
+) -> Starlette:
     """The ASGI app; its lifespan owns the key store, journal, client and worker pool."""
     from starlette.exceptions import HTTPException
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        escrow = EscrowClient(settings.rpc_url, program_id=Pubkey.from_string(settings.program_id),
-                              poll_interval=0.02)
+        escrow = EscrowClient(settings.rpc_url, program_id=Pubkey.from_string(settings.program_id), poll_interval=0.02)
         async with escrow:
             await check_deadline(escrow, settings)
-            state = State(settings, gateway, WorkerPool(workers, max_waiting=max_waiting), KeyStore(settings.keys_db),
-                          Journal(settings.journal_db), escrow, CreditsBook(escrow, max_age=settings.credits_max_age))
+            state = State(
+                settings,
+                gateway,
+                WorkerPool(workers, max_waiting=max_waiting),
+                KeyStore(settings.keys_db),
+                Journal(settings.journal_db),
+                escrow,
+                CreditsBook(escrow, max_age=settings.credits_max_age),
+            )
             app.state.gateway = state
             recovered = await recover(state)
             if any(recovered.values()):
@@ -623,10 +768,13 @@ def create_app(settings: GatewaySettings, gateway: Keypair, workers: list[Worker
                 state.journal.close()
 
     return Starlette(
-        routes=[Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-                Route("/v1/models", models, methods=["GET"]),
-                Route("/v1/account", account, methods=["GET"]),
-                Route("/v1/jobs/{job_id}", job_status, methods=["GET"]),
-                Route("/health", health, methods=["GET"])],
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/account", account, methods=["GET"]),
+            Route("/v1/jobs/{job_id}", job_status, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
         exception_handlers={gw.GatewayError: gw.handle, HTTPException: _starlette_http, Exception: _unhandled},
-        lifespan=lifespan)
+        lifespan=lifespan,
+    )

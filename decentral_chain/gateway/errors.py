@@ -7,14 +7,22 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from decentral_chain.errors import DecentralError
 
-class GatewayError(Exception):
+
+class GatewayError(DecentralError):
     status = 500
     type = "server_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, details: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param

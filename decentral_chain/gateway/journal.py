@@ -23,8 +23,24 @@ from pathlib import Path
 from typing import Any
 
 FINAL = ("settled", "refunded", "rejected")
-COLUMNS = ("job_id", "client", "worker", "amount", "state", "lock_tx", "settlement_tx", "cost", "result_hash",
-           "prompt_tokens", "completion_tokens", "created", "updated", "error", "settlement_raw", "nonce")
+COLUMNS = (
+    "job_id",
+    "client",
+    "worker",
+    "amount",
+    "state",
+    "lock_tx",
+    "settlement_tx",
+    "cost",
+    "result_hash",
+    "prompt_tokens",
+    "completion_tokens",
+    "created",
+    "updated",
+    "error",
+    "settlement_raw",
+    "nonce",
+)
 
 
 class Journal:
@@ -32,10 +48,12 @@ class Journal:
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, client TEXT, worker TEXT, "
-                        "amount INTEGER, state TEXT, lock_tx TEXT, settlement_tx TEXT, cost INTEGER, "
-                        "result_hash TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL, "
-                        "updated REAL, error TEXT, settlement_raw BLOB)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, client TEXT, worker TEXT, "
+            "amount INTEGER, state TEXT, lock_tx TEXT, settlement_tx TEXT, cost INTEGER, "
+            "result_hash TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL, "
+            "updated REAL, error TEXT, settlement_raw BLOB)"
+        )
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)").fetchall()}
         if "settlement_raw" not in columns:  # a journal written before settlements were kept signed
             self.db.execute("ALTER TABLE jobs ADD COLUMN settlement_raw BLOB")
@@ -44,13 +62,18 @@ class Journal:
 
     def open(self, job_id: str, client: str, worker: str, amount: int, lock_tx: str) -> None:
         now = time.time()
-        self.db.execute("INSERT INTO jobs (job_id, client, worker, amount, state, lock_tx, created, updated) "
-                        "VALUES (?, ?, ?, ?, 'locked', ?, ?, ?)", (job_id, client, worker, amount, lock_tx, now, now))
+        self.db.execute(
+            "INSERT INTO jobs (job_id, client, worker, amount, state, lock_tx, created, updated) "
+            "VALUES (?, ?, ?, ?, 'locked', ?, ?, ?)",
+            (job_id, client, worker, amount, lock_tx, now, now),
+        )
 
     def update(self, job_id: str, state: str, **fields: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
-        self.db.execute(f"UPDATE jobs SET state = ?, updated = ?{', ' + sets if sets else ''} WHERE job_id = ?",
-                        (state, time.time(), *fields.values(), job_id))
+        self.db.execute(
+            f"UPDATE jobs SET state = ?, updated = ?{', ' + sets if sets else ''} WHERE job_id = ?",
+            (state, time.time(), *fields.values(), job_id),
+        )
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         # fetchall: an unfinished statement would pin a stale WAL snapshot
@@ -58,8 +81,9 @@ class Journal:
         return dict(zip(COLUMNS, rows[0], strict=True)) if rows else None
 
     def open_jobs(self) -> list[dict[str, Any]]:
-        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE state NOT IN "
-                               f"({', '.join('?' for _ in FINAL)})", FINAL).fetchall()
+        rows = self.db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE state NOT IN ({', '.join('?' for _ in FINAL)})", FINAL
+        ).fetchall()
         return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
 
     def close(self) -> None:

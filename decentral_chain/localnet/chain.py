@@ -110,8 +110,14 @@ class Block:
 class LocalChain:
     """LiteSVM + slots, blockhash ages, history and an account index. Thread-safe."""
 
-    def __init__(self, svm: LiteSVM | None = None, *, genesis_hash: Hash | None = None,
-                 finality_slots: int = FINALITY_SLOTS, slot_ms: int = SLOT_MS) -> None:
+    def __init__(
+        self,
+        svm: LiteSVM | None = None,
+        *,
+        genesis_hash: Hash | None = None,
+        finality_slots: int = FINALITY_SLOTS,
+        slot_ms: int = SLOT_MS,
+    ) -> None:
         if finality_slots < 1 or slot_ms < 1:
             raise ValueError("finality_slots and slot_ms must be ≥ 1")
         self.finality_slots = finality_slots
@@ -153,8 +159,15 @@ class LocalChain:
         self.recent.append((blockhash, self.slot))
         clock = self.svm.get_clock()
         epoch = self.slot // SLOTS_PER_EPOCH
-        self.svm.set_clock(Clock(slot=self.slot, epoch_start_timestamp=clock.epoch_start_timestamp, epoch=epoch,
-                                 leader_schedule_epoch=epoch + 1, unix_timestamp=now))
+        self.svm.set_clock(
+            Clock(
+                slot=self.slot,
+                epoch_start_timestamp=clock.epoch_start_timestamp,
+                epoch=epoch,
+                leader_schedule_epoch=epoch + 1,
+                unix_timestamp=now,
+            )
+        )
 
     def tick(self) -> int:
         """Close the current slot and open the next one with a fresh blockhash."""
@@ -226,8 +239,10 @@ class LocalChain:
                 if isinstance(refill, FailedTransactionMetadata):
                     return TxOutcome(None, refill.err())
             msg = Message.new_with_blockhash(
-                [transfer(TransferParams(from_pubkey=faucet, to_pubkey=key, lamports=lamports))], faucet,
-                self.recent[-1][0])
+                [transfer(TransferParams(from_pubkey=faucet, to_pubkey=key, lamports=lamports))],
+                faucet,
+                self.recent[-1][0],
+            )
             return self.process(VersionedTransaction(msg, [self.faucet]))
 
     def accounts(self) -> list[tuple[Pubkey, Account]]:
@@ -254,13 +269,20 @@ class LocalChain:
                 # no fee, nothing recorded, as in a validator's banking stage
                 return TxOutcome(None, err, list(meta.logs()), meta.compute_units_consumed())
             record = TxRecord(
-                signature=tx.signatures[0], transaction=tx, slot=self.slot,
+                signature=tx.signatures[0],
+                transaction=tx,
+                slot=self.slot,
                 block_time=self.blocks[self.slot].block_time,
-                err=err, fee=LAMPORTS_PER_SIGNATURE * len(tx.signatures),
-                pre_balances=pre, post_balances=[self._lamports(k) for k in keys],
-                pre_token_balances=pre_tokens, post_token_balances=self._token_balances(keys),
-                logs=list(meta.logs()), inner_instructions=list(meta.inner_instructions()),
-                compute_units=meta.compute_units_consumed(), return_data=meta.return_data(),
+                err=err,
+                fee=LAMPORTS_PER_SIGNATURE * len(tx.signatures),
+                pre_balances=pre,
+                post_balances=[self._lamports(k) for k in keys],
+                pre_token_balances=pre_tokens,
+                post_token_balances=self._token_balances(keys),
+                logs=list(meta.logs()),
+                inner_instructions=list(meta.inner_instructions()),
+                compute_units=meta.compute_units_consumed(),
+                return_data=meta.return_data(),
             )
             self.known.update(keys)
             self.history[record.signature] = record
@@ -305,6 +327,9 @@ class LocalChain:
             mint = Pubkey.from_bytes(data[:32])
             mint_acc = self.svm.get_account(mint)
             decimals = bytes(mint_acc.data)[44] if mint_acc is not None and len(mint_acc.data) >= 45 else 0
-            out.append(TokenBalance(i, mint, Pubkey.from_bytes(data[32:64]), acc.owner,
-                                    struct.unpack_from("<Q", data, 64)[0], decimals))
+            out.append(
+                TokenBalance(
+                    i, mint, Pubkey.from_bytes(data[32:64]), acc.owner, struct.unpack_from("<Q", data, 64)[0], decimals
+                )
+            )
         return out

@@ -72,13 +72,25 @@ class Genesis:
     def addresses(self) -> list[Pubkey]:
         """Every account genesis created (for the localnet's account index)."""
         wallets = [self.treasury, *self.workers, *self.clients]
-        return [self.program_id, pda.program_data_address(self.program_id), self.mint, self.config_address,
-                self.vault, self.admin.pubkey(), self.gateway.pubkey(), self.mint_authority.pubkey(),
-                *(w.pubkey for w in wallets), *(w.token for w in wallets)]
+        return [
+            self.program_id,
+            pda.program_data_address(self.program_id),
+            self.mint,
+            self.config_address,
+            self.vault,
+            self.admin.pubkey(),
+            self.gateway.pubkey(),
+            self.mint_authority.pubkey(),
+            *(w.pubkey for w in wallets),
+            *(w.token for w in wallets),
+        ]
 
     def deposit(self, client: Wallet, amount: int) -> None:
-        send(self.svm, [build_deposit(owner=client.pubkey, source=client.token, amount=amount,
-                                      program_id=self.program_id)], client.keypair)
+        send(
+            self.svm,
+            [build_deposit(owner=client.pubkey, source=client.token, amount=amount, program_id=self.program_id)],
+            client.keypair,
+        )
 
 
 def build_genesis(
@@ -95,8 +107,9 @@ def build_genesis(
 ) -> Genesis:
     """A chain with the escrow deployed and initialized; ``keys`` fixes every wallet (localnet)."""
     svm = LiteSVM()
-    admin, gateway, mint_authority = (keys.admin, keys.gateway, keys.mint_authority) if keys else (
-        Keypair(), Keypair(), Keypair())
+    admin, gateway, mint_authority = (
+        (keys.admin, keys.gateway, keys.mint_authority) if keys else (Keypair(), Keypair(), Keypair())
+    )
     for kp in (admin, gateway, mint_authority):
         svm.airdrop(kp.pubkey(), 100 * SOL)
     deploy_upgradeable(svm, program_id, elf, admin.pubkey())
@@ -108,7 +121,19 @@ def build_genesis(
     g.workers = [g.new_wallet(keypair=k) for k in worker_keys]
     g.clients = [g.new_wallet(usdc=client_usdc, keypair=k) for k in client_keys]
     if initialize:
-        send(svm, [build_initialize(admin=admin.pubkey(), mint=mint, gateway=gateway.pubkey(),
-                                    treasury=g.treasury.token, fee_bps=fee_bps, refund_timeout=refund_timeout,
-                                    program_id=program_id)], admin)
+        send(
+            svm,
+            [
+                build_initialize(
+                    admin=admin.pubkey(),
+                    mint=mint,
+                    gateway=gateway.pubkey(),
+                    treasury=g.treasury.token,
+                    fee_bps=fee_bps,
+                    refund_timeout=refund_timeout,
+                    program_id=program_id,
+                )
+            ],
+            admin,
+        )
     return g

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from solders.keypair import Keypair
 
-LOCALNET_DIR = Path(__file__).resolve().parents[2] / "localnet"
+from decentral_chain.paths import LOCALNET_DIR
+
 ROLES = ("admin", "gateway", "mint-authority", "mint", "treasury", "worker-1", "worker-2", "client")
 
 
@@ -58,5 +59,12 @@ class LocalnetKeys:
     @staticmethod
     def load(directory: Path = LOCALNET_DIR) -> LocalnetKeys:
         k = {role: load_or_create(role, directory) for role in ROLES}
-        return LocalnetKeys(k["admin"], k["gateway"], k["mint-authority"], k["mint"], k["treasury"],
-                            (k["worker-1"], k["worker-2"]), k["client"])
+        return LocalnetKeys(
+            k["admin"],
+            k["gateway"],
+            k["mint-authority"],
+            k["mint"],
+            k["treasury"],
+            (k["worker-1"], k["worker-2"]),
+            k["client"],
+        )

@@ -1,278 +1,49 @@
 """Solana JSON-RPC methods over a :class:`LocalChain`, in the validator's wire format.
 
-Every handler takes the chain and the request's ``params`` list and returns the ``result``
-value or raises :class:`RpcFailure`; :func:`dispatch` is the one place where a request
-becomes a response envelope (including -32601 for unknown methods, -32602 for bad params).
+Each ``@method`` joins the registry that :func:`decentral_chain.localnet.jsonrpc.dispatch`
+serves; encodings come from :mod:`decentral_chain.localnet.encoding`.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import logging
-from collections.abc import Callable
 from typing import Any
 
-import based58
 from solders.hash import Hash
 from solders.message import Message, MessageV0
 from solders.pubkey import Pubkey
-from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import TransactionErrorFieldless, TransactionErrorType
 
-from decentral_chain.localnet.chain import (
-    COMMITMENTS,
-    LAMPORTS_PER_SIGNATURE,
-    SLOTS_PER_EPOCH,
-    TOKEN_PROGRAMS,
-    LocalChain,
-    TokenBalance,
-    TxRecord,
+from decentral_chain.errors import RpcError
+from decentral_chain.localnet.chain import LAMPORTS_PER_SIGNATURE, SLOTS_PER_EPOCH, TOKEN_PROGRAMS, LocalChain
+from decentral_chain.localnet.encoding import (
+    account_json,
+    check_version,
+    decode_transaction,
+    matches_filters,
+    token_amount,
+    transaction_json,
+    tx_error_json,
 )
-
-logger = logging.getLogger(__name__)
-
-SOLANA_CORE_VERSION = "2.1.21"
-FEATURE_SET = 1_725_507_508
-
-# JSON-RPC and Solana server error codes
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-PREFLIGHT_FAILURE = -32002
-SIGNATURE_VERIFICATION_FAILURE = -32003
-BLOCK_NOT_AVAILABLE = -32004
-
-
-class RpcFailure(Exception):
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-
-
-Handler = Callable[[LocalChain, list], Any]
-METHODS: dict[str, Handler] = {}
-
-
-def method(name: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        METHODS[name] = fn
-        return fn
-
-    return register
-
-
-def dispatch(chain: LocalChain, request: Any) -> dict | None:
-    """One JSON-RPC request object → its response (None for a notification)."""
-    if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
-        return _error(request.get("id") if isinstance(request, dict) else None, INVALID_REQUEST, "Invalid request")
-    rid = request.get("id")
-    params = request.get("params", [])
-    if isinstance(params, dict):
-        params = [params]
-    if not isinstance(params, list):
-        return _error(rid, INVALID_PARAMS, "Invalid params: expected an array")
-    handler = METHODS.get(request["method"])
-    if handler is None:
-        return _error(rid, METHOD_NOT_FOUND, "Method not found")
-    try:
-        result = handler(chain, params)
-    except RpcFailure as exc:
-        return _error(rid, exc.code, exc.message, exc.data)
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
-        return _error(rid, INVALID_PARAMS, f"Invalid params: {exc}")
-    except Exception as exc:  # a bug of ours: answer it, keep serving, never a bare HTTP 500
-        logger.exception("internal error in %s", request["method"])
-        return _error(rid, INTERNAL_ERROR, f"Internal error: {type(exc).__name__}: {exc}")
-    return {"jsonrpc": "2.0", "result": result, "id": rid}
-
-
-def _error(rid: Any, code: int, message: str, data: Any = None) -> dict:
-    err: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        err["data"] = data
-    return {"jsonrpc": "2.0", "error": err, "id": rid}
-
-
-# ----------------------------------------------------------------- param helpers
-
-
-def _param(params: list, i: int, default: Any = None) -> Any:
-    return params[i] if len(params) > i and params[i] is not None else default
-
-
-def _config(params: list, i: int) -> dict:
-    cfg = _param(params, i, {})
-    if not isinstance(cfg, dict):
-        raise ValueError("configuration must be an object")
-    return cfg
-
-
-def _commitment(cfg: Any, *, minimum: str = "processed", default: str = "finalized") -> str:
-    """The request's commitment (Agave's default: finalized); below ``minimum`` is an error."""
-    value = cfg.get("commitment") if isinstance(cfg, dict) else None
-    value = {"recent": "processed", "single": "confirmed", "singleGossip": "confirmed", "root": "finalized",
-             "max": "finalized"}.get(value, value) if value is not None else default
-    if value not in COMMITMENTS:
-        raise ValueError(f"unknown commitment {value!r}")
-    if COMMITMENTS.index(value) < COMMITMENTS.index(minimum):
-        raise RpcFailure(INVALID_PARAMS, f"Method does not support commitment below `{minimum}`")
-    return value
-
-
-def _pubkey(value: Any) -> Pubkey:
-    if not isinstance(value, str):
-        raise ValueError("expected a base-58 public key string")
-    try:
-        return Pubkey.from_string(value)
-    except Exception as exc:  # solders raises its own ValueError subclasses
-        raise ValueError(f"invalid public key {value!r}") from exc
-
-
-def _signature(value: Any) -> Signature:
-    if not isinstance(value, str):
-        raise ValueError("expected a base-58 signature string")
-    try:
-        return Signature.from_string(value)
-    except Exception as exc:
-        raise ValueError(f"invalid signature {value!r}") from exc
-
-
-def _context(chain: LocalChain, value: Any) -> dict:
-    return {"context": {"slot": chain.slot, "apiVersion": SOLANA_CORE_VERSION}, "value": value}
-
-
-def _b58(data: bytes) -> str:
-    return based58.b58encode(bytes(data)).decode()
-
-
-def tx_error_json(err: TransactionErrorType | None) -> Any:
-    """A TransactionError as the RPC spells it: "Name" or {"Name": fields}."""
-    if err is None:
-        return None
-    if isinstance(err, TransactionErrorFieldless):
-        return str(err).split(".")[-1]
-    name = type(err).__name__.removeprefix("TransactionError")
-    return {name: json.loads(err.to_json())}
-
-
-# ---------------------------------------------------------------------- encodings
-
-
-def account_json(acc: Any, encoding: str, data_slice: dict | None) -> dict:
-    data = bytes(acc.data)
-    if data_slice:
-        off, length = int(data_slice.get("offset", 0)), int(data_slice.get("length", len(data)))
-        data = data[off: off + length]
-    if encoding == "base58":
-        if len(data) > 128:
-            raise RpcFailure(INVALID_PARAMS, "Encoded binary (base 58) data should be less than 128 bytes, "
-                                             "please use Base64 encoding.")
-        encoded: Any = [_b58(data), "base58"]
-    elif encoding in ("base64", "jsonParsed"):  # no parser for our accounts: base64, as validators do
-        encoded = [base64.b64encode(data).decode(), "base64"]
-    else:
-        raise ValueError(f"unsupported encoding {encoding!r}")
-    return {"lamports": acc.lamports, "owner": str(acc.owner), "data": encoded, "executable": acc.executable,
-            "rentEpoch": 18_446_744_073_709_551_615, "space": len(acc.data)}
-
-
-def _token_amount(amount: int, decimals: int) -> dict:
-    ui = amount / 10**decimals
-    text = f"{amount / 10**decimals:.{decimals}f}".rstrip("0").rstrip(".") if decimals else str(amount)
-    return {"amount": str(amount), "decimals": decimals, "uiAmount": ui, "uiAmountString": text}
-
-
-def _token_balance_json(tb: TokenBalance) -> dict:
-    return {"accountIndex": tb.account_index, "mint": str(tb.mint), "owner": str(tb.owner),
-            "programId": str(tb.program_id), "uiTokenAmount": _token_amount(tb.amount, tb.decimals)}
-
-
-def _message_json(msg: Message | MessageV0) -> dict:
-    header = msg.header
-    out = {
-        "header": {"numRequiredSignatures": header.num_required_signatures,
-                   "numReadonlySignedAccounts": header.num_readonly_signed_accounts,
-                   "numReadonlyUnsignedAccounts": header.num_readonly_unsigned_accounts},
-        "accountKeys": [str(k) for k in msg.account_keys],
-        "recentBlockhash": str(msg.recent_blockhash),
-        "instructions": [{"programIdIndex": ix.program_id_index, "accounts": list(bytes(ix.accounts)),
-                          "data": _b58(bytes(ix.data)), "stackHeight": None} for ix in msg.instructions],
-    }
-    if isinstance(msg, MessageV0):
-        out["addressTableLookups"] = [
-            {"accountKey": str(lu.account_key), "writableIndexes": list(bytes(lu.writable_indexes)),
-             "readonlyIndexes": list(bytes(lu.readonly_indexes))} for lu in msg.address_table_lookups]
-    return out
-
-
-def _version(tx: VersionedTransaction) -> Any:
-    return 0 if isinstance(tx.message, MessageV0) else "legacy"
-
-
-def _check_version(tx: VersionedTransaction, max_version: Any) -> None:
-    if isinstance(tx.message, MessageV0) and max_version is None:
-        raise RpcFailure(-32015, "Transaction version (0) is not supported by the requesting client. Please try "
-                                 "the request again with the following configuration parameter: "
-                                 "\"maxSupportedTransactionVersion\": 0")
-
-
-def _meta_json(rec: TxRecord) -> dict:
-    inner = []
-    for index, group in enumerate(rec.inner_instructions):
-        if group:
-            compiled = [(ii.instruction(), ii.stack_height()) for ii in group]
-            inner.append({"index": index, "instructions": [
-                {"programIdIndex": ix.program_id_index, "accounts": list(bytes(ix.accounts)),
-                 "data": _b58(bytes(ix.data)), "stackHeight": height} for ix, height in compiled]})
-    err = tx_error_json(rec.err)
-    meta = {
-        "err": err, "status": {"Ok": None} if err is None else {"Err": err}, "fee": rec.fee,
-        "preBalances": rec.pre_balances, "postBalances": rec.post_balances, "innerInstructions": inner,
-        "logMessages": rec.logs, "preTokenBalances": [_token_balance_json(t) for t in rec.pre_token_balances],
-        "postTokenBalances": [_token_balance_json(t) for t in rec.post_token_balances], "rewards": [],
-        "loadedAddresses": {"writable": [], "readonly": []}, "computeUnitsConsumed": rec.compute_units,
-    }
-    return meta
-
-
-def transaction_json(rec: TxRecord, encoding: str) -> dict:
-    tx = rec.transaction
-    if encoding == "json":
-        body: Any = {"signatures": [str(s) for s in tx.signatures], "message": _message_json(tx.message)}
-    elif encoding in ("base64", "base58"):
-        raw = bytes(tx)
-        body = [base64.b64encode(raw).decode(), "base64"] if encoding == "base64" else [_b58(raw), "base58"]
-    elif encoding == "jsonParsed":
-        raise RpcFailure(INVALID_PARAMS, "Invalid params: jsonParsed transactions are not supported here; "
-                                         "use json or base64")
-    else:
-        raise ValueError(f"unsupported encoding {encoding!r}")
-    return {"slot": rec.slot, "blockTime": rec.block_time, "transaction": body, "meta": _meta_json(rec),
-            "version": _version(tx)}
-
-
-def _decode_transaction(params: list) -> VersionedTransaction:
-    data = _param(params, 0)
-    encoding = _config(params, 1).get("encoding") or "base58"
-    if not isinstance(data, str):
-        raise ValueError("expected an encoded transaction string")
-    try:
-        raw = base64.b64decode(data, validate=True) if encoding == "base64" else based58.b58decode(data.encode())
-    except Exception as exc:
-        raise ValueError(f"invalid {encoding} transaction data") from exc
-    if encoding not in ("base58", "base64"):
-        raise ValueError(f"unsupported encoding {encoding!r}")
-    try:
-        return VersionedTransaction.from_bytes(raw)
-    except Exception as exc:
-        raise RpcFailure(INVALID_PARAMS, f"failed to deserialize VersionedTransaction: {exc}") from exc
-
+from decentral_chain.localnet.jsonrpc import (
+    FEATURE_SET,
+    SOLANA_CORE_VERSION,
+    config,
+    context,
+    method,
+    param,
+    parse_pubkey,
+    parse_signature,
+    read_commitment,
+)
+from decentral_chain.rpc import (
+    BLOCK_NOT_AVAILABLE,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    SEND_TRANSACTION_PREFLIGHT_FAILURE,
+    TRANSACTION_SIGNATURE_VERIFICATION_FAILURE,
+)
 
 # ------------------------------------------------------------------------- cluster
 
@@ -294,12 +65,12 @@ def get_genesis_hash(chain: LocalChain, params: list) -> str:
 
 @method("getSlot")
 def get_slot(chain: LocalChain, params: list) -> int:
-    return chain.slot_at(_commitment(_param(params, 0, {})))
+    return chain.slot_at(read_commitment(param(params, 0, {})))
 
 
 @method("getBlockHeight")
 def get_block_height(chain: LocalChain, params: list) -> int:
-    return chain.slot_at(_commitment(_param(params, 0, {})))  # one block per slot, none skipped
+    return chain.slot_at(read_commitment(param(params, 0, {})))  # one block per slot, none skipped
 
 
 @method("getTransactionCount")
@@ -309,39 +80,44 @@ def get_transaction_count(chain: LocalChain, params: list) -> int:
 
 @method("getEpochInfo")
 def get_epoch_info(chain: LocalChain, params: list) -> dict:
-    return {"absoluteSlot": chain.slot, "blockHeight": chain.slot, "epoch": chain.slot // SLOTS_PER_EPOCH,
-            "slotIndex": chain.slot % SLOTS_PER_EPOCH, "slotsInEpoch": SLOTS_PER_EPOCH,
-            "transactionCount": chain.transaction_count}
+    return {
+        "absoluteSlot": chain.slot,
+        "blockHeight": chain.slot,
+        "epoch": chain.slot // SLOTS_PER_EPOCH,
+        "slotIndex": chain.slot % SLOTS_PER_EPOCH,
+        "slotsInEpoch": SLOTS_PER_EPOCH,
+        "transactionCount": chain.transaction_count,
+    }
 
 
 @method("getLatestBlockhash")
 def get_latest_blockhash(chain: LocalChain, params: list) -> dict:
     blockhash, last_valid = chain.latest_blockhash
-    return _context(chain, {"blockhash": str(blockhash), "lastValidBlockHeight": last_valid})
+    return context(chain, {"blockhash": str(blockhash), "lastValidBlockHeight": last_valid})
 
 
 @method("isBlockhashValid")
 def is_blockhash_valid(chain: LocalChain, params: list) -> dict:
     try:
-        blockhash = Hash.from_string(_param(params, 0))
+        blockhash = Hash.from_string(param(params, 0))
     except Exception as exc:
         raise ValueError("invalid blockhash") from exc
-    return _context(chain, chain.blockhash_valid(blockhash))
+    return context(chain, chain.blockhash_valid(blockhash))
 
 
 @method("getFeeForMessage")
 def get_fee_for_message(chain: LocalChain, params: list) -> dict:
-    raw = base64.b64decode(_param(params, 0), validate=True)
+    raw = base64.b64decode(param(params, 0), validate=True)
     try:
         msg: Any = MessageV0.from_bytes(raw[1:]) if raw[0] & 0x80 else Message.from_bytes(raw)
     except Exception as exc:
         raise ValueError("invalid message") from exc
-    return _context(chain, LAMPORTS_PER_SIGNATURE * msg.header.num_required_signatures)
+    return context(chain, LAMPORTS_PER_SIGNATURE * msg.header.num_required_signatures)
 
 
 @method("getMinimumBalanceForRentExemption")
 def get_minimum_balance_for_rent_exemption(chain: LocalChain, params: list) -> int:
-    size = _param(params, 0)
+    size = param(params, 0)
     if not isinstance(size, int) or size < 0:
         raise ValueError("expected a non-negative data length")
     return chain.svm.minimum_balance_for_rent_exemption(size)
@@ -352,76 +128,66 @@ def get_minimum_balance_for_rent_exemption(chain: LocalChain, params: list) -> i
 
 @method("getBalance")
 def get_balance(chain: LocalChain, params: list) -> dict:
-    acc = chain.get_account(_pubkey(_param(params, 0)))
-    return _context(chain, acc.lamports if acc else 0)
+    acc = chain.get_account(parse_pubkey(param(params, 0)))
+    return context(chain, acc.lamports if acc else 0)
 
 
 @method("getAccountInfo")
 def get_account_info(chain: LocalChain, params: list) -> dict:
-    cfg = _config(params, 1)
-    acc = chain.get_account(_pubkey(_param(params, 0)))
+    cfg = config(params, 1)
+    acc = chain.get_account(parse_pubkey(param(params, 0)))
     value = account_json(acc, cfg.get("encoding") or "base58", cfg.get("dataSlice")) if acc else None
-    return _context(chain, value)
+    return context(chain, value)
 
 
 @method("getMultipleAccounts")
 def get_multiple_accounts(chain: LocalChain, params: list) -> dict:
-    keys = _param(params, 0)
+    keys = param(params, 0)
     if not isinstance(keys, list) or len(keys) > 100:
         raise ValueError("expected a list of at most 100 public keys")
-    cfg = _config(params, 1)
-    accounts = [chain.get_account(_pubkey(k)) for k in keys]
+    cfg = config(params, 1)
+    accounts = [chain.get_account(parse_pubkey(k)) for k in keys]
     enc = cfg.get("encoding") or "base64"
-    return _context(chain, [account_json(a, enc, cfg.get("dataSlice")) if a else None for a in accounts])
-
-
-def _matches(data: bytes, filters: list) -> bool:
-    for f in filters:
-        if "dataSize" in f:
-            if len(data) != int(f["dataSize"]):
-                return False
-        elif "memcmp" in f:
-            m = f["memcmp"]
-            raw = base64.b64decode(m["bytes"]) if m.get("encoding") == "base64" else based58.b58decode(
-                m["bytes"].encode())
-            off = int(m["offset"])
-            if data[off: off + len(raw)] != raw:
-                return False
-        else:
-            raise ValueError(f"unsupported filter {f!r}")
-    return True
+    return context(chain, [account_json(a, enc, cfg.get("dataSlice")) if a else None for a in accounts])
 
 
 @method("getProgramAccounts")
 def get_program_accounts(chain: LocalChain, params: list) -> Any:
-    program = _pubkey(_param(params, 0))
-    cfg = _config(params, 1)
+    program = parse_pubkey(param(params, 0))
+    cfg = config(params, 1)
     filters = cfg.get("filters") or []
     enc = cfg.get("encoding") or "base64"
-    out = [{"pubkey": str(k), "account": account_json(a, enc, cfg.get("dataSlice"))}
-           for k, a in chain.accounts() if a.owner == program and _matches(bytes(a.data), filters)]
-    return _context(chain, out) if cfg.get("withContext") else out
+    out = [
+        {"pubkey": str(k), "account": account_json(a, enc, cfg.get("dataSlice"))}
+        for k, a in chain.accounts()
+        if a.owner == program and matches_filters(bytes(a.data), filters)
+    ]
+    return context(chain, out) if cfg.get("withContext") else out
 
 
 @method("getTokenAccountBalance")
 def get_token_account_balance(chain: LocalChain, params: list) -> dict:
-    key = _pubkey(_param(params, 0))
+    key = parse_pubkey(param(params, 0))
     balances = chain.token_balances([key])
     if not balances:
-        raise RpcFailure(INVALID_PARAMS, "Invalid param: could not find account" if chain.get_account(key) is None
-                         else "Invalid param: not a Token account")
-    return _context(chain, _token_amount(balances[0].amount, balances[0].decimals))
+        raise RpcError(
+            INVALID_PARAMS,
+            "Invalid param: could not find account"
+            if chain.get_account(key) is None
+            else "Invalid param: not a Token account",
+        )
+    return context(chain, token_amount(balances[0].amount, balances[0].decimals))
 
 
 @method("getTokenAccountsByOwner")
 def get_token_accounts_by_owner(chain: LocalChain, params: list) -> dict:
-    owner = _pubkey(_param(params, 0))
-    selector = _param(params, 1)
+    owner = parse_pubkey(param(params, 0))
+    selector = param(params, 1)
     if not isinstance(selector, dict) or not ({"mint", "programId"} & selector.keys()):
-        raise ValueError("expected {\"mint\": ...} or {\"programId\": ...}")
-    cfg = _config(params, 2)
-    mint = _pubkey(selector["mint"]) if "mint" in selector else None
-    program = _pubkey(selector["programId"]) if "programId" in selector else None
+        raise ValueError('expected {"mint": ...} or {"programId": ...}')
+    cfg = config(params, 2)
+    mint = parse_pubkey(selector["mint"]) if "mint" in selector else None
+    program = parse_pubkey(selector["programId"]) if "programId" in selector else None
     programs = (program,) if program else TOKEN_PROGRAMS
     out = []
     for key, acc in chain.accounts():
@@ -431,18 +197,18 @@ def get_token_accounts_by_owner(chain: LocalChain, params: list) -> dict:
         if mint is not None and data[:32] != bytes(mint):
             continue
         out.append({"pubkey": str(key), "account": account_json(acc, cfg.get("encoding") or "base64", None)})
-    return _context(chain, out)
+    return context(chain, out)
 
 
 @method("requestAirdrop")
 def request_airdrop(chain: LocalChain, params: list) -> str:
-    key = _pubkey(_param(params, 0))
-    lamports = _param(params, 1)
+    key = parse_pubkey(param(params, 0))
+    lamports = param(params, 1)
     if not isinstance(lamports, int) or lamports <= 0:
         raise ValueError("expected a positive lamport amount")
     outcome = chain.airdrop(key, lamports)
     if outcome.record is None or outcome.record.err is not None:
-        raise RpcFailure(INTERNAL_ERROR, f"airdrop failed: {tx_error_json(outcome.rejected or outcome.record.err)}")
+        raise RpcError(INTERNAL_ERROR, f"airdrop failed: {tx_error_json(outcome.rejected or outcome.record.err)}")
     return str(outcome.record.signature)
 
 
@@ -451,25 +217,42 @@ def request_airdrop(chain: LocalChain, params: list) -> str:
 
 @method("sendTransaction")
 def send_transaction(chain: LocalChain, params: list) -> str:
-    tx = _decode_transaction(params)
-    cfg = _config(params, 1)
+    tx = decode_transaction(params)
+    cfg = config(params, 1)
     if not cfg.get("skipPreflight", False):
         sim = chain.simulate(tx)
         failure = sim.rejected
         if failure == TransactionErrorFieldless.SignatureFailure:
-            raise RpcFailure(SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
+            raise RpcError(TRANSACTION_SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
         if failure is not None:
-            raise RpcFailure(PREFLIGHT_FAILURE,
-                             f"Transaction simulation failed: {_describe(failure)}",
-                             {"err": tx_error_json(failure), "logs": sim.logs, "accounts": None,
-                              "unitsConsumed": sim.units, "returnData": None, "innerInstructions": None})
+            raise RpcError(
+                SEND_TRANSACTION_PREFLIGHT_FAILURE,
+                f"Transaction simulation failed: {_describe(failure)}",
+                {
+                    "err": tx_error_json(failure),
+                    "logs": sim.logs,
+                    "accounts": None,
+                    "unitsConsumed": sim.units,
+                    "returnData": None,
+                    "innerInstructions": None,
+                },
+            )
     outcome = chain.process(tx)  # LiteSVM verifies every signature
     if outcome.rejected == TransactionErrorFieldless.SignatureFailure:
-        raise RpcFailure(SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
+        raise RpcError(TRANSACTION_SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
     if outcome.record is None and outcome.rejected is not None:
-        raise RpcFailure(PREFLIGHT_FAILURE, f"Transaction simulation failed: {_describe(outcome.rejected)}",
-                         {"err": tx_error_json(outcome.rejected), "logs": outcome.logs, "accounts": None,
-                          "unitsConsumed": outcome.units, "returnData": None, "innerInstructions": None})
+        raise RpcError(
+            SEND_TRANSACTION_PREFLIGHT_FAILURE,
+            f"Transaction simulation failed: {_describe(outcome.rejected)}",
+            {
+                "err": tx_error_json(outcome.rejected),
+                "logs": outcome.logs,
+                "accounts": None,
+                "unitsConsumed": outcome.units,
+                "returnData": None,
+                "innerInstructions": None,
+            },
+        )
     return str(tx.signatures[0])
 
 
@@ -482,79 +265,111 @@ def _describe(err: TransactionErrorType) -> str:
 
 @method("simulateTransaction")
 def simulate_transaction(chain: LocalChain, params: list) -> dict:
-    tx = _decode_transaction(params)
-    cfg = _config(params, 1)
+    tx = decode_transaction(params)
+    cfg = config(params, 1)
     if cfg.get("sigVerify") and not all(tx.verify_with_results()):
-        raise RpcFailure(SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
+        raise RpcError(TRANSACTION_SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
     if cfg.get("replaceRecentBlockhash"):
         msg = tx.message
         blockhash, _ = chain.latest_blockhash
         if isinstance(msg, MessageV0):
-            msg = MessageV0(msg.header, list(msg.account_keys), blockhash, list(msg.instructions),
-                            list(msg.address_table_lookups))
+            msg = MessageV0(
+                msg.header, list(msg.account_keys), blockhash, list(msg.instructions), list(msg.address_table_lookups)
+            )
         else:
             msg = Message.new_with_compiled_instructions(
-                msg.header.num_required_signatures, msg.header.num_readonly_signed_accounts,
-                msg.header.num_readonly_unsigned_accounts, list(msg.account_keys), blockhash, list(msg.instructions))
+                msg.header.num_required_signatures,
+                msg.header.num_readonly_signed_accounts,
+                msg.header.num_readonly_unsigned_accounts,
+                list(msg.account_keys),
+                blockhash,
+                list(msg.instructions),
+            )
         tx = VersionedTransaction.populate(msg, list(tx.signatures))
     sim = chain.simulate(tx)
-    return _context(chain, {"err": tx_error_json(sim.rejected), "logs": sim.logs, "accounts": None,
-                            "unitsConsumed": sim.units, "returnData": None, "innerInstructions": None})
+    return context(
+        chain,
+        {
+            "err": tx_error_json(sim.rejected),
+            "logs": sim.logs,
+            "accounts": None,
+            "unitsConsumed": sim.units,
+            "returnData": None,
+            "innerInstructions": None,
+        },
+    )
 
 
 @method("getSignatureStatuses")
 def get_signature_statuses(chain: LocalChain, params: list) -> dict:
-    sigs = _param(params, 0)
+    sigs = param(params, 0)
     if not isinstance(sigs, list) or len(sigs) > 256:
         raise ValueError("expected a list of at most 256 signatures")
     out = []
     for s in sigs:
-        rec = chain.history.get(_signature(s))
+        rec = chain.history.get(parse_signature(s))
         if rec is None:
             out.append(None)
             continue
         err = tx_error_json(rec.err)
         status = chain.status(rec.slot)
-        out.append({"slot": rec.slot, "confirmations": None if status == "finalized" else chain.slot - rec.slot,
-                    "err": err, "status": {"Ok": None} if err is None else {"Err": err},
-                    "confirmationStatus": status})
-    return _context(chain, out)
+        out.append(
+            {
+                "slot": rec.slot,
+                "confirmations": None if status == "finalized" else chain.slot - rec.slot,
+                "err": err,
+                "status": {"Ok": None} if err is None else {"Err": err},
+                "confirmationStatus": status,
+            }
+        )
+    return context(chain, out)
 
 
 @method("getTransaction")
 def get_transaction(chain: LocalChain, params: list) -> dict | None:
-    sig = _signature(_param(params, 0))
-    cfg = _param(params, 1, {})
+    sig = parse_signature(param(params, 0))
+    cfg = param(params, 1, {})
     encoding = cfg if isinstance(cfg, str) else (cfg.get("encoding") or "json")
-    commitment = _commitment(cfg, minimum="confirmed")
+    commitment = read_commitment(cfg, minimum="confirmed")
     rec = chain.history.get(sig)
     if rec is None or not chain.reached(rec.slot, commitment):
         return None
-    _check_version(rec.transaction, cfg.get("maxSupportedTransactionVersion") if isinstance(cfg, dict) else None)
+    check_version(rec.transaction, cfg.get("maxSupportedTransactionVersion") if isinstance(cfg, dict) else None)
     return transaction_json(rec, encoding)
 
 
 @method("getSignaturesForAddress")
 def get_signatures_for_address(chain: LocalChain, params: list) -> list:
-    key = _pubkey(_param(params, 0))
-    cfg = _config(params, 1)
+    key = parse_pubkey(param(params, 0))
+    cfg = config(params, 1)
     limit = int(cfg.get("limit") or 1000)
     if not 1 <= limit <= 1000:
         raise ValueError("limit must be between 1 and 1000")
-    before = _signature(cfg["before"]) if cfg.get("before") else None
-    until = _signature(cfg["until"]) if cfg.get("until") else None
-    commitment = _commitment(cfg, minimum="confirmed")
-    sigs = [s for s in reversed(chain.by_address.get(key, []))  # newest first
-            if chain.reached(chain.history[s].slot, commitment)]
+    before = parse_signature(cfg["before"]) if cfg.get("before") else None
+    until = parse_signature(cfg["until"]) if cfg.get("until") else None
+    commitment = read_commitment(cfg, minimum="confirmed")
+    sigs = [
+        s
+        for s in reversed(chain.by_address.get(key, []))  # newest first
+        if chain.reached(chain.history[s].slot, commitment)
+    ]
     if before is not None:
-        sigs = sigs[sigs.index(before) + 1:] if before in sigs else []
+        sigs = sigs[sigs.index(before) + 1 :] if before in sigs else []
     out = []
     for s in sigs:
         if s == until or len(out) == limit:
             break
         rec = chain.history[s]
-        out.append({"signature": str(s), "slot": rec.slot, "err": tx_error_json(rec.err), "memo": None,
-                    "blockTime": rec.block_time, "confirmationStatus": chain.status(rec.slot)})
+        out.append(
+            {
+                "signature": str(s),
+                "slot": rec.slot,
+                "err": tx_error_json(rec.err),
+                "memo": None,
+                "blockTime": rec.block_time,
+                "confirmationStatus": chain.status(rec.slot),
+            }
+        )
     return out
 
 
@@ -567,29 +382,40 @@ def _block(chain: LocalChain, slot: Any, commitment: str = "confirmed") -> Any:
         raise ValueError("expected a slot number")
     block = chain.blocks.get(slot)
     if block is None or slot >= chain.slot or not chain.reached(slot, commitment):
-        raise RpcFailure(BLOCK_NOT_AVAILABLE, f"Block not available for slot {slot}")
+        raise RpcError(BLOCK_NOT_AVAILABLE, f"Block not available for slot {slot}")
     return block
 
 
 @method("getBlockTime")
 def get_block_time(chain: LocalChain, params: list) -> int:
-    return _block(chain, _param(params, 0)).block_time
+    return _block(chain, param(params, 0)).block_time
 
 
 @method("getBlock")
 def get_block(chain: LocalChain, params: list) -> dict:
-    cfg = _param(params, 1, {})
+    cfg = param(params, 1, {})
     cfg = {"encoding": cfg} if isinstance(cfg, str) else cfg
-    block = _block(chain, _param(params, 0), _commitment(cfg, minimum="confirmed"))
+    block = _block(chain, param(params, 0), read_commitment(cfg, minimum="confirmed"))
     details = cfg.get("transactionDetails") or "full"
-    out: dict[str, Any] = {"blockHeight": block.slot, "blockTime": block.block_time, "blockhash": str(block.blockhash),
-                           "parentSlot": block.parent_slot, "previousBlockhash": str(block.previous_blockhash)}
+    out: dict[str, Any] = {
+        "blockHeight": block.slot,
+        "blockTime": block.block_time,
+        "blockhash": str(block.blockhash),
+        "parentSlot": block.parent_slot,
+        "previousBlockhash": str(block.previous_blockhash),
+    }
     records = [chain.history[s] for s in block.signatures]
     if details == "full":
         for rec in records:
-            _check_version(rec.transaction, cfg.get("maxSupportedTransactionVersion"))
-        out["transactions"] = [{k: v for k, v in transaction_json(rec, cfg.get("encoding") or "json").items()
-                                if k in ("transaction", "meta", "version")} for rec in records]
+            check_version(rec.transaction, cfg.get("maxSupportedTransactionVersion"))
+        out["transactions"] = [
+            {
+                k: v
+                for k, v in transaction_json(rec, cfg.get("encoding") or "json").items()
+                if k in ("transaction", "meta", "version")
+            }
+            for rec in records
+        ]
     elif details == "signatures":
         out["signatures"] = [str(r.signature) for r in records]
     elif details != "none":
@@ -601,10 +427,10 @@ def get_block(chain: LocalChain, params: list) -> dict:
 
 @method("getBlocks")
 def get_blocks(chain: LocalChain, params: list) -> list[int]:
-    end_param = _param(params, 1)
-    cfg = end_param if isinstance(end_param, dict) else _config(params, 2)
-    last = min(chain.slot - 1, chain.slot_at(_commitment(cfg, minimum="confirmed")))
-    start, end = _param(params, 0), last if end_param is None or isinstance(end_param, dict) else end_param
+    end_param = param(params, 1)
+    cfg = end_param if isinstance(end_param, dict) else config(params, 2)
+    last = min(chain.slot - 1, chain.slot_at(read_commitment(cfg, minimum="confirmed")))
+    start, end = param(params, 0), last if end_param is None or isinstance(end_param, dict) else end_param
     if not isinstance(start, int) or not isinstance(end, int) or start < 0 or end - start > 500_000:
         raise ValueError("expected start_slot and end_slot at most 500,000 apart")
     return [s for s in range(start, min(end, last) + 1) if s in chain.blocks]
@@ -612,15 +438,15 @@ def get_blocks(chain: LocalChain, params: list) -> list[int]:
 
 @method("getBlocksWithLimit")
 def get_blocks_with_limit(chain: LocalChain, params: list) -> list[int]:
-    start, limit = _param(params, 0), _param(params, 1)
+    start, limit = param(params, 0), param(params, 1)
     if not isinstance(start, int) or not isinstance(limit, int) or not 0 <= limit <= 500_000:
         raise ValueError("expected start_slot and a limit of at most 500,000")
-    return get_blocks(chain, [start, start + limit - 1, _config(params, 2)]) if limit else []
+    return get_blocks(chain, [start, start + limit - 1, config(params, 2)]) if limit else []
 
 
 @method("getBlockCommitment")
 def get_block_commitment(chain: LocalChain, params: list) -> dict:
-    slot = _param(params, 0)
+    slot = param(params, 0)
     if not isinstance(slot, int):
         raise ValueError("expected a slot number")
     return {"commitment": None, "totalStake": 0}  # single node, no stake-weighted votes
@@ -638,16 +464,23 @@ def get_minimum_ledger_slot(chain: LocalChain, params: list) -> int:
 
 @method("getRecentPerformanceSamples")
 def get_recent_performance_samples(chain: LocalChain, params: list) -> list[dict]:
-    limit = _param(params, 0, 720)
+    limit = param(params, 0, 720)
     if not isinstance(limit, int) or not 0 < limit <= 720:
         raise ValueError("limit must be between 1 and 720")
     samples, slots = [], sorted(chain.blocks)
     per_sample = 150  # ~60 s of 400 ms slots, as validators sample
     for end in range(len(slots), 0, -per_sample):
-        window = slots[max(0, end - per_sample):end]
+        window = slots[max(0, end - per_sample) : end]
         txs = sum(len(chain.blocks[s].signatures) for s in window)
-        samples.append({"slot": window[-1], "numTransactions": txs, "numNonVoteTransactions": txs,
-                        "numSlots": len(window), "samplePeriodSecs": max(1, round(len(window) * 0.4))})
+        samples.append(
+            {
+                "slot": window[-1],
+                "numTransactions": txs,
+                "numNonVoteTransactions": txs,
+                "numSlots": len(window),
+                "samplePeriodSecs": max(1, round(len(window) * 0.4)),
+            }
+        )
         if len(samples) == limit:
             break
     return samples
@@ -659,20 +492,20 @@ def get_recent_performance_samples(chain: LocalChain, params: list) -> list[dict
 def _mint_info(chain: LocalChain, key: Pubkey) -> tuple[int, int]:
     acc = chain.get_account(key)
     if acc is None or acc.owner not in TOKEN_PROGRAMS or len(acc.data) < 82:
-        raise RpcFailure(INVALID_PARAMS, "Invalid param: not a Token mint")
+        raise RpcError(INVALID_PARAMS, "Invalid param: not a Token mint")
     data = bytes(acc.data)
     return int.from_bytes(data[36:44], "little"), data[44]
 
 
 @method("getTokenSupply")
 def get_token_supply(chain: LocalChain, params: list) -> dict:
-    supply, decimals = _mint_info(chain, _pubkey(_param(params, 0)))
-    return _context(chain, _token_amount(supply, decimals))
+    supply, decimals = _mint_info(chain, parse_pubkey(param(params, 0)))
+    return context(chain, token_amount(supply, decimals))
 
 
 @method("getTokenLargestAccounts")
 def get_token_largest_accounts(chain: LocalChain, params: list) -> dict:
-    mint = _pubkey(_param(params, 0))
+    mint = parse_pubkey(param(params, 0))
     _, decimals = _mint_info(chain, mint)
     holders = []
     for key, acc in chain.accounts():
@@ -680,7 +513,7 @@ def get_token_largest_accounts(chain: LocalChain, params: list) -> dict:
         if acc.owner in TOKEN_PROGRAMS and len(data) >= 165 and data[:32] == bytes(mint):
             holders.append((int.from_bytes(data[64:72], "little"), str(key)))
     holders.sort(key=lambda h: (-h[0], h[1]))
-    return _context(chain, [{"address": key, **_token_amount(amount, decimals)} for amount, key in holders[:20]])
+    return context(chain, [{"address": key, **token_amount(amount, decimals)} for amount, key in holders[:20]])
 
 
 # ------------------------------------------------------------- cluster and economy
@@ -689,14 +522,18 @@ def get_token_largest_accounts(chain: LocalChain, params: list) -> dict:
 @method("getSupply")
 def get_supply(chain: LocalChain, params: list) -> dict:
     total = sum(acc.lamports for _, acc in chain.accounts())
-    return _context(chain, {"total": total, "circulating": total, "nonCirculating": 0,
-                            "nonCirculatingAccounts": []})
+    return context(chain, {"total": total, "circulating": total, "nonCirculating": 0, "nonCirculatingAccounts": []})
 
 
 @method("getEpochSchedule")
 def get_epoch_schedule(chain: LocalChain, params: list) -> dict:
-    return {"slotsPerEpoch": SLOTS_PER_EPOCH, "leaderScheduleSlotOffset": SLOTS_PER_EPOCH, "warmup": False,
-            "firstNormalEpoch": 0, "firstNormalSlot": 0}
+    return {
+        "slotsPerEpoch": SLOTS_PER_EPOCH,
+        "leaderScheduleSlotOffset": SLOTS_PER_EPOCH,
+        "warmup": False,
+        "firstNormalEpoch": 0,
+        "firstNormalSlot": 0,
+    }
 
 
 @method("getInflationGovernor")
@@ -712,10 +549,10 @@ def get_inflation_rate(chain: LocalChain, params: list) -> dict:
 
 @method("getInflationReward")
 def get_inflation_reward(chain: LocalChain, params: list) -> list[None]:
-    keys = _param(params, 0)
+    keys = param(params, 0)
     if not isinstance(keys, list):
         raise ValueError("expected a list of addresses")
-    return [None for k in keys if _pubkey(k)]  # no staking rewards on this chain
+    return [None for k in keys if parse_pubkey(k)]  # no staking rewards on this chain
 
 
 @method("getIdentity")
@@ -725,9 +562,19 @@ def get_identity(chain: LocalChain, params: list) -> dict:
 
 @method("getClusterNodes")
 def get_cluster_nodes(chain: LocalChain, params: list) -> list[dict]:
-    return [{"pubkey": str(chain.identity), "gossip": None, "tpu": None, "tpuQuic": None, "rpc": chain.rpc_address,
-             "pubsub": chain.pubsub_address, "version": SOLANA_CORE_VERSION, "featureSet": FEATURE_SET,
-             "shredVersion": 0}]
+    return [
+        {
+            "pubkey": str(chain.identity),
+            "gossip": None,
+            "tpu": None,
+            "tpuQuic": None,
+            "rpc": chain.rpc_address,
+            "pubsub": chain.pubsub_address,
+            "version": SOLANA_CORE_VERSION,
+            "featureSet": FEATURE_SET,
+            "shredVersion": 0,
+        }
+    ]
 
 
 @method("getVoteAccounts")
@@ -737,11 +584,11 @@ def get_vote_accounts(chain: LocalChain, params: list) -> dict:
 
 @method("getLeaderSchedule")
 def get_leader_schedule(chain: LocalChain, params: list) -> dict | None:
-    slot = _param(params, 0, chain.slot)
+    slot = param(params, 0, chain.slot)
     if isinstance(slot, dict):
         slot, cfg = chain.slot, slot
     else:
-        cfg = _config(params, 1)
+        cfg = config(params, 1)
     if not isinstance(slot, int) or slot // SLOTS_PER_EPOCH > chain.slot // SLOTS_PER_EPOCH + 1:
         return None
     if cfg.get("identity") not in (None, str(chain.identity)):
@@ -756,7 +603,7 @@ def get_slot_leader(chain: LocalChain, params: list) -> str:
 
 @method("getSlotLeaders")
 def get_slot_leaders(chain: LocalChain, params: list) -> list[str]:
-    start, limit = _param(params, 0), _param(params, 1)
+    start, limit = param(params, 0), param(params, 1)
     if not isinstance(start, int) or not isinstance(limit, int) or not 0 < limit <= 5_000:
         raise ValueError("expected start_slot and a limit of 1..5000")
     return [str(chain.identity)] * limit

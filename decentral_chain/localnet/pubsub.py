@@ -23,26 +23,13 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from decentral_chain.errors import RpcError
 from decentral_chain.localnet.chain import LocalChain, TxRecord
-from decentral_chain.localnet.methods import (
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    PARSE_ERROR,
-    _commitment,
-    _error,
-    _matches,
-    _pubkey,
-    _signature,
-    account_json,
-    tx_error_json,
-)
+from decentral_chain.localnet.encoding import account_json, matches_filters, tx_error_json
+from decentral_chain.localnet.jsonrpc import error_response, parse_pubkey, parse_signature, read_commitment
+from decentral_chain.rpc import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
 
 KINDS = ("account", "program", "signature", "logs", "slot", "root")
-
-
-class UnknownSubscription(Exception):
-    """An unsubscribe named no subscription of this session and kind."""
 
 
 @dataclass
@@ -81,24 +68,24 @@ class Hub:
     def subscribe(self, session: Session, kind: str, params: list) -> int:
         cfg = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
         if kind in ("account", "program"):
-            target = _pubkey(params[0] if params else None)
+            target = parse_pubkey(params[0] if params else None)
         elif kind == "signature":
-            target = _signature(params[0] if params else None)
+            target = parse_signature(params[0] if params else None)
         elif kind == "logs":
             target = params[0] if params else None
             if target not in ("all", "allWithVotes") and not (
-                    isinstance(target, dict) and isinstance(target.get("mentions"), list)
-                    and len(target["mentions"]) == 1):
+                isinstance(target, dict) and isinstance(target.get("mentions"), list) and len(target["mentions"]) == 1
+            ):
                 raise ValueError('expected "all", "allWithVotes" or {"mentions": [<one pubkey>]}')
             if isinstance(target, dict):
-                target = _pubkey(target["mentions"][0])
+                target = parse_pubkey(target["mentions"][0])
         else:
             target = None
         sub = Subscription(next(self.ids), kind, session, target, cfg)
         self.subs[sub.id] = sub
         session.subscriptions.add(sub.id)
         if kind == "signature":
-            sub.config["commitment"] = _commitment(cfg)
+            sub.config["commitment"] = read_commitment(cfg)
             record = self.chain.history.get(target)
             if record is not None and self.chain.reached(record.slot, sub.config["commitment"]):
                 self.loop.call_soon(self._signature_done, sub, record)  # already there: at once, as validators do
@@ -107,7 +94,7 @@ class Hub:
     def unsubscribe(self, session: Session, kind: str, sub_id: Any) -> bool:
         sub = self.subs.get(sub_id) if isinstance(sub_id, int) else None
         if sub is None or sub.session is not session or sub.kind != kind:
-            raise UnknownSubscription("Invalid subscription id.")
+            raise RpcError(INVALID_PARAMS, "Invalid subscription id.")
         self._drop(sub)
         return True
 
@@ -122,8 +109,13 @@ class Hub:
     # -------------------------------------------------------------- notify
 
     def _notify(self, sub: Subscription, result: Any) -> None:
-        sub.session.queue.put_nowait({"jsonrpc": "2.0", "method": f"{sub.kind}Notification",
-                                      "params": {"result": result, "subscription": sub.id}})
+        sub.session.queue.put_nowait(
+            {
+                "jsonrpc": "2.0",
+                "method": f"{sub.kind}Notification",
+                "params": {"result": result, "subscription": sub.id},
+            }
+        )
 
     def _context(self, slot: int, value: Any) -> dict:
         return {"context": {"slot": slot}, "value": value}
@@ -142,9 +134,13 @@ class Hub:
                 if self.chain.reached(record.slot, sub.config["commitment"]):
                     self._signature_done(sub, record)
             elif sub.kind == "logs" and (sub.target in ("all", "allWithVotes") or sub.target in keys):
-                self._notify(sub, self._context(record.slot, {"signature": str(record.signature),
-                                                              "err": tx_error_json(record.err),
-                                                              "logs": record.logs}))
+                self._notify(
+                    sub,
+                    self._context(
+                        record.slot,
+                        {"signature": str(record.signature), "err": tx_error_json(record.err), "logs": record.logs},
+                    ),
+                )
             elif sub.kind == "account" and sub.target in writable:
                 acc = self.chain.get_account(sub.target)
                 value = account_json(acc, sub.config.get("encoding") or "base58", None) if acc else None
@@ -154,10 +150,12 @@ class Hub:
                     acc = self.chain.get_account(key)
                     if acc is None or acc.owner != sub.target:
                         continue
-                    if not _matches(bytes(acc.data), sub.config.get("filters") or []):
+                    if not matches_filters(bytes(acc.data), sub.config.get("filters") or []):
                         continue
-                    value = {"pubkey": str(key),
-                             "account": account_json(acc, sub.config.get("encoding") or "base64", None)}
+                    value = {
+                        "pubkey": str(key),
+                        "account": account_json(acc, sub.config.get("encoding") or "base64", None),
+                    }
                     self._notify(sub, self._context(record.slot, value))
 
     def _on_slot(self, slot: int) -> None:
@@ -215,9 +213,9 @@ def _handle(hub: Hub, session: Session, text: str) -> dict:
     try:
         request = json.loads(text)
     except json.JSONDecodeError:
-        return _error(None, PARSE_ERROR, "Parse error")
+        return error_response(None, PARSE_ERROR, "Parse error")
     if not isinstance(request, dict) or not isinstance(request.get("method"), str):
-        return _error(None, INVALID_REQUEST, "Invalid request")
+        return error_response(None, INVALID_REQUEST, "Invalid request")
     rid, name = request.get("id"), request["method"]
     params = request.get("params") or []
     for kind in KINDS:
@@ -227,8 +225,8 @@ def _handle(hub: Hub, session: Session, text: str) -> dict:
             if name == f"{kind}Unsubscribe":
                 sub_id = params[0] if params else None
                 return {"jsonrpc": "2.0", "result": hub.unsubscribe(session, kind, sub_id), "id": rid}
-        except UnknownSubscription as exc:
-            return _error(rid, INVALID_PARAMS, str(exc))
+        except RpcError as exc:
+            return error_response(rid, exc.code, exc.message, exc.data)
         except (ValueError, TypeError, IndexError, KeyError) as exc:
-            return _error(rid, INVALID_PARAMS, f"Invalid params: {exc}")
-    return _error(rid, METHOD_NOT_FOUND, "Method not found")
+            return error_response(rid, INVALID_PARAMS, f"Invalid params: {exc}")
+    return error_response(rid, METHOD_NOT_FOUND, "Method not found")

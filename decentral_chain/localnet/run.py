@@ -32,8 +32,9 @@ class Localnet:
     ws_url: str
 
 
-def start_chain(host: str, port: int, keys_dir: Path | None = None, *,
-                finality_slots: int = FINALITY_SLOTS) -> Localnet:
+def start_chain(
+    host: str, port: int, keys_dir: Path | None = None, *, finality_slots: int = FINALITY_SLOTS
+) -> Localnet:
     """Build the genesis chain and write ``addresses.json``; serving is the caller's."""
     directory = keys_dir or LOCALNET_DIR
     keys = LocalnetKeys.load(directory)
@@ -53,14 +54,24 @@ def write_addresses(keys: LocalnetKeys, rpc_url: str, ws_url: str, directory: Pa
         return str(get_associated_token_address(owner.pubkey(), mint))
 
     addresses = {
-        "ready": True, "validator": validator, "rpc_url": rpc_url, "ws_url": ws_url, "program_id": str(PROGRAM_ID),
-        "mint": str(mint), "config": str(pda.config_address()), "vault": str(pda.vault_address()),
-        "admin": str(keys.admin.pubkey()), "gateway": str(keys.gateway.pubkey()),
-        "treasury": str(keys.treasury.pubkey()), "treasury_token": token(keys.treasury),
+        "ready": True,
+        "validator": validator,
+        "rpc_url": rpc_url,
+        "ws_url": ws_url,
+        "program_id": str(PROGRAM_ID),
+        "mint": str(mint),
+        "config": str(pda.config_address()),
+        "vault": str(pda.vault_address()),
+        "admin": str(keys.admin.pubkey()),
+        "gateway": str(keys.gateway.pubkey()),
+        "treasury": str(keys.treasury.pubkey()),
+        "treasury_token": token(keys.treasury),
         "workers": [{"wallet": str(w.pubkey()), "token": token(w)} for w in keys.workers],
         "client": {"wallet": str(keys.client.pubkey()), "token": token(keys.client)},
-        "keypairs": {role: str(directory / f"{role}-keypair.json") for role in
-                     ("admin", "gateway", "treasury", "worker-1", "worker-2", "client")},
+        "keypairs": {
+            role: str(directory / f"{role}-keypair.json")
+            for role in ("admin", "gateway", "treasury", "worker-1", "worker-2", "client")
+        },
     }
     (directory / "addresses.json").write_text(json.dumps(addresses, indent=2) + "\n")
 
@@ -72,9 +83,15 @@ def print_summary(net: Localnet, started: float, directory: Path) -> None:
     table.add_column("address")
     table.add_column("SOL", justify="right")
     table.add_column("USDC", justify="right")
-    rows = [("program", PROGRAM_ID, None), ("mint (6 decimals)", g.mint, None), ("config", g.config_address, None),
-            ("vault", g.vault, g.vault), ("admin", g.admin.pubkey(), None), ("gateway", g.gateway.pubkey(), None),
-            ("treasury", g.treasury.pubkey, g.treasury.token)]
+    rows = [
+        ("program", PROGRAM_ID, None),
+        ("mint (6 decimals)", g.mint, None),
+        ("config", g.config_address, None),
+        ("vault", g.vault, g.vault),
+        ("admin", g.admin.pubkey(), None),
+        ("gateway", g.gateway.pubkey(), None),
+        ("treasury", g.treasury.pubkey, g.treasury.token),
+    ]
     rows += [(f"worker-{i + 1}", w.pubkey, w.token) for i, w in enumerate(g.workers)]
     rows += [("client", g.clients[0].pubkey, g.clients[0].token)]
     for role, key, token in rows:
@@ -82,12 +99,10 @@ def print_summary(net: Localnet, started: float, directory: Path) -> None:
         usdc = f"{token_balance(g.svm, token) / USDC:,.2f}" if token is not None else ""
         table.add_row(role, str(key), f"{lamports / 1e9:,.4f}" if lamports else "", usdc)
     console.print(table)
-    console.print(f"ready in {time.monotonic() - started:.2f} s; keys and addresses.json in {directory}/; "
-                  "Ctrl-C stops")
+    console.print(f"ready in {time.monotonic() - started:.2f} s; keys and addresses.json in {directory}/; Ctrl-C stops")
 
 
-def serve_localnet(host: str, port: int, keys_dir: Path | None = None, *,
-                   finality_slots: int = FINALITY_SLOTS) -> None:
+def serve_localnet(host: str, port: int, keys_dir: Path | None = None, *, finality_slots: int = FINALITY_SLOTS) -> None:
     import uvicorn
 
     from decentral_chain.localnet.pubsub import create_pubsub_app
@@ -95,8 +110,10 @@ def serve_localnet(host: str, port: int, keys_dir: Path | None = None, *,
 
     started = time.monotonic()
     net = start_chain(host, port, keys_dir, finality_slots=finality_slots)
-    servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level="warning", ws="websockets-sansio"))
-               for app, p in ((create_app(net.chain), port), (create_pubsub_app(net.chain), port + 1))]
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level="warning", ws="websockets-sansio"))
+        for app, p in ((create_app(net.chain), port), (create_pubsub_app(net.chain), port + 1))
+    ]
 
     async def main() -> None:
         tasks = [asyncio.create_task(server.serve()) for server in servers]
@@ -127,15 +144,31 @@ def serve_test_validator(host: str, port: int, keys_dir: Path | None = None) -> 
     ensure_built()
     rpc_url, ws_url = f"http://{host}:{port}", f"ws://{host}:{port + 1}"
     (directory / "addresses.json").unlink(missing_ok=True)
-    proc = subprocess.Popen([exe, "--reset", "--quiet", "--ledger", str(ROOT / "target" / "test-ledger"),
-                             "--bind-address", host, "--rpc-port", str(port),
-                             "--upgradeable-program", str(PROGRAM_ID), str(DEPLOY_PATH), str(keys.admin.pubkey())])
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--reset",
+            "--quiet",
+            "--ledger",
+            str(ROOT / "target" / "test-ledger"),
+            "--bind-address",
+            host,
+            "--rpc-port",
+            str(port),
+            "--upgradeable-program",
+            str(PROGRAM_ID),
+            str(DEPLOY_PATH),
+            str(keys.admin.pubkey()),
+        ]
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"}).json().get(
-                        "result") == "ok":
+                if (
+                    httpx.post(rpc_url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"}).json().get("result")
+                    == "ok"
+                ):
                     break
             except httpx.TransportError:
                 pass

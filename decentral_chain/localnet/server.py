@@ -17,8 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+import decentral_chain.localnet.methods  # noqa: F401  (registers the handlers)
 from decentral_chain.localnet.chain import LocalChain
-from decentral_chain.localnet.methods import INVALID_REQUEST, PARSE_ERROR, _error, dispatch
+from decentral_chain.localnet.jsonrpc import dispatch, error_response
+from decentral_chain.rpc import INVALID_REQUEST, PARSE_ERROR
 
 MAX_BATCH = 1_000
 
@@ -28,10 +30,10 @@ def create_app(chain: LocalChain, *, tick: bool = True) -> Starlette:
         try:
             body = json.loads(await request.body())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return JSONResponse(_error(None, PARSE_ERROR, "Parse error"))
+            return JSONResponse(error_response(None, PARSE_ERROR, "Parse error"))
         if isinstance(body, list):
             if not body or len(body) > MAX_BATCH:
-                return JSONResponse(_error(None, INVALID_REQUEST, "Invalid request"))
+                return JSONResponse(error_response(None, INVALID_REQUEST, "Invalid request"))
             replies = [r for r in (dispatch(chain, item) for item in body) if r is not None]
             return JSONResponse(replies)
         return JSONResponse(dispatch(chain, body))
@@ -50,8 +52,9 @@ def create_app(chain: LocalChain, *, tick: bool = True) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    return Starlette(routes=[Route("/", rpc, methods=["POST"]), Route("/health", health, methods=["GET"])],
-                     lifespan=lifespan)
+    return Starlette(
+        routes=[Route("/", rpc, methods=["POST"]), Route("/health", health, methods=["GET"])], lifespan=lifespan
+    )
 
 
 async def _ticker(chain: LocalChain) -> None:
@@ -72,9 +75,12 @@ class ServerThread:
 
         import uvicorn
 
-        self.servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                      lifespan="on", ws="websockets-sansio"))
-                        for app, port in apps]
+        self.servers = [
+            uvicorn.Server(
+                uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", ws="websockets-sansio")
+            )
+            for app, port in apps
+        ]
         self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), name="localnet", daemon=True)
 
     async def _serve(self) -> None:

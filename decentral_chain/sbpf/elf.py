@@ -6,6 +6,8 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from decentral_chain.errors import ElfFormatError
+
 EM_BPF = 247
 ET_REL = 1
 ET_DYN = 3
@@ -27,10 +29,6 @@ _SYM = struct.Struct("<IBBHQQ")
 _REL = struct.Struct("<QQ")
 R_BPF_64_32 = 10
 _PHDR_SIZE = 56  # the loader insists on the Elf64_Phdr size even with no program headers
-
-
-class ElfFormatError(ValueError):
-    """The bytes are not an ELF64 little-endian object this module understands."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +79,9 @@ class ObjectFile:
             raise ElfFormatError("not an ELF file")
         if data[4] != 2 or data[5] != 1:
             raise ElfFormatError("only ELF64 little-endian is supported")
-        (_, e_type, e_machine, _, e_entry, _, e_shoff, e_flags, _, _, _,
-         e_shentsize, e_shnum, e_shstrndx) = _EHDR.unpack_from(data)
+        (_, e_type, e_machine, _, e_entry, _, e_shoff, e_flags, _, _, _, e_shentsize, e_shnum, e_shstrndx) = (
+            _EHDR.unpack_from(data)
+        )
         raw = []
         for i in range(e_shnum):
             raw.append(_SHDR.unpack_from(data, e_shoff + i * e_shentsize))
@@ -92,12 +91,26 @@ class ObjectFile:
             end = table.index(b"\0", off)
             return table[off:end].decode()
 
-        shstrtab = data[shstr[4]: shstr[4] + shstr[5]] if shstr else b""
+        shstrtab = data[shstr[4] : shstr[4] + shstr[5]] if shstr else b""
         sections = []
         for i, (nm, typ, flags, addr, off, size, link, info, align, entsize) in enumerate(raw):
-            body = b"" if typ == SHT_NOBITS else data[off: off + size]
-            sections.append(Section(i, name_at(shstrtab, nm) if shstrtab else "", typ, flags,
-                                    off, size, link, info, align, entsize, addr, body))
+            body = b"" if typ == SHT_NOBITS else data[off : off + size]
+            sections.append(
+                Section(
+                    i,
+                    name_at(shstrtab, nm) if shstrtab else "",
+                    typ,
+                    flags,
+                    off,
+                    size,
+                    link,
+                    info,
+                    align,
+                    entsize,
+                    addr,
+                    body,
+                )
+            )
         symbols: list[Symbol] = []
         for sec in sections:
             if sec.type != SHT_SYMTAB:
@@ -165,11 +178,19 @@ def write_program_elf(
         dynsym_off = dynamic_off + dynamic_size
         dynstr_off = dynsym_off + len(dynsym)
         reldyn_off = _align(dynstr_off + len(dynstr), 8)
-        dynamic = b"".join(struct.pack("<QQ", tag, val) for tag, val in (
-            (DT_REL, reldyn_off), (DT_RELSZ, len(reldyn)), (DT_RELENT, _REL.size),
-            (DT_SYMTAB, dynsym_off), (DT_SYMENT, _SYM.size),
-            (DT_STRTAB, dynstr_off), (DT_STRSZ, len(dynstr)), (DT_NULL, 0),
-        ))
+        dynamic = b"".join(
+            struct.pack("<QQ", tag, val)
+            for tag, val in (
+                (DT_REL, reldyn_off),
+                (DT_RELSZ, len(reldyn)),
+                (DT_RELENT, _REL.size),
+                (DT_SYMTAB, dynsym_off),
+                (DT_SYMENT, _SYM.size),
+                (DT_STRTAB, dynstr_off),
+                (DT_STRSZ, len(dynstr)),
+                (DT_NULL, 0),
+            )
+        )
         out += dynamic + dynsym + dynstr
         _pad_to(out, 8)
         out += reldyn
@@ -196,8 +217,9 @@ def write_program_elf(
     out += shdrs
     ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + b"\0" * 8
     nsec = len(headers) + 2
-    out[: _EHDR.size] = _EHDR.pack(ident, ET_DYN, EM_BPF, 1, entry, 0, shoff, 0,
-                                    _EHDR.size, _PHDR_SIZE, 0, _SHDR.size, nsec, nsec - 1)
+    out[: _EHDR.size] = _EHDR.pack(
+        ident, ET_DYN, EM_BPF, 1, entry, 0, shoff, 0, _EHDR.size, _PHDR_SIZE, 0, _SHDR.size, nsec, nsec - 1
+    )
     return bytes(out)
 
 

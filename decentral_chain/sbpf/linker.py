@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from decentral_chain.errors import LinkError
 from decentral_chain.sbpf.elf import (
     EM_BPF,
     SHF_ALLOC,
@@ -77,10 +78,6 @@ KNOWN_SYSCALLS = frozenset(
 
 # Sections that carry no runtime meaning and are dropped silently.
 _IGNORED_PREFIXES = (".eh_frame", ".debug", ".BTF", ".llvm", ".comment", ".note", ".rel.eh_frame")
-
-
-class LinkError(Exception):
-    """The object cannot become a valid sBPF v0 program; the message names the culprit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +183,9 @@ def _select_sections(obj: ObjectFile) -> tuple[Section, list[Section]]:
             )
         if sec.flags & SHF_EXECINSTR:
             if text is not None or sec.name != ".text":
-                raise LinkError(f"unexpected code section {sec.name}: build one translation unit "
-                                "without -ffunction-sections")
+                raise LinkError(
+                    f"unexpected code section {sec.name}: build one translation unit without -ffunction-sections"
+                )
             text = sec
         elif sec.name.startswith(".rodata"):
             rodata.append(sec)

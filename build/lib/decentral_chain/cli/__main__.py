@@ -1,0 +1,3 @@
+from decentral_chain.cli import main
+
+main()

@@ -1,0 +1,195 @@
+"""`decentral gateway` (serve), `decentral gateway keys …`, and `decentral demo`."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from decentral_chain.cli.common import LOCALNET_DIR, out, parse_pubkey, read_addresses, require, rpc_option
+
+if TYPE_CHECKING:
+    from solders.pubkey import Pubkey
+
+KEYS_DB = LOCALNET_DIR / "gateway-keys.db"
+JOURNAL_DB = LOCALNET_DIR / "gateway-journal.db"
+GATEWAY_MODULES = ("llama_cpp", "starlette", "uvicorn")
+
+
+def _localnet_workers() -> list[Pubkey]:
+    from solders.pubkey import Pubkey
+
+    try:
+        return [Pubkey.from_string(w["wallet"]) for w in (read_addresses() or {})["workers"]]
+    except (KeyError, TypeError, ValueError):
+        return []
+
+
+@click.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@rpc_option
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Any GGUF file (default: SmolLM2-135M-Instruct, fetched and checked).",
+)
+@click.option("--model-name", default="smollm2-135m-instruct", show_default=True, help="The id clients ask for.")
+@click.option(
+    "--workers",
+    "n_workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 16),
+    help="llama.cpp instances, each on its own thread with its own wallet.",
+)
+@click.option(
+    "--worker-wallet",
+    "worker_wallets",
+    multiple=True,
+    callback=lambda c, p, v: [parse_pubkey(c, p, x) for x in v],
+    help="Payout wallet of each worker (default: the localnet's workers).",
+)
+@click.option("--n-ctx", default=2048, show_default=True, type=click.IntRange(256, 131072))
+@click.option(
+    "--gateway-keypair",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=LOCALNET_DIR / "gateway-keypair.json",
+    show_default=True,
+)
+@click.option(
+    "--price-prompt", default=100, show_default=True, type=click.IntRange(0), help="Credits per 1,000 prompt tokens."
+)
+@click.option(
+    "--price-completion",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Credits per 1,000 completion tokens.",
+)
+@click.pass_context
+def gateway(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    rpc_url: str,
+    model_path: Path | None,
+    model_name: str,
+    n_workers: int,
+    worker_wallets: list[Pubkey],
+    n_ctx: int,
+    gateway_keypair: Path,
+    price_prompt: int,
+    price_completion: int,
+) -> None:
+    """Serve the OpenAI-compatible API; every completion settles on chain."""
+    if ctx.invoked_subcommand is not None:
+        return
+    require("gateway", "decentral gateway", *GATEWAY_MODULES)
+    import uvicorn
+
+    from decentral_chain.gateway.app import GatewaySettings, create_app
+    from decentral_chain.gateway.model import default_model_path
+    from decentral_chain.gateway.workers import Worker, WorkerSpec
+    from decentral_chain.localnet.keys import read_keypair
+
+    wallets = worker_wallets or _localnet_workers()
+    if len(wallets) < n_workers:
+        raise click.UsageError(f"{n_workers} workers need {n_workers} --worker-wallet (have {len(wallets)})")
+    if not gateway_keypair.exists():
+        raise click.UsageError(f"no gateway keypair at {gateway_keypair} (start `decentral localnet` first)")
+    path = model_path or default_model_path()
+    workers = [Worker(WorkerSpec(f"worker-{i + 1}", path, wallets[i], n_ctx=n_ctx)).start() for i in range(n_workers)]
+    keys_db = Path(os.environ.get("DECENTRAL_GATEWAY_KEYS_DB", KEYS_DB))
+    journal_db = Path(os.environ.get("DECENTRAL_GATEWAY_JOURNAL_DB", JOURNAL_DB))
+    settings = GatewaySettings(
+        model_name=model_name,
+        rpc_url=rpc_url,
+        keys_db=keys_db,
+        journal_db=journal_db,
+        price_per_1k_prompt=price_prompt,
+        price_per_1k_completion=price_completion,
+    )
+    app = create_app(settings, read_keypair(gateway_keypair), workers)
+    click.echo(f"gateway on http://{host}:{port}/v1 ({n_workers} worker(s), model {model_name})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@gateway.group()
+@click.option(
+    "--keys-db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="DECENTRAL_GATEWAY_KEYS_DB",
+    default=KEYS_DB,
+    show_default=True,
+    help="The gateway's key store.",
+)
+@click.pass_context
+def keys(ctx: click.Context, keys_db: Path) -> None:
+    """API keys: each maps to a client wallet; only hashes are stored."""
+    ctx.obj = keys_db
+
+
+@keys.command("create")
+@click.option("--wallet", required=True, callback=parse_pubkey, help="Client wallet whose credits it spends.")
+@click.option("--label", default="", help="A note to recognise the key by.")
+@click.pass_obj
+def keys_create(keys_db: Path, wallet: Pubkey, label: str) -> None:
+    """Create a key; it is printed once and never stored."""
+    from decentral_chain.gateway.keys import KeyStore
+
+    store = KeyStore(keys_db)
+    click.echo(store.create(wallet, label))
+    store.close()
+
+
+@keys.command("list")
+@click.pass_obj
+def keys_list(keys_db: Path) -> None:
+    """Every key: id, wallet, label, created, revoked."""
+    from rich.table import Table
+
+    from decentral_chain.gateway.keys import KeyStore
+
+    store = KeyStore(keys_db)
+    table = Table(title="gateway keys")
+    for col in ("id", "wallet", "label", "created", "revoked"):
+        table.add_column(col)
+    for k in store.list():
+        table.add_row(
+            k.key_id,
+            str(k.wallet),
+            k.label,
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created)),
+            "yes" if k.revoked else "",
+        )
+    store.close()
+    out().print(table)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_obj
+def keys_revoke(keys_db: Path, key_id: str) -> None:
+    """Revoke the key whose id (first 8 hex digits of its hash) is KEY_ID."""
+    from decentral_chain.gateway.keys import KeyStore
+
+    store = KeyStore(keys_db)
+    done = store.revoke(key_id)
+    store.close()
+    if not done:
+        raise click.UsageError(f"no active key with id {key_id!r}")
+    click.echo(f"revoked {key_id}")
+
+
+@click.command()
+def demo() -> None:
+    """The main job: localnet + gateway + the openai SDK; both receipts verified."""
+    require("gateway", "decentral demo", *GATEWAY_MODULES, "openai")
+    from decentral_chain.demo import run_demo
+
+    raise SystemExit(run_demo())

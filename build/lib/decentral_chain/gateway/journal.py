@@ -1,0 +1,90 @@
+"""The job journal (SQLite, WAL): each job's state is written before acting on it.
+
+    locked → settling → settled
+           ↘ refunding → refunded
+           ↘ rejected              (the chain refused the lock: nothing was locked)
+
+``locked`` is written when the lock is signed, before it is sent; the Job's lifecycle nonce
+is added once the lock has landed (read from the Job account).
+
+``settling`` is written once inference finished and the settlement is signed: cost, result
+hash, token counts, the settlement's signature and bytes, in one write, before the answer
+goes out. A row in a non-final state after a crash names exactly what is owed: settle with
+the recorded result (re-sending the very transaction the client was told about, while its
+blockhash lives) if it has one, otherwise refund. (``inferred`` — a result without a signed
+settlement — is only found in journals of earlier versions; it is settled the same way.)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+FINAL = ("settled", "refunded", "rejected")
+COLUMNS = (
+    "job_id",
+    "client",
+    "worker",
+    "amount",
+    "state",
+    "lock_tx",
+    "settlement_tx",
+    "cost",
+    "result_hash",
+    "prompt_tokens",
+    "completion_tokens",
+    "created",
+    "updated",
+    "error",
+    "settlement_raw",
+    "nonce",
+)
+
+
+class Journal:
+    def __init__(self, path: Path | str) -> None:
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, client TEXT, worker TEXT, "
+            "amount INTEGER, state TEXT, lock_tx TEXT, settlement_tx TEXT, cost INTEGER, "
+            "result_hash TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL, "
+            "updated REAL, error TEXT, settlement_raw BLOB)"
+        )
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)").fetchall()}
+        if "settlement_raw" not in columns:  # a journal written before settlements were kept signed
+            self.db.execute("ALTER TABLE jobs ADD COLUMN settlement_raw BLOB")
+        if "nonce" not in columns:  # a journal written before Jobs had lifecycle nonces
+            self.db.execute("ALTER TABLE jobs ADD COLUMN nonce INTEGER")
+
+    def open(self, job_id: str, client: str, worker: str, amount: int, lock_tx: str) -> None:
+        now = time.time()
+        self.db.execute(
+            "INSERT INTO jobs (job_id, client, worker, amount, state, lock_tx, created, updated) "
+            "VALUES (?, ?, ?, ?, 'locked', ?, ?, ?)",
+            (job_id, client, worker, amount, lock_tx, now, now),
+        )
+
+    def update(self, job_id: str, state: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.db.execute(
+            f"UPDATE jobs SET state = ?, updated = ?{', ' + sets if sets else ''} WHERE job_id = ?",
+            (state, time.time(), *fields.values(), job_id),
+        )
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        # fetchall: an unfinished statement would pin a stale WAL snapshot
+        rows = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE job_id = ?", (job_id,)).fetchall()
+        return dict(zip(COLUMNS, rows[0], strict=True)) if rows else None
+
+    def open_jobs(self) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM jobs WHERE state NOT IN ({', '.join('?' for _ in FINAL)})", FINAL
+        ).fetchall()
+        return [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+
+    def close(self) -> None:
+        self.db.close()
