@@ -16,12 +16,12 @@ from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.transaction import VersionedTransaction
-from spl.token import instructions as spl
 
-from decentral_chain.abi import EVENTS, TOKEN_PROGRAM_ID
+from decentral_chain.abi import EVENTS
 from decentral_chain.client import EscrowClient
 from decentral_chain.errors import DecodeError, ProgramError
 from decentral_chain.instructions import build_lock_job, build_settle_job
+from decentral_chain.localnet import spl
 from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.genesis import USDC
 from decentral_chain.pda import new_job_id
@@ -318,15 +318,7 @@ def test_a_worker_token_account_owned_by_someone_else(net):
         prompt_tokens=1,
         completion_tokens=1,
     )
-    give_away = spl.set_authority(
-        spl.SetAuthorityParams(
-            program_id=TOKEN_PROGRAM_ID,
-            account=worker.token,
-            authority=spl.AuthorityType.ACCOUNT_OWNER,
-            current_authority=worker.pubkey,
-            new_authority=Keypair().pubkey(),
-        )
-    )
+    give_away = spl.set_owner(worker.token, worker.pubkey, Keypair().pubkey())
     end = _send(net, [settle_ix, give_away], g.gateway, worker.keypair)
     receipt = Receipt(
         job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end), worker=str(worker.pubkey)
