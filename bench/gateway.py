@@ -45,7 +45,7 @@ from rich.table import Table  # noqa: E402
 from solders.pubkey import Pubkey  # noqa: E402
 
 from decentral_chain.client import EscrowClient  # noqa: E402
-from decentral_chain.gateway.app import _llama_kwargs  # noqa: E402
+from decentral_chain.gateway.app import llama_kwargs  # noqa: E402
 from decentral_chain.gateway.keys import KeyStore  # noqa: E402
 from decentral_chain.gateway.model import default_model_path  # noqa: E402
 from decentral_chain.gateway.schemas import ChatCompletionRequest  # noqa: E402
@@ -218,7 +218,7 @@ def measure() -> dict:
 
         def directly(body: dict) -> tuple[float, int]:
             # exactly the arguments the gateway passes for this request body
-            kwargs = _llama_kwargs(ChatCompletionRequest.model_validate(body), body["max_tokens"])
+            kwargs = llama_kwargs(ChatCompletionRequest.model_validate(body), body["max_tokens"])
             start = time.perf_counter()
             plain = direct.submit(lambda llama: llama.create_chat_completion(**kwargs)).result()
             direct_calls.append((time.perf_counter() - start) * 1000)

@@ -551,16 +551,16 @@ def test_a_deposit_counts_at_once(stack):
 def test_settlements_of_one_tick_are_sent_together():
     """Settlements wait for the next tick, so those signed within one tick wake in the same
     loop turn (EscrowClient then sends them in one JSON-RPC batch)."""
-    from decentral_chain.gateway.app import _next_tick
+    from decentral_chain.gateway.app import next_tick
 
     async def run():
         loop = asyncio.get_running_loop()
-        await _next_tick(0.05)  # start just after a tick
+        await next_tick(0.05)  # start just after a tick
         woke: list[float] = []
 
         async def settle_after(delay: float):
             await asyncio.sleep(delay)
-            await _next_tick(0.05)
+            await next_tick(0.05)
             woke.append(loop.time())
 
         await asyncio.gather(settle_after(0.0), settle_after(0.02))

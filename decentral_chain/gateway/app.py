@@ -164,7 +164,7 @@ async def _parse(request: Request) -> ChatCompletionRequest:
         raise gw.InvalidRequest(f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
 
 
-def _llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
+def llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "messages": [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
@@ -346,7 +346,7 @@ async def _submit_settlement(
     ``settling``: the next start sends the same transaction again (or a new one if expired).
     ``unspent`` (locked − cost) is free again once it lands."""
     try:
-        await _next_tick(state.settings.settle_tick)
+        await next_tick(state.settings.settle_tick)
         await state.escrow.submit(pending, skip_preflight=True)
         await state.escrow.confirm(
             pending.signature,
@@ -361,7 +361,7 @@ async def _submit_settlement(
         state.credits.forget(client)
 
 
-async def _next_tick(tick: float) -> None:
+async def next_tick(tick: float) -> None:
     """Sleep until the next multiple of ``tick`` on the loop's clock. Settlements signed
     within one tick wake in the same loop turn, so EscrowClient sends them in one JSON-RPC
     batch; and the answer they belong to has left before their HTTP work starts."""
@@ -447,7 +447,7 @@ async def chat_completions(request: Request) -> Response:
                 details={"retry_after": exc.retry_after},
                 headers={"retry-after": str(math.ceil(exc.retry_after))},
             ) from None
-        kwargs = _llama_kwargs(req, req.completion_limit or state.settings.default_max_tokens)
+        kwargs = llama_kwargs(req, req.completion_limit or state.settings.default_max_tokens)
         job, remaining = await _open_job(state, client, worker, req, kwargs, credits_read)
     except BaseException:
         credits_read.cancel()  # a no-op once the read has finished
