@@ -136,8 +136,11 @@ def measure() -> dict:
             result_hash=bytes(32),
             prompt_tokens=100,
             completion_tokens=200,
+            worker=worker.pubkey,
+            nonce=1,
         ),
         gw,
+        worker.keypair,
     )
     run(
         "refund_job",

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from solders.pubkey import Pubkey  # noqa: E402
+from solders.keypair import Keypair  # noqa: E402
 
 from decentral_chain.client import EscrowClient  # noqa: E402
 from decentral_chain.gateway.app import llama_kwargs  # noqa: E402
@@ -133,7 +133,7 @@ def deployment(tmp: Path) -> Iterator[tuple[str, str, dict]]:
         store = KeyStore(tmp / "keys.db")
         key = store.create(client.pubkey())
         store.close()
-        wallets = [arg for w in addresses["workers"] for arg in ("--worker-wallet", w["wallet"])]
+        wallets = [arg for i in (1, 2) for arg in ("--worker-keypair", str(tmp / f"worker-{i}-keypair.json"))]
         processes.append(
             subprocess.Popen(
                 [
@@ -182,9 +182,7 @@ def httpx_overhead_ms(http: HTTPConnection, base: str, auth: dict) -> float:
 def measure() -> dict:
     path = default_model_path()
     with tempfile.TemporaryDirectory() as tmp, deployment(Path(tmp)) as (base, key, addresses):
-        direct = Worker(
-            WorkerSpec("direct", path, Pubkey.from_string(addresses["workers"][0]["wallet"]), n_ctx=512)
-        ).start()
+        direct = Worker(WorkerSpec("direct", path, Keypair(), n_ctx=512)).start()
         host, port = base.removeprefix("http://").split(":")
         auth = {"authorization": f"Bearer {key}"}
         # The lean standard-library client on a kept-alive connection, so the figure is the

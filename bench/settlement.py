@@ -9,7 +9,8 @@ jobs_per_s    lock_job + settle_job pairs per second through EscrowClient over J
               (HTTP on loopback) to a `decentral localnet` process, CONCURRENCY jobs in
               flight; the gateway's path: no preflight, cached blockhash, batched status
               polls, each lock awaited until processed (it has landed: the credits are held)
-              and each settlement until confirmed (its slot closed: up to one 400 ms slot).
+              and its Job read for the lifecycle nonce, each settlement co-signed by the
+              worker and awaited until confirmed (its slot closed: up to one 400 ms slot).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ async def settle_jobs(net: LaunchedLocalnet, count: int, concurrency: int) -> li
     addresses = json.loads((net.keys / "addresses.json").read_text())
     client = read_keypair(net.keys / "client-keypair.json")
     gateway = read_keypair(net.keys / "gateway-keypair.json")
-    worker = Pubkey.from_string(addresses["workers"][0]["wallet"])
+    worker_keypair = read_keypair(net.keys / "worker-1-keypair.json")
+    worker = worker_keypair.pubkey()
     worker_token = Pubkey.from_string(addresses["workers"][0]["token"])
     async with EscrowClient(net.url, poll_interval=0.02, skip_preflight=True) as escrow:
         await escrow.deposit(client, 500 * USDC)
@@ -131,9 +133,12 @@ async def settle_jobs(net: LaunchedLocalnet, count: int, concurrency: int) -> li
                 await escrow.submit(pending)
                 await escrow.confirm(pending.signature, commitment=PROCESSED)
                 lock = pending.signature
+                nonce = (await escrow.get_job(job_id, commitment=PROCESSED)).nonce  # as the gateway reads it
                 end = await escrow.settle_job(
                     gateway,
                     job_id,
+                    worker=worker_keypair,
+                    nonce=nonce,
                     cost=700,
                     result_hash=bytes(32),
                     prompt_tokens=1,

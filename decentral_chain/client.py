@@ -382,6 +382,7 @@ class EscrowClient:
         gateway: Keypair,
         job_id: bytes,
         *,
+        worker: Keypair,
         cost: int,
         result_hash: bytes,
         prompt_tokens: int,
@@ -389,36 +390,36 @@ class EscrowClient:
         worker_token: Pubkey | None = None,
         client: Pubkey | None = None,
         payer: Pubkey | None = None,
+        nonce: int | None = None,
         confirm: bool = True,
     ) -> Signature:
-        """Pay the job's worker cost - fee. Client, worker account and payer are read from the
-        Job unless given (the gateway knows them; the program checks them all anyway)."""
+        """Pay the job's worker cost - fee, co-signed by that worker (``worker``: its keypair,
+        or a signer that holds it). Client, worker account, payer and the lifecycle nonce are
+        read from the Job unless given (the program checks them all anyway)."""
         cfg = await self.cached_config()
-        if client is None or payer is None or worker_token is None:
+        if client is None or payer is None or worker_token is None or nonce is None:
             job = await self.get_job(job_id)
             if job is None:
                 raise DecentralError(f"job {job_id.hex()} is not open")
             client, payer = client or job.client, payer or job.payer
+            nonce = job.nonce if nonce is None else nonce
             worker_token = worker_token or pda.associated_token_address(job.worker, cfg.mint)
-        return await self.send(
-            [
-                ix.build_settle_job(
-                    gateway=gateway.pubkey(),
-                    client=client,
-                    job_id=job_id,
-                    worker_token=worker_token,
-                    treasury=cfg.treasury,
-                    payer=payer,
-                    cost=cost,
-                    result_hash=result_hash,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    program_id=self.program_id,
-                )
-            ],
-            gateway,
-            confirm=confirm,
+        settle = ix.build_settle_job(
+            gateway=pubkey_of(gateway),
+            client=client,
+            job_id=job_id,
+            worker_token=worker_token,
+            treasury=cfg.treasury,
+            payer=payer,
+            cost=cost,
+            result_hash=result_hash,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            worker=pubkey_of(worker),
+            nonce=nonce,
+            program_id=self.program_id,
         )
+        return await self.send([settle], gateway, [worker], confirm=confirm)
 
     async def refund_job(self, authority: Keypair, job_id: bytes, *, confirm: bool = True) -> Signature:
         """Refund by the gateway, or by the client once the job expired."""

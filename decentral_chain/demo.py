@@ -43,7 +43,7 @@ def run_demo(console: Console | None = None) -> int:
     console.print("[bold]decentral demo[/bold]: localnet + gateway + openai SDK, receipts verified")
     g = build_genesis(ensure_built(), workers=1)
     chain = LocalChain.from_genesis(g)
-    worker = Worker(WorkerSpec("worker-1", default_model_path(), g.workers[0].pubkey, n_ctx=1024)).start()
+    worker = Worker(WorkerSpec("worker-1", default_model_path(), g.workers[0].keypair, n_ctx=1024)).start()
     port = free_port_pair()
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -113,6 +113,7 @@ def run_demo(console: Console | None = None) -> int:
             ("lock tx", receipt.lock_tx),
             ("settlement tx", receipt.settlement_tx),
             ("worker paid", receipt.worker),
+            ("worker consent", report.check("consent").detail),
             ("cost", f"{report.facts.get('cost', 0)} credits"),
             ("receipt", verdict),
         ):

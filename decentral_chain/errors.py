@@ -16,6 +16,7 @@
     ├── LinkError                 an object cannot become an sBPF program (names the culprit)
     ├── MissingExtra              a command needs an optional extra that is not installed
     ├── ModelError, WorkerError   the gateway's model and llama.cpp workers
+    ├── ConsentRefused            a worker will not sign a settlement it did not produce
     ├── NoWorkerFree              every worker busy and the queue full (retry_after)
     └── GatewayError              an HTTP error of the gateway, in OpenAI's envelope
                                   (decentral_chain.gateway.errors: status, type, code)
@@ -92,6 +93,10 @@ class ModelError(DecentralError):
 
 class WorkerError(DecentralError):
     """A worker could not load its model or run a call."""
+
+
+class ConsentRefused(DecentralError):
+    """A worker will not sign a settlement: it is not what the worker produced."""
 
 
 class NoWorkerFree(DecentralError):

@@ -194,13 +194,15 @@ def build_settle_job(
     result_hash: bytes,
     prompt_tokens: int,
     completion_tokens: int,
+    worker: Pubkey,
+    nonce: int,
     program_id: Pubkey = PROGRAM_ID,
 ) -> Instruction:
-    """settle_job(cost, result_hash, prompt_tokens, completion_tokens)
+    """settle_job(cost, result_hash, prompt_tokens, completion_tokens, nonce)
 
     0. [signer] gateway  1. [writable] config  2. [writable] job  3. [writable] credits
     4. [writable] vault  5. [writable] worker_token  6. [writable] treasury
-    7. [writable] payer  8. [] token_program
+    7. [writable] payer  8. [] token_program  9. [signer] worker (job.worker, co-signs)
     """
     accounts = {
         "gateway": gateway,
@@ -211,12 +213,14 @@ def build_settle_job(
         "worker_token": worker_token,
         "treasury": treasury,
         "payer": payer,
+        "worker": worker,
     }
     args = {
         "cost": cost,
         "result_hash": result_hash,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
+        "nonce": nonce,
     }
     return build_instruction("settle_job", accounts, args, program_id)
 

@@ -25,6 +25,8 @@ one check. The checks, in order:
     settlement    settle_job (or refund_job, as the receipt says) for the same Job
     lifecycle     lock and close carry the same (client, nonce), worker and amounts
     events        each run logged its own event, agreeing with its arguments
+    consent       settle_job was co-signed by the job's worker, for this lifecycle: its
+                  signature covers the job, the nonce, the result hash, the tokens and the cost
     payouts       settle_job's own token CPIs: cost − fee to the worker (owner, mint), fee to
                   the treasury, the fee at the rate fixed at lock
     cost          cost ≤ locked, and equal to the expected cost when one is given
@@ -74,6 +76,7 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("settlement", "settle_job / refund_job of the program for the same Job"),
     ("lifecycle", "lock and close are one lifecycle: same client, nonce, worker and amounts"),
     ("events", "each run logged its own event, agreeing with its arguments"),
+    ("consent", "the job's worker co-signed this settlement (job, lifecycle, result, tokens, cost)"),
     ("payouts", "settle_job's own transfers: cost − fee to the worker, the fee to the treasury"),
     ("cost", "cost ≤ locked; equal to the expected cost when given"),
     ("result_hash", "sha256 of the response when given"),
@@ -130,6 +133,8 @@ class Report:
                 f"{_usdc(f.get('refunded', 0))} went back to the client's free credits"
             )
         text += f". The settlement (slot {f.get('settlement_slot')}) committed to result hash {f.get('result_hash')}"
+        if f.get("worker_consent"):
+            text += ", and the worker signed it"
         if f.get("response_checked"):
             text += ", the sha256 of the response checked here"
         return text + f" ({f.get('prompt_tokens')} prompt + {f.get('completion_tokens')} completion tokens)."
@@ -394,14 +399,21 @@ class Verifier:
         # 7. events: each run logged its own event, agreeing with its arguments
         add(*self._check_events(lock_note, settle_note, locked_run, locked_ev, closed_run, closed_ev))
 
-        # 8. payouts, from the settlement's own token CPIs
         settled = closed_run if closed_run is not None and closed_run.ix.name == "settle_job" else None
+
+        # 8. the worker's consent: a signature of the transaction, by the job's worker
+        if settled is None:
+            add("consent", Status.SKIP, "no settlement" if closed_run is None else "refund: no worker consent needed")
+        else:
+            add(*self._check_consent(report, settle.tx, settled, closed_ev))
+
+        # 9. payouts, from the settlement's own token CPIs
         if settled is None:
             add("payouts", Status.SKIP, "no settlement" if closed_run is None else "refund: nothing is paid")
         else:
             add(*self._check_payouts(report, config, settle.tx, settled, closed_ev, locked_ev))
 
-        # 9. cost
+        # 10. cost
         expected = expected_cost if expected_cost is not None else receipt.cost
         if settled is None:
             add("cost", Status.SKIP, "no settlement" if closed_run is None else "refund: no cost")
@@ -422,7 +434,7 @@ class Verifier:
                     + (f" ≤ locked {locked_amount}" if locked_amount is not None else ""),
                 )
 
-        # 10. result hash
+        # 11. result hash
         if settled is None:
             add("result_hash", Status.SKIP, "no settlement" if closed_run is None else "refund: no result")
         else:
@@ -545,6 +557,36 @@ class Verifier:
                 return "events", Status.FAIL, f"{closed_run.ix.name} logged no {name} of the program matching it"
             names.append(name)
         return "events", Status.PASS, " and ".join(names) + ", each in its own instruction's frame"
+
+    @staticmethod
+    def _check_consent(
+        report: Report, settle: FetchedTx | None, settled: Run, closed: JobSettled | JobRefunded | None
+    ) -> tuple[str, Status, str]:
+        """The co-signer settle_job names is the Job's worker and signed the transaction, for
+        the lifecycle this settlement closed (its signature is verified by the signatures
+        check, over these very bytes; lock-to-close pairing is the lifecycle check's)."""
+        assert settle is not None
+        cosigner = settled.ix.accounts["worker"]
+        bound = closed.worker if isinstance(closed, JobSettled) else report.receipt.worker_pubkey
+        message = settle.transaction.message
+        signers = set(message.account_keys[: message.header.num_required_signatures])
+        args = settled.ix.args
+        if cosigner != bound:
+            return "consent", Status.FAIL, f"settle_job was co-signed by {cosigner}, not the job's worker {bound}"
+        if cosigner not in signers:
+            return "consent", Status.FAIL, f"the worker {cosigner} did not sign the settlement transaction"
+        if isinstance(closed, JobSettled) and args["nonce"] != closed.nonce:
+            return "consent", Status.FAIL, f"the worker consented to lifecycle {args['nonce']}, not {closed.nonce}"
+        report.facts["worker_consent"] = str(cosigner)
+        return (
+            "consent",
+            Status.PASS,
+            (
+                f"worker {cosigner} signed: lifecycle {args['nonce']}, "
+                f"result {bytes(args['result_hash']).hex()[:16]}…, "
+                f"{args['prompt_tokens']}+{args['completion_tokens']} tokens, cost {args['cost']}"
+            ),
+        )
 
     def _check_payouts(
         self,

@@ -110,7 +110,11 @@ class Chain:
         payer: Pubkey | None = None,
         gateway: Pubkey | None = None,
         result: bytes = b"response",
+        worker: Pubkey | None = None,
+        nonce: int | None = None,
     ) -> Instruction:
+        """settle_job co-signed (by default) by the job's own worker, for its lifecycle."""
+        job = self.job(job_id)
         return build_settle_job(
             gateway=gateway or self.g.gateway.pubkey(),
             client=(client or self.client).pubkey,
@@ -122,11 +126,20 @@ class Chain:
             result_hash=hashlib.sha256(result).digest(),
             prompt_tokens=11,
             completion_tokens=22,
+            worker=worker or (job.worker if job else self.worker.pubkey),
+            nonce=nonce if nonce is not None else (job.nonce if job else 0),
             program_id=self.g.program_id,
         )
 
-    def settle(self, job_id: bytes, cost: int, **kw):
-        return self.send(self.settle_ix(job_id, cost, **kw), self.g.gateway)
+    def worker_keypair(self, wallet: Pubkey) -> Keypair:
+        return next(w.keypair for w in self.g.workers if w.pubkey == wallet)
+
+    def settle(self, job_id: bytes, cost: int, *, signer: Keypair | None = None, **kw):
+        """Send settle_job signed by the gateway and the co-signing worker (``signer``, by
+        default the keypair of the worker the instruction names)."""
+        ix = self.settle_ix(job_id, cost, **kw)
+        worker = ix.accounts[9].pubkey
+        return self.send(ix, self.g.gateway, signer or self.worker_keypair(worker))
 
     def refund_ix(
         self, job_id: bytes, authority: Pubkey | None = None, client: Wallet | None = None, payer: Pubkey | None = None
@@ -160,6 +173,13 @@ class Chain:
         clock.unix_timestamp += seconds
         clock.slot += 1
         self.g.svm.set_clock(clock)
+
+
+def job_nonce(svm, job_id: bytes, program_id: Pubkey | None = None) -> int:
+    """The open Job's lifecycle nonce, read from the SVM (what a settlement must name)."""
+    from decentral_chain.abi import PROGRAM_ID
+
+    return Job.from_bytes(bytes(svm.get_account(pda.job_address(job_id, program_id or PROGRAM_ID)).data)).nonce
 
 
 @pytest.fixture
@@ -220,7 +240,7 @@ def valid_instructions(chain: Chain) -> dict[str, tuple[Instruction, list[Keypai
         "deposit": (build_deposit(owner=c.pubkey, source=c.token, amount=1, program_id=pid), [c.keypair]),
         "withdraw": (build_withdraw(owner=c.pubkey, destination=c.token, amount=1, program_id=pid), [c.keypair]),
         "lock_job": (chain.lock_ix(uuid.uuid4().bytes, 1), [chain.gateway]),
-        "settle_job": (chain.settle_ix(job, 1), [chain.gateway]),
+        "settle_job": (chain.settle_ix(job, 1), [chain.gateway, chain.worker.keypair]),
         "refund_job": (chain.refund_ix(other), [chain.gateway]),
         "update_config": (build_update_config(admin=admin.pubkey(), fee_bps=1, program_id=pid), [admin]),
         "set_treasury": (

@@ -82,7 +82,7 @@ def test_signer_authorization(chain):
         chain.send(forged, attacker)
     real_job = chain.lock(amount=2 * USDC)
     with raises_escrow(E.NotGateway):
-        chain.send(chain.settle_ix(real_job, 2 * USDC, gateway=attacker.pubkey()), attacker)
+        chain.send(chain.settle_ix(real_job, 2 * USDC, gateway=attacker.pubkey()), attacker, chain.worker.keypair)
     with raises_escrow(E.NotAdmin):
         chain.send(
             build_update_config(admin=attacker.pubkey(), gateway=attacker.pubkey(), program_id=chain.program_id),
@@ -125,7 +125,7 @@ def test_account_data_matching_settlement_pays_only_the_bound_worker(chain):
         chain.settle(job_id, 2 * USDC, treasury=attacker.token)
     ix = replace_account(chain.settle_ix(job_id, USDC), index_of("settle_job", "vault"), attacker.token)
     with raises_escrow(E.VaultMismatch):
-        chain.send(ix, chain.gateway)
+        chain.send(ix, chain.gateway, chain.worker.keypair)
     assert snapshot(chain) == before
     chain.settle(job_id, 2 * USDC)
     assert chain.balance(chain.worker.token) == 2 * USDC - 50_000
@@ -275,7 +275,7 @@ def test_duplicate_mutable_accounts(chain):
     chain.deposit(amount=10 * USDC)
     job_id = chain.lock(amount=USDC, worker=chain.treasury.pubkey)
     with raises_escrow(E.DuplicateAccount):
-        chain.settle(job_id, USDC, worker_token=chain.treasury.token)
+        chain.settle(job_id, USDC, worker_token=chain.treasury.token, signer=chain.treasury.keypair)
 
 
 def test_bump_seed_canonicalization(chain):
@@ -357,7 +357,9 @@ def test_closing_accounts_revival_in_the_same_transaction(chain):
         )
     )
     with raises_escrow(E.AccountOwnedByWrongProgram):
-        chain.send([chain.settle_ix(job_id, USDC), refill, chain.settle_ix(job_id, USDC)], chain.gateway)
+        chain.send(
+            [chain.settle_ix(job_id, USDC), refill, chain.settle_ix(job_id, USDC)], chain.gateway, chain.worker.keypair
+        )
     assert snapshot(chain) == before
 
 
@@ -577,6 +579,50 @@ def test_lifecycle_nonce_never_repeats_for_a_job_address(chain):
     assert chain.credits(chain.client.pubkey).locks == 3 and chain.credits(other.pubkey).locks == 1
 
 
+def test_settlement_needs_the_bound_workers_own_signature(chain):
+    """Paid only with the worker's consent: signed by another worker, or by the gateway alone
+    (the worker's account present but not signing), a settlement fails by name."""
+    chain.deposit(amount=10 * USDC)
+    job_id = chain.lock(amount=2 * USDC)
+    before = snapshot(chain)
+    other = chain.workers[1]
+    with raises_escrow(E.WorkerMismatch):
+        chain.settle(job_id, USDC, worker=other.pubkey)  # co-signed by another worker
+    unsigned = replace_account(
+        chain.settle_ix(job_id, USDC), index_of("settle_job", "worker"), chain.worker.pubkey, is_signer=False
+    )
+    with raises_escrow(E.MissingSigner):
+        chain.send(unsigned, chain.gateway)  # the gateway alone
+    assert snapshot(chain) == before
+    chain.settle(job_id, USDC)
+    assert chain.balance(chain.worker.token) == USDC - 25_000
+
+
+def test_a_workers_signature_cannot_be_moved_to_another_settlement(chain):
+    """The worker signs the whole message: its signature on one job's settlement does not
+    verify on another's, and a consent to lifecycle 1 of a job id cannot settle lifecycle 2."""
+    from solders.message import Message
+    from solders.transaction import VersionedTransaction
+
+    chain.deposit(amount=10 * USDC)
+    first, second = chain.lock(amount=USDC), chain.lock(amount=USDC)
+    blockhash = chain.svm.latest_blockhash()
+    signed = Message.new_with_blockhash([chain.settle_ix(first, USDC)], chain.gateway.pubkey(), blockhash)
+    worker_signature = chain.worker.keypair.sign_message(bytes(signed))
+    other = Message.new_with_blockhash([chain.settle_ix(second, USDC)], chain.gateway.pubkey(), blockhash)
+    moved = VersionedTransaction.populate(other, [chain.gateway.sign_message(bytes(other)), worker_signature])
+    result = chain.svm.send_transaction(moved)
+    assert "SignatureFailure" in str(result.err())
+    assert chain.job(second) is not None and chain.balance(chain.worker.token) == 0
+    # a lifecycle reused: the id is refunded and locked again; the old consent names nonce 1
+    chain.send([chain.refund_ix(first), chain.lock_ix(first, USDC)], chain.gateway)
+    assert chain.job(first).nonce == 3  # the client's locks: first, second, first again
+    with raises_escrow(E.LifecycleMismatch):
+        chain.settle(first, USDC, nonce=1)
+    chain.settle(first, USDC)
+    assert chain.balance(chain.worker.token) == USDC - 25_000
+
+
 def test_admin_handover_needs_the_proposed_key(chain):
     stranger = funded(chain)
     with raises_escrow(E.NoPendingAdmin):
@@ -645,5 +691,6 @@ def test_account_position_requires_its_flag(chain, name, index, flag):
 def test_missing_last_account_is_refused(chain, name):
     ix, signers = valid_instructions(chain)[name]
     short = Instruction(ix.program_id, bytes(ix.data), list(ix.accounts)[:-1])
+    left = {meta.pubkey for meta in short.accounts}
     with raises_escrow(E.NotEnoughAccounts):
-        chain.send(short, funded(chain), *signers)
+        chain.send(short, funded(chain), *(s for s in signers if s.pubkey() in left))

@@ -18,7 +18,7 @@ def test_demo_serves_two_completions_and_verifies_both_receipts():
         env={**os.environ, "COLUMNS": "160"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("10/10 checks pass") == 2 and "both receipts verified" in proc.stdout
+    assert proc.stdout.count("11/11 checks pass") == 2 and "both receipts verified" in proc.stdout
     assert "non-stream completion" in proc.stdout and "stream completion" in proc.stdout
 
 
@@ -92,6 +92,8 @@ def live(rpc_localnet, tmp_path):
     url, _, g = rpc_localnet
     write_keypair(tmp_path / "client.json", g.clients[0].keypair)
     write_keypair(tmp_path / "gateway.json", g.gateway)
+    write_keypair(tmp_path / "worker.json", g.workers[0].keypair)
+    write_keypair(tmp_path / "other-worker.json", g.workers[1].keypair)
     return url, tmp_path, g
 
 
@@ -127,6 +129,12 @@ def test_credits_and_job_commands_settle_a_job(live):
     assert uuid.UUID(job_id).version == 4
     response = keys / "response.json"
     response.write_bytes(b'{"ok": true}')
+    settle_args = ["--cost", "0.4", "--response", str(response), "--prompt-tokens", "5", "--completion-tokens", "7"]
+    wrong = decentral(
+        "job", "--rpc-url", url, "--keypair", gateway, "settle", job_id, *settle_args,
+        "--worker-keypair", str(keys / "other-worker.json"),
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "no keypair of the job's worker" in wrong.stderr  # only its own worker signs
     settle = decentral(
         "job",
         "--rpc-url",
@@ -144,6 +152,8 @@ def test_credits_and_job_commands_settle_a_job(live):
         "5",
         "--completion-tokens",
         "7",
+        "--worker-keypair",
+        str(keys / "worker.json"),
     )
     assert settle.returncode == 0, settle.stderr
     assert json.loads(settle.stdout)["result_hash"] == hashlib.sha256(b'{"ok": true}').hexdigest()

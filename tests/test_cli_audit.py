@@ -43,6 +43,7 @@ def live(rpc_localnet, tmp_path):
                 end = await escrow.settle_job(
                     g.gateway,
                     job_id,
+                    worker=g.workers[0].keypair,
                     cost=cost,
                     result_hash=hashlib.sha256(RESPONSE).digest(),
                     prompt_tokens=1,
@@ -97,7 +98,7 @@ def test_verify_a_receipt_by_options_and_by_file(live):
     )
     report = json.loads(as_json.stdout)
     assert as_json.returncode == 0 and report["verified"] is True
-    assert [c["status"] for c in report["checks"]] == ["pass"] * 10
+    assert [c["status"] for c in report["checks"]] == ["pass"] * 11
     (tmp / "other.json").write_bytes(RESPONSE + b"!")
     tampered = decentral(
         "verify", "--receipt", str(tmp / "receipt.json"), "--response", str(tmp / "other.json"), "--rpc-url", url

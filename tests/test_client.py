@@ -46,6 +46,7 @@ def test_full_job_lifecycle_with_typed_reads(rpc_localnet):
             await escrow.settle_job(
                 g.gateway,
                 job_id,
+                worker=worker.keypair,
                 cost=USDC,
                 result_hash=hashlib.sha256(b"x").digest(),
                 prompt_tokens=3,

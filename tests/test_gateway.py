@@ -24,6 +24,7 @@ from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.genesis import USDC, build_genesis
 from decentral_chain.localnet.server import ServerThread
 from decentral_chain.localnet.server import create_app as create_rpc_app
+from decentral_chain.localnet.svm import token_balance
 from decentral_chain.receipts import Receipt
 from decentral_chain.verify import verify_receipt
 from tests.conftest import FAST_CHAIN
@@ -36,7 +37,8 @@ ASK = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "conte
 def workers(program_elf):
     g = build_genesis(program_elf, workers=2)
     ws = [
-        Worker(WorkerSpec(f"w{i}", default_model_path(), w.pubkey, n_ctx=1024)).start() for i, w in enumerate(g.workers)
+        Worker(WorkerSpec(f"w{i}", default_model_path(), w.keypair, n_ctx=1024)).start()
+        for i, w in enumerate(g.workers)
     ]
     yield g, ws
     for w in ws:
@@ -219,7 +221,14 @@ def test_jobs_left_open_by_a_crash_are_resolved_at_start(stack, workers, tmp_pat
     )
     journal.close()
     worker_before = token_balance(stack["chain"].svm, g.workers[1].token)
-    settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "keys.db", journal_db=tmp_path / "journal.db")
+    # prices under which 10 + 20 tokens cost 12,345: the worker re-signs only that
+    settings = GatewaySettings(
+        rpc_url=stack["rpc"],
+        keys_db=tmp_path / "keys.db",
+        journal_db=tmp_path / "journal.db",
+        price_per_1k_prompt=1_234_500,
+        price_per_1k_completion=0,
+    )
     with ServerThread((create_app(settings, g.gateway, ws), 0)):
         pass  # startup ran recovery; shutdown waited for its settlement
     journal = Journal(tmp_path / "journal.db")
@@ -334,6 +343,40 @@ def _second_gateway(stack, workers, tmp_path, **overrides):
     return ServerThread((create_app(settings, g.gateway, ws[:1]), 0)), key, settings
 
 
+def test_a_worker_that_refuses_to_sign_is_never_paid_and_the_client_never_charged(stack, workers, tmp_path):
+    """A worker signs only at its own published price; asked to sign the gateway's (higher)
+    price it refuses: the answer is an error in OpenAI's envelope and the job is refunded."""
+    g, _ = workers
+    worker = Worker(
+        WorkerSpec("own-price", default_model_path(), g.workers[1].keypair, n_ctx=1024, price_per_1k=(1, 1))
+    ).start()
+    try:
+        settings = GatewaySettings(
+            rpc_url=stack["rpc"],
+            keys_db=tmp_path / "keys.db",
+            journal_db=tmp_path / "j.db",
+            price_per_1k_prompt=1_000,
+            price_per_1k_completion=2_000,
+        )
+        store = KeyStore(settings.keys_db)
+        key = store.create(g.clients[0].pubkey)
+        store.close()
+        paid_before = token_balance(stack["chain"].svm, g.workers[1].token)
+        with ServerThread((create_app(settings, g.gateway, [worker]), 0)) as server:
+            reply = httpx.post(
+                f"{server.url()}/v1/chat/completions",
+                headers={"authorization": f"Bearer {key}"},
+                json={"model": MODEL, "messages": ASK, "max_tokens": 8},
+                timeout=60,
+            )
+            assert reply.status_code == 500 and "refused to sign" in reply.json()["error"]["message"]
+            row = _wait_final(settings, reply.headers["x-decentral-job-id"])
+        assert row["state"] == "refunded" and "published price" in row["error"]
+        assert token_balance(stack["chain"].svm, g.workers[1].token) == paid_before
+    finally:
+        worker.close()
+
+
 def _wait_final(settings, job_id: str, timeout: float = 10.0) -> dict:
     from decentral_chain.gateway.journal import Journal
 
@@ -421,14 +464,17 @@ def test_a_settlement_signed_before_a_crash_is_the_one_that_lands(stack, workers
                 result_hash=digest,
                 prompt_tokens=4,
                 completion_tokens=4,
+                worker=ws[0].wallet,
+                nonce=(await escrow.get_job(job_id)).nonce,
             )
             # a compute-unit limit too: bytes the gateway would not sign again by itself
             ixs = [set_compute_unit_limit(100_000), ix]
+            signers = [g.gateway, g.workers[0].keypair]  # the worker co-signs
             if expired:  # a blockhash the chain no longer knows
                 return lock, VersionedTransaction(
-                    Message.new_with_blockhash(ixs, g.gateway.pubkey(), Hash.new_unique()), [g.gateway]
+                    Message.new_with_blockhash(ixs, g.gateway.pubkey(), Hash.new_unique()), signers
                 )
-            return lock, (await escrow.prepare(ixs, g.gateway)).transaction
+            return lock, (await escrow.prepare(ixs, g.gateway, signers[1:])).transaction
 
     lock, signed = asyncio.run(lock_and_sign())
     ujob = str(uuid.UUID(bytes=job_id))
@@ -445,7 +491,14 @@ def test_a_settlement_signed_before_a_crash_is_the_one_that_lands(stack, workers
         settlement_raw=bytes(signed),
     )
     journal.close()
-    settings = GatewaySettings(rpc_url=stack["rpc"], keys_db=tmp_path / "keys.db", journal_db=tmp_path / "journal.db")
+    # prices under which 4 + 4 tokens cost 12,000: what a new settlement's worker will consent to
+    settings = GatewaySettings(
+        rpc_url=stack["rpc"],
+        keys_db=tmp_path / "keys.db",
+        journal_db=tmp_path / "journal.db",
+        price_per_1k_prompt=1_500_000,
+        price_per_1k_completion=1_500_000,
+    )
     with ServerThread((create_app(settings, g.gateway, ws), 0)):
         pass  # recovery runs at start
     journal = Journal(tmp_path / "journal.db")

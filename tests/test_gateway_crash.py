@@ -75,8 +75,8 @@ def test_sigkill_mid_stream_then_restart_resolves_the_job(tmp_path):
             "512",
             "--gateway-keypair",
             str(tmp_path / "gateway-keypair.json"),
-            "--worker-wallet",
-            addresses["workers"][0]["wallet"],
+            "--worker-keypair",
+            str(tmp_path / "worker-1-keypair.json"),
         ]
         url = f"http://127.0.0.1:{gw_port}"
 

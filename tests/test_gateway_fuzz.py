@@ -35,7 +35,7 @@ def stack(program_elf, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     g = build_genesis(program_elf, workers=1)
     chain = LocalChain.from_genesis(g, **FAST_CHAIN)
-    worker = Worker(WorkerSpec("w", default_model_path(), g.workers[0].pubkey, n_ctx=512)).start()
+    worker = Worker(WorkerSpec("w", default_model_path(), g.workers[0].keypair, n_ctx=512)).start()
     with ServerThread((create_rpc_app(chain), 0)) as rpc:
         s = GatewaySettings(
             rpc_url=rpc.url(), keys_db=tmp / "keys.db", journal_db=tmp / "journal.db", default_max_tokens=4

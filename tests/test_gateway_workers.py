@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from solders.pubkey import Pubkey
+from solders.keypair import Keypair
 
 from decentral_chain.errors import NoWorkerFree, WorkerError
 from decentral_chain.gateway.model import SHA256, default_model_path, file_sha256
@@ -22,7 +22,7 @@ def model_path():
 
 @pytest.fixture(scope="module")
 def workers(model_path):
-    ws = [Worker(WorkerSpec(f"w{i}", model_path, Pubkey.new_unique(), n_ctx=512)).start() for i in range(2)]
+    ws = [Worker(WorkerSpec(f"w{i}", model_path, Keypair(), n_ctx=512)).start() for i in range(2)]
     yield ws
     for w in ws:
         w.close()
@@ -132,4 +132,4 @@ def test_a_bad_model_file_is_a_clear_error(tmp_path):
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"GGUF" + bytes(100))
     with pytest.raises(WorkerError, match="cannot load"):
-        Worker(WorkerSpec("bad", bogus, Pubkey.new_unique())).start()
+        Worker(WorkerSpec("bad", bogus, Keypair())).start()

@@ -67,7 +67,7 @@ def _cases() -> list[tuple[str, list, Instruction]]:
         ("lock_job", [list(job_id), 5, c], build_lock_job(gateway=a, client=b, job_id=job_id, amount=5, worker=c)),
         (
             "settle_job",
-            [3, list(digest), 10, 20],
+            [3, list(digest), 10, 20, 7],
             build_settle_job(
                 gateway=a,
                 client=b,
@@ -79,6 +79,8 @@ def _cases() -> list[tuple[str, list, Instruction]]:
                 result_hash=digest,
                 prompt_tokens=10,
                 completion_tokens=20,
+                worker=a,
+                nonce=7,
             ),
         ),
         ("refund_job", [], build_refund_job(authority=a, client=b, job_id=job_id, payer=c)),

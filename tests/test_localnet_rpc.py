@@ -25,6 +25,7 @@ from decentral_chain.events import JobSettled, parse_events
 from decentral_chain.instructions import build_deposit, build_lock_job, build_settle_job
 from decentral_chain.localnet.genesis import USDC
 from decentral_chain.pda import new_job_id
+from tests.conftest import job_nonce
 
 
 def rpc(url: str, method: str, params: list | None = None) -> dict:
@@ -110,9 +111,12 @@ def test_escrow_settlement_through_solana_py_reports_token_balances(rpc_localnet
                         result_hash=hashlib.sha256(b"r").digest(),
                         prompt_tokens=1,
                         completion_tokens=2,
+                        worker=worker.pubkey,
+                        nonce=job_nonce(chain.svm, job_id),
                     )
                 ],
                 g.gateway,
+                worker.keypair,
             )
             settled = (await client.get_transaction(settle_sig, max_supported_transaction_version=0)).value
             meta = settled.transaction.meta

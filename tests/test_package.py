@@ -87,6 +87,7 @@ def test_the_core_install_verifies_a_receipt_and_the_deployed_program(clean_venv
             end = await escrow.settle_job(
                 g.gateway,
                 job_id,
+                worker=g.workers[0].keypair,
                 cost=300_000,
                 result_hash=hashlib.sha256(RESPONSE).digest(),
                 prompt_tokens=3,

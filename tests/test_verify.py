@@ -29,6 +29,7 @@ from decentral_chain.receipts import Receipt, load_jsonl
 from decentral_chain.sbpf.build import compile_object
 from decentral_chain.sbpf.linker import link
 from decentral_chain.verify import Status, verify_batch, verify_receipt
+from tests.conftest import job_nonce
 
 RESPONSE = b'{"choices":[{"message":{"content":"42"}}]}'
 CHECK_NAMES = [
@@ -39,6 +40,7 @@ CHECK_NAMES = [
     "settlement",
     "lifecycle",
     "events",
+    "consent",
     "payouts",
     "cost",
     "result_hash",
@@ -66,6 +68,7 @@ class Net:
                 end = await escrow.settle_job(
                     g.gateway,
                     job_id,
+                    worker=worker.keypair,
                     cost=cost,
                     result_hash=hashlib.sha256(RESPONSE).digest(),
                     prompt_tokens=10,
@@ -163,7 +166,13 @@ def test_a_failed_lock_transaction(net):
                 await escrow.confirm(failing.signature, timeout=5)
             await escrow.lock_job(g.gateway, g.clients[0].pubkey, job_id, USDC, g.workers[0].pubkey)
             end = await escrow.settle_job(
-                g.gateway, job_id, cost=USDC // 2, result_hash=bytes(32), prompt_tokens=1, completion_tokens=1
+                g.gateway,
+                job_id,
+                worker=g.workers[0].keypair,
+                cost=USDC // 2,
+                result_hash=bytes(32),
+                prompt_tokens=1,
+                completion_tokens=1,
             )
             return failing.signature, end
 
@@ -266,6 +275,8 @@ def test_an_echoed_event_beside_a_real_settlement_is_ignored(net, tmp_path):
         result_hash=digest,
         prompt_tokens=1,
         completion_tokens=1,
+        worker=worker.pubkey,
+        nonce=job_nonce(net.chain.svm, job_id),
     )
     fake = _event(
         "JobSettled",
@@ -280,7 +291,7 @@ def test_an_echoed_event_beside_a_real_settlement_is_ignored(net, tmp_path):
         completion_tokens=1,
         nonce=2,
     )
-    end = _send(net, [settle_ix, Instruction(echo, fake, [])], g.gateway)
+    end = _send(net, [settle_ix, Instruction(echo, fake, [])], g.gateway, worker.keypair)
     receipt = Receipt(
         job_id=uuid.UUID(bytes=job_id), lock_tx=str(lock), settlement_tx=str(end), worker=str(worker.pubkey)
     )
@@ -317,6 +328,8 @@ def test_a_worker_token_account_owned_by_someone_else(net):
         result_hash=bytes(32),
         prompt_tokens=1,
         completion_tokens=1,
+        worker=worker.pubkey,
+        nonce=job_nonce(net.chain.svm, job_id),
     )
     give_away = spl.set_owner(worker.token, worker.pubkey, Keypair().pubkey())
     end = _send(net, [settle_ix, give_away], g.gateway, worker.keypair)
@@ -392,9 +405,12 @@ def test_a_settlement_that_lands_after_the_receipt_is_waited_for(net):
                         result_hash=hashlib.sha256(RESPONSE).digest(),
                         prompt_tokens=1,
                         completion_tokens=1,
+                        worker=g.workers[0].pubkey,
+                        nonce=(await escrow.get_job(job_id)).nonce,
                     )
                 ],
                 g.gateway,
+                [g.workers[0].keypair],
             )
             receipt = Receipt(
                 job_id=uuid.UUID(bytes=job_id),

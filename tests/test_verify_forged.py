@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from decentral_chain import pda
+from decentral_chain.accounts import Credits, Job
 from decentral_chain.client import EscrowClient
 from decentral_chain.errors import DecentralError
 from decentral_chain.instructions import build_initialize, build_lock_job, build_refund_job, build_settle_job
@@ -54,9 +55,13 @@ class Net:
     program: Pubkey
 
     def send(self, ixs: list, *signers: Keypair) -> str:
+        """Send, signed by ``signers`` and by the worker each settle_job names (its consent)."""
+        cosigners = {ix.accounts[9].pubkey for ix in ixs if len(ix.accounts) == 10}
+        workers = [w.keypair for w in self.g.workers if w.pubkey in cosigners]
+
         async def go() -> str:
             async with EscrowClient(self.url, program_id=self.program) as escrow:
-                return str(await escrow.send(ixs, signers[0], signers[1:]))
+                return str(await escrow.send(ixs, signers[0], [*signers[1:], *workers]))
 
         return asyncio.run(go())
 
@@ -70,7 +75,23 @@ class Net:
             program_id=self.program,
         )
 
-    def settle_ix(self, job_id: bytes, cost: int, client: int = 0, worker: int = 0, treasury: Pubkey | None = None):
+    def nonce(self, job_id: bytes, client: int = 0) -> int:
+        """The open Job's lifecycle nonce, or the one its client's next lock will get."""
+        job = self.chain.get_account(pda.job_address(job_id, self.program))
+        if job is not None:
+            return Job.from_bytes(bytes(job.data)).nonce
+        credits = self.chain.get_account(pda.credits_address(self.g.clients[client].pubkey, self.program))
+        return Credits.from_bytes(bytes(credits.data)).locks + 1
+
+    def settle_ix(
+        self,
+        job_id: bytes,
+        cost: int,
+        client: int = 0,
+        worker: int = 0,
+        treasury: Pubkey | None = None,
+        nonce: int | None = None,
+    ):
         return build_settle_job(
             gateway=self.g.gateway.pubkey(),
             client=self.g.clients[client].pubkey,
@@ -82,6 +103,8 @@ class Net:
             result_hash=DIGEST,
             prompt_tokens=5,
             completion_tokens=7,
+            worker=self.g.workers[worker].pubkey,
+            nonce=self.nonce(job_id, client) if nonce is None else nonce,
             program_id=self.program,
         )
 
@@ -330,6 +353,8 @@ def copy_escrow(net, program_elf):
                 result_hash=DIGEST,
                 prompt_tokens=1,
                 completion_tokens=1,
+                worker=g.workers[0].pubkey,
+                nonce=copy_net.nonce(x),
                 program_id=program,
             )
         ],
@@ -560,3 +585,49 @@ def test_finalized_means_finality_slots_later(slow_finality):
         json={"jsonrpc": "2.0", "id": 1, "method": "getTransaction", "params": [settle, {"commitment": "processed"}]},
     ).json()
     assert processed["error"]["code"] == -32602 and "below `confirmed`" in processed["error"]["message"]
+
+
+# ---------------------------------------------------------------------- consent
+
+
+def test_consent_is_read_from_the_signed_bytes(net, lying):
+    """Every genuine settlement carries the worker's signature (the program requires it). An
+    RPC that rewrites the settlement to name the gateway — a signer — as the co-signing
+    worker changes the signed bytes: the signatures no longer verify and consent fails."""
+    from solders.instruction import CompiledInstruction
+    from solders.message import Message
+    from solders.transaction import VersionedTransaction
+
+    url, holder = lying
+    x, lock, settle = net.settled(300_000)
+    genuine = net.verify(net.receipt(x, lock, settle), url=url)
+    assert genuine.check("consent").status == Status.PASS and genuine.facts["worker_consent"] == str(
+        net.g.workers[0].pubkey
+    )
+
+    def gateway_as_worker(result: dict) -> dict:
+        tx = VersionedTransaction.from_bytes(base64.b64decode(result["transaction"][0]))
+        msg = tx.message
+        ixs = []
+        for ix in msg.instructions:
+            accounts = list(bytes(ix.accounts))
+            if len(accounts) == 10:
+                accounts[9] = 0  # the fee payer: the gateway
+            ixs.append(CompiledInstruction(ix.program_id_index, bytes(ix.data), bytes(accounts)))
+        forged = Message.new_with_compiled_instructions(
+            msg.header.num_required_signatures,
+            msg.header.num_readonly_signed_accounts,
+            msg.header.num_readonly_unsigned_accounts,
+            list(msg.account_keys),
+            msg.recent_blockhash,
+            ixs,
+        )
+        result["transaction"][0] = base64.b64encode(
+            bytes(VersionedTransaction.populate(forged, tx.signatures))
+        ).decode()
+        return result
+
+    holder["mutate"] = gateway_as_worker
+    forged = net.verify(net.receipt(x, lock, settle), url=url)
+    assert {"signatures", "consent"} <= failed(forged) and not forged.verified
+    assert "not the job's worker" in forged.check("consent").detail

@@ -207,6 +207,11 @@ def job_lock(opts: ChainOptions, client: Pubkey, worker: Pubkey, amount: int, jo
 @click.option("--result-hash", help="sha256 of the response, 64 hex digits (instead of --response).")
 @click.option("--prompt-tokens", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--completion-tokens", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option(
+    "--worker-keypair",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The job's worker, who co-signs (default: the localnet's worker keypair for the job's worker).",
+)
 @pass_options
 def job_settle(
     opts: ChainOptions,
@@ -216,8 +221,9 @@ def job_settle(
     result_hash: str | None,
     prompt_tokens: int,
     completion_tokens: int,
+    worker_keypair: Path | None,
 ) -> None:
-    """Settle JOB_ID: pay its worker cost − fee, the treasury the fee."""
+    """Settle JOB_ID: pay its worker cost − fee, the treasury the fee (co-signed by the worker)."""
     if (response is None) == (result_hash is None):
         raise click.UsageError("give exactly one of --response and --result-hash")
     if response is not None:
@@ -229,12 +235,29 @@ def job_settle(
             digest = b""
         if len(digest) != 32:
             raise click.BadParameter("expected 64 hex digits", param_hint="--result-hash")
+    from decentral_chain.localnet.keys import read_keypair
+
     gateway = opts.keypair("gateway")
 
+    def worker_for(wallet: Pubkey) -> Keypair:
+        paths = [worker_keypair] if worker_keypair else sorted(LOCALNET_DIR.glob("worker-*-keypair.json"))
+        for path in paths:
+            try:
+                keypair = read_keypair(path)
+            except ValueError as exc:
+                raise click.UsageError(str(exc)) from exc
+            if keypair.pubkey() == wallet:
+                return keypair
+        raise click.UsageError(f"no keypair of the job's worker {wallet}: pass --worker-keypair")
+
     async def action(escrow: EscrowClient) -> dict[str, Any]:
+        job = await escrow.get_job(job_id)
+        if job is None:
+            raise click.UsageError(f"job {uuid.UUID(bytes=job_id)} is not open")
         sig = await escrow.settle_job(
             gateway,
             job_id,
+            worker=worker_for(job.worker),
             cost=cost,
             result_hash=digest,
             prompt_tokens=prompt_tokens,

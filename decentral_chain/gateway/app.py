@@ -42,6 +42,7 @@ from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.client import EscrowClient, PreparedTransaction, pubkey_of
 from decentral_chain.errors import (
+    ConsentRefused,
     DecentralError,
     EscrowError,
     NoWorkerFree,
@@ -51,6 +52,7 @@ from decentral_chain.errors import (
     TransactionFailed,
 )
 from decentral_chain.gateway import errors as gw
+from decentral_chain.gateway.consent import Produced
 from decentral_chain.gateway.credits import CreditsBook
 from decentral_chain.gateway.journal import Journal
 from decentral_chain.gateway.keys import KeyStore
@@ -206,6 +208,7 @@ class Job:
     prompt_tokens: int  # counted once, for the ceiling; the same prompt is billed
     lock_confirmed: asyncio.Task = field(init=False)
     nonce: int | None = None  # the Job's lifecycle nonce, read once the lock landed
+    refused: bool = False  # the worker refused to sign its settlement: the job is being refunded
 
     @property
     def uuid(self) -> str:
@@ -285,12 +288,33 @@ async def _open_job(
 
 
 async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -> tuple[str, int]:
-    """Settle at the real price (never above the lock). Returns the settlement's signature,
-    final once signed; the transaction is on its way, not awaited."""
+    """Settle at the real price (never above the lock), co-signed by the worker. Returns the
+    settlement's signature, final once signed; the transaction is on its way, not awaited."""
     cost = min(job.amount, price(state.settings, usage["prompt_tokens"], usage["completion_tokens"]))
     digest = hashlib.sha256(content.encode()).digest()
     await job.lock_confirmed  # landed while the model ran (callers checked it with _locked)
-    pending = await _sign_settlement(state, job.uuid, job.job_id, job.client, job.worker.wallet, cost, digest, usage)
+    if job.nonce is None:  # the read after the lock failed: the chain knows
+        onchain = await state.escrow.get_job(job.job_id, commitment=PROCESSED)
+        if onchain is None:
+            raise DecentralError(f"job {job.uuid} is not open on chain")
+        job.nonce = onchain.nonce
+    produced = Produced(
+        pda.job_address(job.job_id, state.escrow.program_id),
+        job.nonce,
+        digest,
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+        job.amount,
+    )
+    try:
+        pending = await _sign_settlement(state, job.uuid, job.job_id, job.client, job.worker, produced, cost)
+    except ConsentRefused as exc:
+        job.refused = True
+        state.spawn(_refund(state, job, str(exc)))
+        raise gw.GatewayError(
+            "The worker refused to sign this settlement; the job's credits are refunded",
+            headers={"x-decentral-job-id": job.uuid},
+        ) from exc
     state.spawn_settlement(
         job.uuid, job.client, _submit_settlement(state, job.uuid, job.client, job.amount - cost, pending)
     )
@@ -298,41 +322,45 @@ async def _settle(state: State, job: Job, content: str, usage: dict[str, int]) -
 
 
 async def _sign_settlement(
-    state: State,
-    job_uuid: str,
-    job_id: bytes,
-    client: Pubkey,
-    worker: Pubkey,
-    cost: int,
-    digest: bytes,
-    usage: dict[str, int],
+    state: State, job_uuid: str, job_id: bytes, client: Pubkey, worker: Worker, produced: Produced, cost: int
 ) -> PreparedTransaction:
-    """Sign ``settle_job``, then journal the result (cost, hash, token counts) with the
-    settlement's signature and bytes in one write, before anything is sent or answered: the
-    signature a client is given is always one the gateway can send again."""
+    """Sign ``settle_job`` — the gateway, and the worker for what it produced (it refuses
+    anything else: ConsentRefused) — then journal the result (cost, hash, token counts) with
+    the settlement's signature and bytes in one write, before anything is sent or answered:
+    the signature a client is given is always one the gateway can send again."""
     config = await state.escrow.cached_config()
     gateway = pubkey_of(state.gateway)
     ix = build_settle_job(
         gateway=gateway,
         client=client,
         job_id=job_id,
-        worker_token=pda.associated_token_address(worker, config.mint),
+        worker_token=pda.associated_token_address(worker.wallet, config.mint),
         treasury=config.treasury,
         payer=gateway,
         cost=cost,
-        result_hash=digest,
-        prompt_tokens=usage["prompt_tokens"],
-        completion_tokens=usage["completion_tokens"],
+        result_hash=produced.result_hash,
+        prompt_tokens=produced.prompt_tokens,
+        completion_tokens=produced.completion_tokens,
+        worker=worker.wallet,
+        nonce=produced.nonce,
         program_id=state.escrow.program_id,
     )
-    pending = await state.escrow.prepare([ix], state.gateway)
+    prices = worker.spec.price_per_1k  # the worker's own published price, if it has one
+
+    def worker_price(prompt_tokens: int, completion_tokens: int) -> int:
+        if prices is None:
+            return price(state.settings, prompt_tokens, completion_tokens)
+        return math.ceil((prompt_tokens * prices[0] + completion_tokens * prices[1]) / 1000)
+
+    consent = worker.consent(produced, worker_price, state.escrow.program_id)
+    pending = await state.escrow.prepare([ix], state.gateway, [consent])
     state.journal.update(
         job_uuid,
         "settling",
         cost=cost,
-        result_hash=digest.hex(),
-        prompt_tokens=usage["prompt_tokens"],
-        completion_tokens=usage["completion_tokens"],
+        result_hash=produced.result_hash.hex(),
+        prompt_tokens=produced.prompt_tokens,
+        completion_tokens=produced.completion_tokens,
         settlement_tx=str(pending.signature),
         settlement_raw=bytes(pending.transaction),
     )
@@ -564,6 +592,8 @@ async def _stream(
 
 async def _settle_partial(state: State, job: Job, content: str, completion_tokens: int) -> None:
     """A client that disconnected mid-stream pays for the tokens it was sent, no more."""
+    if job.refused:
+        return
     try:
         await _settle(state, job, content, job.usage(completion_tokens))
     except DecentralError as exc:
@@ -574,6 +604,10 @@ async def recover(state: State) -> dict[str, int]:
     """Resolve every job the journal left open (a crash or a kill): settle it with the
     recorded result if inference had finished, otherwise refund it. Returns the counts."""
     counts = {"settled": 0, "refunded": 0, "closed": 0}
+
+    def worker_of(wallet: Pubkey) -> Worker | None:  # who can consent to a new settlement
+        return next((w for w in state.pool.workers if w.wallet == wallet), None)
+
     for row in state.journal.open_jobs():
         job_id = uuid.UUID(row["job_id"]).bytes
         try:
@@ -583,25 +617,39 @@ async def recover(state: State) -> dict[str, int]:
                 ended = "settled" if row["settlement_tx"] else "refunded"
                 state.journal.update(row["job_id"], ended, error="resolved at start: no open Job on chain")
                 counts["closed"] += 1
-            elif row["cost"] is not None and row["result_hash"] and time.time() < onchain.expires_at:
+            elif (
+                row["cost"] is not None
+                and row["result_hash"]
+                and time.time() < onchain.expires_at
+                and (row["settlement_raw"] or worker_of(onchain.worker) is not None)
+            ):
                 if not (row["settlement_raw"] and await _resend_settlement(state, row)):
-                    usage = {"prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"]}
-                    pending = await _sign_settlement(
-                        state,
-                        row["job_id"],
-                        job_id,
-                        onchain.client,
-                        onchain.worker,
-                        row["cost"],
+                    worker = worker_of(onchain.worker)
+                    if worker is None:
+                        raise DecentralError(f"no worker {onchain.worker} here to sign a new settlement")
+                    produced = Produced(
+                        pda.job_address(job_id, state.escrow.program_id),
+                        onchain.nonce,
                         bytes.fromhex(row["result_hash"]),
-                        usage,
+                        row["prompt_tokens"],
+                        row["completion_tokens"],
+                        onchain.amount,
+                    )
+                    pending = await _sign_settlement(
+                        state, row["job_id"], job_id, onchain.client, worker, produced, row["cost"]
                     )
                     await _submit_settlement(
                         state, row["job_id"], onchain.client, onchain.amount - row["cost"], pending
                     )
                 counts["settled"] += 1
             else:
-                why = "inference unfinished" if row["cost"] is None else "past the settlement deadline"
+                why = (
+                    "inference unfinished"
+                    if row["cost"] is None
+                    else "past the settlement deadline"
+                    if time.time() >= onchain.expires_at
+                    else "its worker is not here to sign"
+                )
                 state.journal.update(
                     row["job_id"],
                     "refunding",

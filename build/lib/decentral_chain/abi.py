@@ -504,6 +504,7 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
             Field("result_hash", HASH),
             Field("prompt_tokens", U32),
             Field("completion_tokens", U32),
+            Field("nonce", U64, "The Job's lifecycle nonce: the worker consents to this lifecycle only"),
         ),
         (
             AccountSpec(
@@ -531,8 +532,16 @@ INSTRUCTIONS: tuple[InstructionSpec, ...] = (
             ),
             _PAYER,
             _TOKEN,
+            AccountSpec(
+                "worker",
+                False,
+                True,
+                "job.worker: co-signs this exact settlement (job, lifecycle, result hash, tokens, cost)",
+                constraints=("worker.key == job.worker @ WorkerMismatch",),
+            ),
         ),
-        "Pay cost - fee to the worker and fee to the treasury; the rest returns to free.",
+        "Pay cost - fee to the worker and fee to the treasury; the rest returns to free. Only with the signature "
+        "of the worker bound at lock.",
     ),
     InstructionSpec(
         "refund_job",
@@ -645,6 +654,8 @@ ERRORS: tuple[tuple[str, str], ...] = (
     ("NoPendingAdmin", "No admin handover is pending"),
     ("JobExpired", "The job expired: it can only be refunded now"),
     ("InvalidGateway", "Gateway must be a key that can sign: not zero, the config or the vault"),
+    ("WorkerMismatch", "The co-signing worker is not the worker bound to the job"),
+    ("LifecycleMismatch", "The settlement names another lifecycle of this job"),
 )
 
 ERROR_CODES: Mapping[str, int] = {name: ERROR_BASE + i for i, (name, _) in enumerate(ERRORS)}

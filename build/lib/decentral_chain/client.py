@@ -107,8 +107,6 @@ class EscrowClient:
         self._config: Config | None = None
         self._blockhash: tuple[float, Hash, int] | None = None  # (fetched at, hash, last valid height)
         self._blockhash_task: asyncio.Task | None = None
-        self._status_queue: list[tuple[Signature, asyncio.Future]] = []
-        self._status_task: asyncio.Task | None = None
 
     async def __aenter__(self) -> EscrowClient:
         if self._state != "new":
@@ -227,32 +225,13 @@ class EscrowClient:
             await asyncio.sleep(self.poll_interval)
 
     async def _status(self, signature: Signature) -> dict | None:
-        """This signature's status; concurrent callers share one getSignatureStatuses call."""
-        future = asyncio.get_running_loop().create_future()
-        self._status_queue.append((signature, future))
-        if self._status_task is None or self._status_task.done():
-            self._status_task = asyncio.create_task(self._flush_statuses())
-        return await future
-
-    async def _flush_statuses(self) -> None:
-        await asyncio.sleep(0)  # let every waiter of this turn enqueue
-        while self._status_queue:
-            batch, self._status_queue = self._status_queue[:256], self._status_queue[256:]
-            try:
-                result = await self.rpc.call("getSignatureStatuses", [[str(s) for s, _ in batch]])
-                statuses = result["value"]
-                if not isinstance(statuses, list) or len(statuses) != len(batch):
-                    raise DecodeError("getSignatureStatuses answered a list of another length")
-            except Exception as exc:  # handed to every waiter; they raise it
-                if not isinstance(exc, DecentralError):
-                    exc = DecodeError(f"malformed getSignatureStatuses answer: {exc!r}")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), status in zip(batch, statuses, strict=True):
-                if not future.done():
-                    future.set_result(status if isinstance(status, dict) else None)
+        """This signature's status (concurrent confirmations share one batch request)."""
+        result = await self.rpc.call("getSignatureStatuses", [[str(signature)]])
+        try:
+            status = result["value"][0]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise DecodeError(f"malformed getSignatureStatuses answer: {result!r:.100}") from exc
+        return status if isinstance(status, dict) else None
 
     async def send(
         self,
@@ -403,6 +382,7 @@ class EscrowClient:
         gateway: Keypair,
         job_id: bytes,
         *,
+        worker: Keypair,
         cost: int,
         result_hash: bytes,
         prompt_tokens: int,
@@ -410,36 +390,36 @@ class EscrowClient:
         worker_token: Pubkey | None = None,
         client: Pubkey | None = None,
         payer: Pubkey | None = None,
+        nonce: int | None = None,
         confirm: bool = True,
     ) -> Signature:
-        """Pay the job's worker cost - fee. Client, worker account and payer are read from the
-        Job unless given (the gateway knows them; the program checks them all anyway)."""
+        """Pay the job's worker cost - fee, co-signed by that worker (``worker``: its keypair,
+        or a signer that holds it). Client, worker account, payer and the lifecycle nonce are
+        read from the Job unless given (the program checks them all anyway)."""
         cfg = await self.cached_config()
-        if client is None or payer is None or worker_token is None:
+        if client is None or payer is None or worker_token is None or nonce is None:
             job = await self.get_job(job_id)
             if job is None:
                 raise DecentralError(f"job {job_id.hex()} is not open")
             client, payer = client or job.client, payer or job.payer
+            nonce = job.nonce if nonce is None else nonce
             worker_token = worker_token or pda.associated_token_address(job.worker, cfg.mint)
-        return await self.send(
-            [
-                ix.build_settle_job(
-                    gateway=gateway.pubkey(),
-                    client=client,
-                    job_id=job_id,
-                    worker_token=worker_token,
-                    treasury=cfg.treasury,
-                    payer=payer,
-                    cost=cost,
-                    result_hash=result_hash,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    program_id=self.program_id,
-                )
-            ],
-            gateway,
-            confirm=confirm,
+        settle = ix.build_settle_job(
+            gateway=pubkey_of(gateway),
+            client=client,
+            job_id=job_id,
+            worker_token=worker_token,
+            treasury=cfg.treasury,
+            payer=payer,
+            cost=cost,
+            result_hash=result_hash,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            worker=pubkey_of(worker),
+            nonce=nonce,
+            program_id=self.program_id,
         )
+        return await self.send([settle], gateway, [worker], confirm=confirm)
 
     async def refund_job(self, authority: Keypair, job_id: bytes, *, confirm: bool = True) -> Signature:
         """Refund by the gateway, or by the client once the job expired."""

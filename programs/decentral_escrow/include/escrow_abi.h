@@ -73,6 +73,8 @@ typedef enum {
   ERR_NO_PENDING_ADMIN = 6042, /* No admin handover is pending */
   ERR_JOB_EXPIRED = 6043, /* The job expired: it can only be refunded now */
   ERR_INVALID_GATEWAY = 6044, /* Gateway must be a key that can sign: not zero, the config or the vault */
+  ERR_WORKER_MISMATCH = 6045, /* The co-signing worker is not the worker bound to the job */
+  ERR_LIFECYCLE_MISMATCH = 6046, /* The settlement names another lifecycle of this job */
 } EscrowError;
 
 #define BPS_DENOMINATOR 10000

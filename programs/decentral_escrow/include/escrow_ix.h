@@ -225,8 +225,8 @@ static inline __attribute__((always_inline)) uint64_t parse_lock_job(SolParamete
   return parse(p, a->at, args, &LOCK_JOB_IX);
 }
 
-/* settle_job(cost: u64, result_hash: [u8; 32], prompt_tokens: u32, completion_tokens: u32)
- * Pay cost - fee to the worker and fee to the treasury; the rest returns to free.
+/* settle_job(cost: u64, result_hash: [u8; 32], prompt_tokens: u32, completion_tokens: u32, nonce: u64)
+ * Pay cost - fee to the worker and fee to the treasury; the rest returns to free. Only with the signature of the worker bound at lock.
  * 0. [signer] gateway - Config gateway
  * 1. [writable] config - Config PDA
  * 2. [writable] job - Job PDA (closed)
@@ -236,8 +236,9 @@ static inline __attribute__((always_inline)) uint64_t parse_lock_job(SolParamete
  * 6. [writable] treasury - Config treasury
  * 7. [writable] payer - job.payer; receives the Job rent
  * 8. [] token_program - Classic SPL Token program
+ * 9. [signer] worker - job.worker: co-signs this exact settlement (job, lifecycle, result hash, tokens, cost)
  */
-#define SETTLE_JOB_NUM_ACCOUNTS 9
+#define SETTLE_JOB_NUM_ACCOUNTS 10
 typedef union {
   struct {
     SolAccount *gateway;
@@ -249,18 +250,20 @@ typedef union {
     SolAccount *treasury;
     SolAccount *payer;
     SolAccount *token_program;
+    SolAccount *worker;
   };
   SolAccount *at[SETTLE_JOB_NUM_ACCOUNTS];
 } SettleJobAccounts;
-static const uint8_t SETTLE_JOB_FLAGS[SETTLE_JOB_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0};
+static const uint8_t SETTLE_JOB_FLAGS[SETTLE_JOB_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0, ACC_SIGNER};
 typedef struct {
   uint64_t cost;
   uint8_t result_hash[32];
   uint32_t prompt_tokens;
   uint32_t completion_tokens;
+  uint64_t nonce;
 } SettleJobArgs;
-static const ArgField SETTLE_JOB_ARGS[4] = {{0, 8, offsetof(SettleJobArgs, cost), 0}, {0, 32, offsetof(SettleJobArgs, result_hash), 0}, {0, 4, offsetof(SettleJobArgs, prompt_tokens), 0}, {0, 4, offsetof(SettleJobArgs, completion_tokens), 0}};
-static const Check SETTLE_JOB_CHECKS[13] = {
+static const ArgField SETTLE_JOB_ARGS[5] = {{0, 8, offsetof(SettleJobArgs, cost), 0}, {0, 32, offsetof(SettleJobArgs, result_hash), 0}, {0, 4, offsetof(SettleJobArgs, prompt_tokens), 0}, {0, 4, offsetof(SettleJobArgs, completion_tokens), 0}, {0, 8, offsetof(SettleJobArgs, nonce), 0}};
+static const Check SETTLE_JOB_CHECKS[14] = {
   {CHECK_EQ, 8, OFF_KEY, SRC_TOKEN_PROGRAM, 0, ERR_INVALID_TOKEN_PROGRAM}, /* token_program.key */
   {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
   {CHECK_TYPE, 2, 0, TYPE_JOB, 0, 0}, /* job: Job */
@@ -274,8 +277,9 @@ static const Check SETTLE_JOB_CHECKS[13] = {
   {CHECK_NE, 5, OFF_KEY, 6, OFF_KEY, ERR_DUPLICATE_ACCOUNT}, /* worker_token.key != treasury.key @ DuplicateAccount */
   {CHECK_EQ, 6, OFF_KEY, 1, offsetof(Config, treasury), ERR_TREASURY_MISMATCH}, /* treasury.key == config.treasury @ TreasuryMismatch */
   {CHECK_EQ, 7, OFF_KEY, 2, offsetof(Job, payer), ERR_PAYER_MISMATCH}, /* payer.key == job.payer @ PayerMismatch */
+  {CHECK_EQ, 9, OFF_KEY, 2, offsetof(Job, worker), ERR_WORKER_MISMATCH}, /* worker.key == job.worker @ WorkerMismatch */
 };
-static const IxSpec SETTLE_JOB_IX = {SETTLE_JOB_FLAGS, SETTLE_JOB_CHECKS, SETTLE_JOB_ARGS, SETTLE_JOB_NUM_ACCOUNTS, 13, 4};
+static const IxSpec SETTLE_JOB_IX = {SETTLE_JOB_FLAGS, SETTLE_JOB_CHECKS, SETTLE_JOB_ARGS, SETTLE_JOB_NUM_ACCOUNTS, 14, 5};
 static inline __attribute__((always_inline)) uint64_t parse_settle_job(SolParameters *p, SettleJobAccounts *a, SettleJobArgs *args) {
   return parse(p, a->at, args, &SETTLE_JOB_IX);
 }

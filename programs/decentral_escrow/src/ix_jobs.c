@@ -63,15 +63,18 @@ static uint64_t release_job(Credits *credits, const Job *job, uint64_t back) {
 static uint64_t process_settle_job(SolParameters *p) {
   SettleJobAccounts a;
   SettleJobArgs args;
-  // 1. Accounts, arguments: only the gateway settles; the Job, its client's Credits and rent
-  //    payer; config vault and treasury; a token account of the worker bound at lock
+  // 1. Accounts, arguments: the gateway settles, co-signed by the worker bound at lock; the
+  //    Job, its client's Credits and rent payer; config vault and treasury; a token account
+  //    of that worker
   TRY(parse_settle_job(p, &a, &args));
   Config *cfg = (Config *)a.config->data;
   Job *job = (Job *)a.job->data;
   Credits *credits = (Credits *)a.credits->data;
-  // 2. Before the deadline only: from expires_at on a Job can only be refunded
+  // 2. This lifecycle, as the co-signing worker agreed to (the worker's signature covers it)
+  if (args.nonce != job->nonce) return ERR_LIFECYCLE_MISMATCH;
+  // 3. Before the deadline only: from expires_at on a Job can only be refunded
   if (unix_now() >= job->expires_at) return ERR_JOB_EXPIRED;
-  // 3. Amounts: fee = floor(cost * fee_bps / 10,000) at the rate fixed at lock, without overflow
+  // 4. Amounts: fee = floor(cost * fee_bps / 10,000) at the rate fixed at lock, without overflow
   if (args.cost > job->amount) return ERR_COST_EXCEEDS_LOCKED;
   uint64_t fee = (args.cost / BPS_DENOMINATOR) * job->fee_bps + (args.cost % BPS_DENOMINATOR) * job->fee_bps / BPS_DENOMINATOR;
   uint64_t pay = args.cost - fee;

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from decentral_chain.cli.common import LOCALNET_DIR, out, parse_pubkey, read_addresses, require, rpc_option
+from decentral_chain.cli.common import LOCALNET_DIR, out, parse_pubkey, require, rpc_option
 
 if TYPE_CHECKING:
     from solders.pubkey import Pubkey
@@ -17,15 +17,6 @@ if TYPE_CHECKING:
 KEYS_DB = LOCALNET_DIR / "gateway-keys.db"
 JOURNAL_DB = LOCALNET_DIR / "gateway-journal.db"
 GATEWAY_MODULES = ("llama_cpp", "starlette", "uvicorn")
-
-
-def _localnet_workers() -> list[Pubkey]:
-    from solders.pubkey import Pubkey
-
-    try:
-        return [Pubkey.from_string(w["wallet"]) for w in (read_addresses() or {})["workers"]]
-    except (KeyError, TypeError, ValueError):
-        return []
 
 
 @click.group(invoke_without_command=True)
@@ -45,14 +36,15 @@ def _localnet_workers() -> list[Pubkey]:
     default=1,
     show_default=True,
     type=click.IntRange(1, 16),
-    help="llama.cpp instances, each on its own thread with its own wallet.",
+    help="llama.cpp instances, each on its own thread with its own keypair.",
 )
 @click.option(
-    "--worker-wallet",
-    "worker_wallets",
+    "--worker-keypair",
+    "worker_keypairs",
     multiple=True,
-    callback=lambda c, p, v: [parse_pubkey(c, p, x) for x in v],
-    help="Payout wallet of each worker (default: the localnet's workers).",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Keypair file of each worker: its payout wallet, and the key that co-signs its settlements "
+    "(default: the localnet's worker-N-keypair.json).",
 )
 @click.option("--n-ctx", default=2048, show_default=True, type=click.IntRange(256, 131072))
 @click.option(
@@ -80,7 +72,7 @@ def gateway(
     model_path: Path | None,
     model_name: str,
     n_workers: int,
-    worker_wallets: list[Pubkey],
+    worker_keypairs: tuple[Path, ...],
     n_ctx: int,
     gateway_keypair: Path,
     price_prompt: int,
@@ -97,13 +89,18 @@ def gateway(
     from decentral_chain.gateway.workers import Worker, WorkerSpec
     from decentral_chain.localnet.keys import read_keypair
 
-    wallets = worker_wallets or _localnet_workers()
-    if len(wallets) < n_workers:
-        raise click.UsageError(f"{n_workers} workers need {n_workers} --worker-wallet (have {len(wallets)})")
+    files = list(worker_keypairs) or [LOCALNET_DIR / f"worker-{i + 1}-keypair.json" for i in range(n_workers)]
+    files = [f for f in files if f.exists()]
+    if len(files) < n_workers:
+        raise click.UsageError(f"{n_workers} workers need {n_workers} --worker-keypair (have {len(files)})")
+    try:
+        keypairs = [read_keypair(f) for f in files]
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     if not gateway_keypair.exists():
         raise click.UsageError(f"no gateway keypair at {gateway_keypair} (start `decentral localnet` first)")
     path = model_path or default_model_path()
-    workers = [Worker(WorkerSpec(f"worker-{i + 1}", path, wallets[i], n_ctx=n_ctx)).start() for i in range(n_workers)]
+    workers = [Worker(WorkerSpec(f"worker-{i + 1}", path, keypairs[i], n_ctx=n_ctx)).start() for i in range(n_workers)]
     keys_db = Path(os.environ.get("DECENTRAL_GATEWAY_KEYS_DB", KEYS_DB))
     journal_db = Path(os.environ.get("DECENTRAL_GATEWAY_JOURNAL_DB", JOURNAL_DB))
     settings = GatewaySettings(

@@ -3,7 +3,9 @@
 A ``Llama`` object used from two threads crashes, and runs 1.6–1.8× slower on a thread
 other than the one that loaded it (../shared/design/llama.md). So each :class:`Worker`
 loads its model on its own thread and runs every call there, for its whole life. Each
-worker has a wallet: its on-chain address is where its jobs are paid.
+worker holds its own keypair: its address is where its jobs are paid, and its signature —
+given only to a settlement it checked (:mod:`decentral_chain.gateway.consent`) — is what
+``settle_job`` requires.
 
 :class:`WorkerPool` hands out free workers; callers beyond the free workers wait in a
 bounded queue, and past that :class:`NoWorkerFree` (the gateway's 503, with retry_after).
@@ -20,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from decentral_chain.errors import NoWorkerFree, WorkerError
+from decentral_chain.gateway.consent import ConsentSigner, Produced
 
 T = TypeVar("T")
 _STOP = object()
@@ -32,9 +36,12 @@ _STOP = object()
 class WorkerSpec:
     name: str
     model_path: Path
-    wallet: Pubkey
+    keypair: Keypair
     n_ctx: int = 2048
     n_threads: int = 1
+    #: the worker's own published price (credits per 1,000 prompt / completion tokens); it
+    #: signs settlements only at that price. None: the gateway's price.
+    price_per_1k: tuple[int, int] | None = None
 
 
 class Worker:
@@ -47,10 +54,15 @@ class Worker:
         self.llama: Any = None
         self.context_length = spec.n_ctx
         self._formatter: Any = None
+        self._wallet = spec.keypair.pubkey()
 
     @property
     def wallet(self) -> Pubkey:
-        return self.spec.wallet
+        return self._wallet
+
+    def consent(self, produced: Produced, price: Callable[[int, int], int], program_id: Pubkey) -> ConsentSigner:
+        """The worker's signature for the one settlement that matches what it produced."""
+        return ConsentSigner(self.spec.keypair, produced, price, program_id)
 
     def start(self, timeout: float = 120.0) -> Worker:
         self._thread.start()

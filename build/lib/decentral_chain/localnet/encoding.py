@@ -14,7 +14,13 @@ from typing import Any
 import based58
 from solders.message import Message, MessageV0
 from solders.transaction import VersionedTransaction
-from solders.transaction_status import TransactionErrorFieldless, TransactionErrorType
+from solders.transaction_status import (
+    InstructionErrorCustom,
+    InstructionErrorFieldless,
+    TransactionErrorFieldless,
+    TransactionErrorInstructionError,
+    TransactionErrorType,
+)
 
 from decentral_chain.errors import RpcError
 from decentral_chain.localnet.chain import TokenBalance, TxRecord
@@ -27,11 +33,22 @@ def b58(data: bytes) -> str:
 
 
 def tx_error_json(err: TransactionErrorType | None) -> Any:
-    """A TransactionError as the RPC spells it: "Name" or {"Name": fields}."""
+    """A TransactionError as Agave's RPC spells it: "Name", {"Name": fields}, and an
+    instruction's error as {"InstructionError": [index, "Name" | {"Custom": code} | ...]}
+    (built here: solders' own JSON of it differs between releases)."""
     if err is None:
         return None
     if isinstance(err, TransactionErrorFieldless):
         return str(err).split(".")[-1]
+    if isinstance(err, TransactionErrorInstructionError):
+        inner = err.err
+        if isinstance(inner, InstructionErrorCustom):
+            detail: Any = {"Custom": inner.code}
+        elif isinstance(inner, InstructionErrorFieldless):
+            detail = str(inner).split(".")[-1]
+        else:
+            detail = {type(inner).__name__.removeprefix("InstructionError"): json.loads(inner.to_json())}
+        return {"InstructionError": [err.index, detail]}
     name = type(err).__name__.removeprefix("TransactionError")
     return {name: json.loads(err.to_json())}
 

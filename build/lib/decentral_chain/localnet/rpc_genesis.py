@@ -11,12 +11,13 @@ from __future__ import annotations
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 from solders.system_program import CreateAccountParams, create_account
-from spl.token import instructions as spl
 
 from decentral_chain.abi import MINT_LEN, PROGRAM_ID, TOKEN_PROGRAM_ID
 from decentral_chain.client import EscrowClient
+from decentral_chain.localnet import spl
 from decentral_chain.localnet.genesis import SOL, USDC
 from decentral_chain.localnet.keys import LocalnetKeys
+from decentral_chain.pda import associated_token_address
 
 FEE_BPS = 250
 REFUND_TIMEOUT = 600
@@ -45,40 +46,26 @@ async def genesis_over_rpc(
                         owner=TOKEN_PROGRAM_ID,
                     )
                 ),
-                spl.initialize_mint(
-                    spl.InitializeMintParams(
-                        decimals=6, program_id=TOKEN_PROGRAM_ID, mint=mint, mint_authority=authority.pubkey()
-                    )
-                ),
+                spl.initialize_mint2(mint, 6, authority.pubkey()),
             ],
             authority,
             [keys.mint],
         )
         owners = [keys.treasury, *keys.workers, keys.client]
         await escrow.send(
-            [spl.create_idempotent_associated_token_account(authority.pubkey(), kp.pubkey(), mint) for kp in owners],
+            [spl.create_associated_token_account(authority.pubkey(), kp.pubkey(), mint) for kp in owners],
             authority,
         )
-        client_token = spl.get_associated_token_address(keys.client.pubkey(), mint)
+        client_token = associated_token_address(keys.client.pubkey(), mint)
         await escrow.send(
-            [
-                spl.mint_to(
-                    spl.MintToParams(
-                        program_id=TOKEN_PROGRAM_ID,
-                        mint=mint,
-                        dest=client_token,
-                        mint_authority=authority.pubkey(),
-                        amount=client_usdc,
-                    )
-                )
-            ],
+            [spl.mint_to(mint, client_token, authority.pubkey(), client_usdc)],
             authority,
         )
         await escrow.initialize(
             keys.admin,
             mint=mint,
             gateway=keys.gateway.pubkey(),
-            treasury=spl.get_associated_token_address(keys.treasury.pubkey(), mint),
+            treasury=associated_token_address(keys.treasury.pubkey(), mint),
             fee_bps=FEE_BPS,
             refund_timeout=REFUND_TIMEOUT,
         )

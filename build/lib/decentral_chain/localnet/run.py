@@ -11,7 +11,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 from solders.keypair import Keypair
-from spl.token.instructions import get_associated_token_address
 
 from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
@@ -19,6 +18,7 @@ from decentral_chain.localnet.chain import FINALITY_SLOTS, LocalChain
 from decentral_chain.localnet.genesis import USDC, Genesis, build_genesis
 from decentral_chain.localnet.keys import LOCALNET_DIR, LocalnetKeys
 from decentral_chain.localnet.svm import token_balance
+from decentral_chain.pda import associated_token_address
 from decentral_chain.sbpf.build import ensure_built
 
 console = Console(stderr=True)
@@ -51,7 +51,7 @@ def write_addresses(keys: LocalnetKeys, rpc_url: str, ws_url: str, directory: Pa
     mint = keys.mint.pubkey()
 
     def token(owner: Keypair) -> str:
-        return str(get_associated_token_address(owner.pubkey(), mint))
+        return str(associated_token_address(owner.pubkey(), mint))
 
     addresses = {
         "ready": True,

@@ -19,11 +19,11 @@ from solders.pubkey import Pubkey
 from solders.system_program import CreateAccountParams, create_account
 from solders.transaction import VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
-from spl.token import instructions as spl
 
 from decentral_chain.abi import BPF_LOADER_UPGRADEABLE_ID, MINT_LEN, TOKEN_PROGRAM_ID
 from decentral_chain.errors import TransactionFailed, transaction_error
-from decentral_chain.pda import program_data_address
+from decentral_chain.localnet import spl
+from decentral_chain.pda import associated_token_address, program_data_address
 
 # UpgradeableLoaderState tags (bincode u32).
 _LOADER_PROGRAM = 2
@@ -87,11 +87,7 @@ def create_mint(
                     owner=token_program,
                 )
             ),
-            spl.initialize_mint(
-                spl.InitializeMintParams(
-                    decimals=decimals, program_id=token_program, mint=mint.pubkey(), mint_authority=authority
-                )
-            ),
+            spl.initialize_mint2(mint.pubkey(), decimals, authority, token_program),
         ],
         payer,
         [mint],
@@ -103,9 +99,9 @@ def create_token_account(
     svm: LiteSVM, payer: Keypair, mint: Pubkey, owner: Pubkey, token_program: Pubkey = TOKEN_PROGRAM_ID
 ) -> Pubkey:
     """The owner's associated token account of the mint (created if missing)."""
-    ata = spl.get_associated_token_address(owner, mint, token_program)
+    ata = associated_token_address(owner, mint, token_program)
     if svm.get_account(ata) is None:
-        send(svm, [spl.create_idempotent_associated_token_account(payer.pubkey(), owner, mint, token_program)], payer)
+        send(svm, [spl.create_associated_token_account(payer.pubkey(), owner, mint, token_program)], payer)
     return ata
 
 
@@ -119,17 +115,7 @@ def mint_to(
 ) -> None:
     send(
         svm,
-        [
-            spl.mint_to(
-                spl.MintToParams(
-                    program_id=token_program,
-                    mint=mint,
-                    dest=destination,
-                    mint_authority=authority.pubkey(),
-                    amount=amount,
-                )
-            )
-        ],
+        [spl.mint_to(mint, destination, authority.pubkey(), amount, token_program)],
         authority,
     )
 
