@@ -15,12 +15,14 @@ from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Finalized
 from solana.rpc.core import RPCException
 from solana.rpc.types import TxOpts
+from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
+from decentral_chain.abi import TOKEN_PROGRAM_ID
 from decentral_chain.events import JobSettled, parse_events
 from decentral_chain.instructions import build_deposit, build_lock_job, build_settle_job
 from decentral_chain.localnet.genesis import USDC
@@ -152,13 +154,56 @@ def test_failed_escrow_transaction_is_a_preflight_error_with_logs(rpc_localnet):
             with pytest.raises(RPCException) as info:
                 await client.send_transaction(tx)
             data = info.value.args[0]
-            assert "6006" in str(data) or "Custom" in str(data)
+            # Agave's words: AccountOwnedByWrongProgram is custom code 6006 = 0x1776
+            assert data.message == (
+                "Transaction simulation failed: Error processing Instruction 0: custom program error: 0x1776"
+            )
             # skipping preflight lands the failure on chain, with its error in the status
             sig = (await client.send_transaction(tx, opts=TxOpts(skip_preflight=True))).value
             status = (await client.get_signature_statuses([sig])).value[0]
             assert status is not None and status.err is not None
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "err,words",
+    [
+        pytest.param("BlockhashNotFound", "Blockhash not found", id="blockhash"),
+        pytest.param(
+            "AccountNotFound", "Attempt to debit an account but found no record of a prior credit.", id="no-funds"
+        ),
+        pytest.param(
+            {"InstructionError": [2, {"Custom": 6022}]},
+            "Error processing Instruction 2: custom program error: 0x1786",
+            id="custom",
+        ),
+        pytest.param(
+            {"InstructionError": [0, "MissingRequiredSignature"]},
+            "Error processing Instruction 0: missing required signature for instruction",
+            id="builtin",
+        ),
+        pytest.param(
+            {"InstructionError": [1, {"BorshIoError": "x"}]},
+            "Error processing Instruction 1: Failed to serialize or deserialize account data",
+            id="borsh",
+        ),
+        pytest.param(
+            {"InsufficientFundsForRent": {"account_index": 3}},
+            "Transaction results in an account (3) with insufficient funds for rent",
+            id="rent",
+        ),
+        pytest.param(
+            {"DuplicateInstruction": 4},
+            "Transaction contains a duplicate instruction (4) that is not allowed",
+            id="duplicate",
+        ),
+    ],
+)
+def test_transaction_errors_are_described_in_agaves_words(err, words):
+    from decentral_chain.localnet.encoding import describe_error
+
+    assert describe_error(err) == words
 
 
 def test_bad_input_gets_json_rpc_errors_and_the_server_keeps_serving(rpc_localnet):
@@ -324,3 +369,46 @@ def test_base58_sends_paging_and_block_details(rpc_localnet):
     assert sigs[0] in signatures["signatures"] and "transactions" not in signatures
     bare = rpc(url, "getBlock", [slot, {"transactionDetails": "none", "rewards": False}])["result"]
     assert set(bare) == {"blockHeight", "blockTime", "blockhash", "parentSlot", "previousBlockhash"}
+
+
+def test_simulate_transaction_follows_the_spec(rpc_localnet):
+    """sigVerify defaults to false (an unsigned transaction simulates), accounts come back as
+    the simulation left them (the chain unchanged), CPIs with innerInstructions, a stale
+    blockhash replaced on request, and the validator's errors for the rest."""
+    from solders.signature import Signature
+
+    url, chain, g = rpc_localnet
+    client, receiver = g.clients[0], Keypair()
+    blockhash = chain.latest_blockhash[0]
+    move = transfer(TransferParams(from_pubkey=client.pubkey, to_pubkey=receiver.pubkey(), lamports=777))
+    unsigned = VersionedTransaction.populate(
+        Message.new_with_blockhash([move], client.pubkey, blockhash), [Signature.default()]
+    )
+    raw = base64.b64encode(bytes(unsigned)).decode()
+    accounts = {"addresses": [str(receiver.pubkey()), str(client.pubkey)], "encoding": "base64"}
+    sim = rpc(url, "simulateTransaction", [raw, {"encoding": "base64", "accounts": accounts}])["result"]["value"]
+    assert sim["err"] is None and sim["unitsConsumed"] > 0 and sim["returnData"] is None
+    assert sim["accounts"][0]["lamports"] == 777 and sim["accounts"][1]["owner"] == str(Pubkey.default())
+    assert chain.get_account(receiver.pubkey()) is None  # nothing committed
+    refused = rpc(url, "simulateTransaction", [raw, {"encoding": "base64", "sigVerify": True}])
+    assert refused["error"]["code"] == -32003
+    both = rpc(
+        url, "simulateTransaction", [raw, {"encoding": "base64", "sigVerify": True, "replaceRecentBlockhash": True}]
+    )
+    assert both["error"]["code"] == -32602
+
+    deposit = build_deposit(owner=client.pubkey, source=client.token, amount=USDC)
+    signed = VersionedTransaction(
+        Message.new_with_blockhash([deposit], client.pubkey, Hash.new_unique()), [client.keypair]
+    )  # a blockhash the chain never had
+    raw = base64.b64encode(bytes(signed)).decode()
+    stale = rpc(url, "simulateTransaction", [raw, {"encoding": "base64"}])["result"]["value"]
+    assert stale["err"] == "BlockhashNotFound"
+    fresh = rpc(
+        url,
+        "simulateTransaction",
+        [raw, {"encoding": "base64", "replaceRecentBlockhash": True, "innerInstructions": True}],
+    )["result"]["value"]
+    assert fresh["err"] is None and fresh["replacementBlockhash"]["blockhash"] == str(chain.latest_blockhash[0])
+    cpis = fresh["innerInstructions"][0]["instructions"]
+    assert any(signed.message.account_keys[ix["programIdIndex"]] == TOKEN_PROGRAM_ID for ix in cpis)

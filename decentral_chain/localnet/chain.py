@@ -95,6 +95,10 @@ class TxOutcome:
     rejected: TransactionErrorType | None = None  # never executed (e.g. BlockhashNotFound)
     logs: list[str] = field(default_factory=list)
     units: int = 0
+    # a simulation's effects (nothing committed): accounts after it, CPIs, return data
+    post_accounts: dict = field(default_factory=dict)
+    inner_instructions: list = field(default_factory=list)
+    return_data: object | None = None
 
 
 @dataclass
@@ -294,17 +298,28 @@ class LocalChain:
             listener(record)
         return TxOutcome(record)
 
-    def simulate(self, tx: VersionedTransaction) -> TxOutcome:
-        """Run ``tx`` without committing anything."""
+    def simulate(self, tx: VersionedTransaction, *, sig_verify: bool = True) -> TxOutcome:
+        """Run ``tx`` without committing anything (signatures unchecked unless ``sig_verify``)."""
         with self.lock:
             if not self.blockhash_valid(tx.message.recent_blockhash):
                 return TxOutcome(None, TransactionErrorFieldless.BlockhashNotFound)
-            result = self.svm.simulate_transaction(tx)
-        if isinstance(result, FailedTransactionMetadata):
-            meta = result.meta()
-            return TxOutcome(None, result.err(), list(meta.logs()), meta.compute_units_consumed())
+            self.svm.with_sigverify(sig_verify)
+            try:
+                result = self.svm.simulate_transaction(tx)
+            finally:
+                self.svm.with_sigverify(True)
         meta = result.meta()
-        return TxOutcome(None, None, list(meta.logs()), meta.compute_units_consumed())
+        effects = {"inner_instructions": list(meta.inner_instructions()), "return_data": meta.return_data()}
+        if isinstance(result, FailedTransactionMetadata):
+            return TxOutcome(None, result.err(), list(meta.logs()), meta.compute_units_consumed(), **effects)
+        return TxOutcome(
+            None,
+            None,
+            list(meta.logs()),
+            meta.compute_units_consumed(),
+            post_accounts=dict(result.post_accounts()),
+            **effects,
+        )
 
     def _lamports(self, key: Pubkey) -> int:
         acc = self.svm.get_account(key)

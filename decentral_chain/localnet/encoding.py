@@ -140,9 +140,10 @@ def check_version(tx: VersionedTransaction, max_version: Any) -> None:
         )
 
 
-def meta_json(rec: TxRecord) -> dict:
+def inner_instructions_json(groups: list) -> list[dict]:
+    """Per top-level instruction (with CPIs), its inner instructions as the RPC shows them."""
     inner = []
-    for index, group in enumerate(rec.inner_instructions):
+    for index, group in enumerate(groups):
         if group:
             compiled = [(ii.instruction(), ii.stack_height()) for ii in group]
             inner.append(
@@ -159,6 +160,18 @@ def meta_json(rec: TxRecord) -> dict:
                     ],
                 }
             )
+    return inner
+
+
+def return_data_json(data: Any) -> dict | None:
+    """A transaction's return data, or None when no program set any."""
+    if data is None or not bytes(data.data):
+        return None
+    return {"programId": str(data.program_id), "data": [base64.b64encode(bytes(data.data)).decode(), "base64"]}
+
+
+def meta_json(rec: TxRecord) -> dict:
+    inner = inner_instructions_json(rec.inner_instructions)
     err = tx_error_json(rec.err)
     meta = {
         "err": err,
@@ -234,3 +247,129 @@ def matches_filters(data: bytes, filters: list) -> bool:
         else:
             raise ValueError(f"unsupported filter {f!r}")
     return True
+
+
+#: TransactionError messages as Agave's RPC prints them (solana-transaction-error's Display)
+TRANSACTION_ERROR_MESSAGES = {
+    "AccountInUse": "Account in use",
+    "AccountLoadedTwice": "Account loaded twice",
+    "AccountNotFound": "Attempt to debit an account but found no record of a prior credit.",
+    "ProgramAccountNotFound": "Attempt to load a program that does not exist",
+    "InsufficientFundsForFee": "Insufficient funds for fee",
+    "InvalidAccountForFee": "This account may not be used to pay transaction fees",
+    "AlreadyProcessed": "This transaction has already been processed",
+    "BlockhashNotFound": "Blockhash not found",
+    "CallChainTooDeep": "Loader call chain is too deep",
+    "MissingSignatureForFee": "Transaction requires a fee but has no signature present",
+    "InvalidAccountIndex": "Transaction contains an invalid account reference",
+    "SignatureFailure": "Transaction did not pass signature verification",
+    "InvalidProgramForExecution": "This program may not be used for executing instructions",
+    "SanitizeFailure": "Transaction failed to sanitize accounts offsets correctly",
+    "ClusterMaintenance": "Transactions are currently disabled due to cluster maintenance",
+    "AccountBorrowOutstanding": "Transaction processing left an account with an outstanding borrowed reference",
+    "WouldExceedMaxBlockCostLimit": "Transaction would exceed max Block Cost Limit",
+    "UnsupportedVersion": "Transaction version is unsupported",
+    "InvalidWritableAccount": "Transaction loads a writable account that cannot be written",
+    "WouldExceedMaxAccountCostLimit": "Transaction would exceed max account limit within the block",
+    "WouldExceedAccountDataBlockLimit": "Transaction would exceed account data limit within the block",
+    "TooManyAccountLocks": "Transaction locked too many accounts",
+    "AddressLookupTableNotFound": "Transaction loads an address table account that doesn't exist",
+    "InvalidAddressLookupTableOwner": "Transaction loads an address table account with an invalid owner",
+    "InvalidAddressLookupTableData": "Transaction loads an address table account with invalid data",
+    "InvalidAddressLookupTableIndex": "Transaction address table lookup uses an invalid index",
+    "InvalidRentPayingAccount": "Transaction leaves an account with a lower balance than rent-exempt minimum",
+    "WouldExceedMaxVoteCostLimit": "Transaction would exceed max Vote Cost Limit",
+    "WouldExceedAccountDataTotalLimit": "Transaction would exceed total account data limit",
+    "MaxLoadedAccountsDataSizeExceeded": "Transaction exceeded max loaded accounts data size cap",
+    "InvalidLoadedAccountsDataSizeLimit": "LoadedAccountsDataSizeLimit set for transaction must be greater than 0.",
+    "ResanitizationNeeded": "ResanitizationNeeded",
+    "UnbalancedTransaction": "Sum of account balances before and after transaction do not match",
+    "ProgramCacheHitMaxLimit": "Program cache hit max limit",
+    "CommitCancelled": "CommitCancelled",
+}
+
+#: InstructionError messages (solana-instruction-error's Display)
+INSTRUCTION_ERROR_MESSAGES = {
+    "GenericError": "generic instruction error",
+    "InvalidArgument": "invalid program argument",
+    "InvalidInstructionData": "invalid instruction data",
+    "InvalidAccountData": "invalid account data for instruction",
+    "AccountDataTooSmall": "account data too small for instruction",
+    "InsufficientFunds": "insufficient funds for instruction",
+    "IncorrectProgramId": "incorrect program id for instruction",
+    "MissingRequiredSignature": "missing required signature for instruction",
+    "AccountAlreadyInitialized": "instruction requires an uninitialized account",
+    "UninitializedAccount": "instruction requires an initialized account",
+    "UnbalancedInstruction": "sum of account balances before and after instruction do not match",
+    "ModifiedProgramId": "instruction illegally modified the program id of an account",
+    "ExternalAccountLamportSpend": "instruction spent from the balance of an account it does not own",
+    "ExternalAccountDataModified": "instruction modified data of an account it does not own",
+    "ReadonlyLamportChange": "instruction changed the balance of a read-only account",
+    "ReadonlyDataModified": "instruction modified data of a read-only account",
+    "DuplicateAccountIndex": "instruction contains duplicate accounts",
+    "ExecutableModified": "instruction changed executable bit of an account",
+    "RentEpochModified": "instruction modified rent epoch of an account",
+    "NotEnoughAccountKeys": "insufficient account keys for instruction",
+    "AccountDataSizeChanged": "program other than the account's owner changed the size of the account data",
+    "AccountNotExecutable": "instruction expected an executable account",
+    "AccountBorrowFailed": "instruction tries to borrow reference for an account which is already borrowed",
+    "AccountBorrowOutstanding": "instruction left account with an outstanding borrowed reference",
+    "DuplicateAccountOutOfSync": "instruction modifications of multiply-passed account differ",
+    "InvalidError": "program returned invalid error code",
+    "ExecutableDataModified": "instruction changed executable accounts data",
+    "ExecutableLamportChange": "instruction changed the balance of an executable account",
+    "ExecutableAccountNotRentExempt": "executable accounts must be rent exempt",
+    "UnsupportedProgramId": "Unsupported program id",
+    "CallDepth": "Cross-program invocation call depth too deep",
+    "MissingAccount": "An account required by the instruction is missing",
+    "ReentrancyNotAllowed": "Cross-program invocation reentrancy not allowed for this instruction",
+    "MaxSeedLengthExceeded": "Length of the seed is too long for address generation",
+    "InvalidSeeds": "Provided seeds do not result in a valid address",
+    "InvalidRealloc": "Failed to reallocate account data",
+    "ComputationalBudgetExceeded": "Computational budget exceeded",
+    "PrivilegeEscalation": "Cross-program invocation with unauthorized signer or writable account",
+    "ProgramEnvironmentSetupFailure": "Failed to create program execution environment",
+    "ProgramFailedToComplete": "Program failed to complete",
+    "ProgramFailedToCompile": "Program failed to compile",
+    "Immutable": "Account is immutable",
+    "IncorrectAuthority": "Incorrect authority provided",
+    "BorshIoError": "Failed to serialize or deserialize account data",
+    "AccountNotRentExempt": "An account does not have enough lamports to be rent-exempt",
+    "InvalidAccountOwner": "Invalid account owner",
+    "ArithmeticOverflow": "Program arithmetic overflowed",
+    "UnsupportedSysvar": "Unsupported sysvar",
+    "IllegalOwner": "Provided owner is not allowed",
+    "MaxAccountsDataAllocationsExceeded": "Accounts data allocations exceeded the maximum allowed per transaction",
+    "MaxAccountsExceeded": "Max accounts exceeded",
+    "MaxInstructionTraceLengthExceeded": "Max instruction trace length exceeded",
+    "BuiltinProgramsMustConsumeComputeUnits": "Builtin programs must consume compute units",
+    "BailOut": "Block production bailed out",
+}
+
+
+def describe_error(err: Any) -> str:
+    """A transaction error (in its JSON form, see :func:`tx_error_json`) in the words Agave's
+    RPC uses, e.g. ``Error processing Instruction 0: custom program error: 0x1787``."""
+    if isinstance(err, str):
+        return TRANSACTION_ERROR_MESSAGES.get(err, err)
+    if isinstance(err, dict) and len(err) == 1:
+        name, value = next(iter(err.items()))
+        if name == "InstructionError" and isinstance(value, list) and len(value) == 2:
+            index, inner = value
+            if isinstance(inner, dict) and isinstance(inner.get("Custom"), int):
+                detail = f"custom program error: {inner['Custom']:#x}"
+            elif isinstance(inner, dict) and len(inner) == 1:
+                detail = INSTRUCTION_ERROR_MESSAGES.get(next(iter(inner)), str(inner))
+            else:
+                detail = INSTRUCTION_ERROR_MESSAGES.get(str(inner), str(inner))
+            return f"Error processing Instruction {index}: {detail}"
+        if name == "DuplicateInstruction":
+            return f"Transaction contains a duplicate instruction ({value}) that is not allowed"
+        if name == "InsufficientFundsForRent" and isinstance(value, dict):
+            return f"Transaction results in an account ({value.get('account_index')}) with insufficient funds for rent"
+        if name == "ProgramExecutionTemporarilyRestricted" and isinstance(value, dict):
+            return (
+                f"Execution of the program referenced by account at index {value.get('account_index')} "
+                "is temporarily restricted."
+            )
+    return str(err)

@@ -13,7 +13,7 @@ from solders.hash import Hash
 from solders.message import Message, MessageV0
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
-from solders.transaction_status import TransactionErrorFieldless, TransactionErrorType
+from solders.transaction_status import TransactionErrorFieldless
 
 from decentral_chain.errors import RpcError
 from decentral_chain.localnet.chain import LAMPORTS_PER_SIGNATURE, SLOTS_PER_EPOCH, TOKEN_PROGRAMS, LocalChain
@@ -21,7 +21,10 @@ from decentral_chain.localnet.encoding import (
     account_json,
     check_version,
     decode_transaction,
+    describe_error,
+    inner_instructions_json,
     matches_filters,
+    return_data_json,
     token_amount,
     transaction_json,
     tx_error_json,
@@ -227,7 +230,7 @@ def send_transaction(chain: LocalChain, params: list) -> str:
         if failure is not None:
             raise RpcError(
                 SEND_TRANSACTION_PREFLIGHT_FAILURE,
-                f"Transaction simulation failed: {_describe(failure)}",
+                f"Transaction simulation failed: {describe_error(tx_error_json(failure))}",
                 {
                     "err": tx_error_json(failure),
                     "logs": sim.logs,
@@ -243,7 +246,7 @@ def send_transaction(chain: LocalChain, params: list) -> str:
     if outcome.record is None and outcome.rejected is not None:
         raise RpcError(
             SEND_TRANSACTION_PREFLIGHT_FAILURE,
-            f"Transaction simulation failed: {_describe(outcome.rejected)}",
+            f"Transaction simulation failed: {describe_error(tx_error_json(outcome.rejected))}",
             {
                 "err": tx_error_json(outcome.rejected),
                 "logs": outcome.logs,
@@ -256,22 +259,28 @@ def send_transaction(chain: LocalChain, params: list) -> str:
     return str(tx.signatures[0])
 
 
-def _describe(err: TransactionErrorType) -> str:
-    if err == TransactionErrorFieldless.BlockhashNotFound:
-        return "Blockhash not found"
-    js = tx_error_json(err)
-    return str(js)
-
-
 @method("simulateTransaction")
 def simulate_transaction(chain: LocalChain, params: list) -> dict:
+    """As Agave: signatures are not checked unless ``sigVerify`` (so an unsigned or partly
+    signed transaction simulates); ``replaceRecentBlockhash`` (not with sigVerify) swaps in the
+    newest blockhash; ``accounts`` returns the listed accounts as the simulation left them;
+    ``innerInstructions`` the CPIs; ``returnData`` and ``unitsConsumed`` always."""
     tx = decode_transaction(params)
     cfg = config(params, 1)
-    if cfg.get("sigVerify") and not all(tx.verify_with_results()):
+    sig_verify = bool(cfg.get("sigVerify"))
+    if sig_verify and cfg.get("replaceRecentBlockhash"):
+        raise RpcError(INVALID_PARAMS, "sigVerify may not be used with replaceRecentBlockhash")
+    if sig_verify and not all(tx.verify_with_results()):
         raise RpcError(TRANSACTION_SIGNATURE_VERIFICATION_FAILURE, "Transaction signature verification failure")
+    wanted = cfg.get("accounts")
+    if wanted is not None and (not isinstance(wanted, dict) or not isinstance(wanted.get("addresses"), list)):
+        raise ValueError('accounts must be {"addresses": [...], "encoding": ...}')
+    addresses = [parse_pubkey(a) for a in wanted["addresses"]] if wanted else []
+    replacement = None
     if cfg.get("replaceRecentBlockhash"):
         msg = tx.message
-        blockhash, _ = chain.latest_blockhash
+        blockhash, last_valid = chain.latest_blockhash
+        replacement = {"blockhash": str(blockhash), "lastValidBlockHeight": last_valid}
         if isinstance(msg, MessageV0):
             msg = MessageV0(
                 msg.header, list(msg.account_keys), blockhash, list(msg.instructions), list(msg.address_table_lookups)
@@ -286,18 +295,29 @@ def simulate_transaction(chain: LocalChain, params: list) -> dict:
                 list(msg.instructions),
             )
         tx = VersionedTransaction.populate(msg, list(tx.signatures))
-    sim = chain.simulate(tx)
-    return context(
-        chain,
-        {
-            "err": tx_error_json(sim.rejected),
-            "logs": sim.logs,
-            "accounts": None,
-            "unitsConsumed": sim.units,
-            "returnData": None,
-            "innerInstructions": None,
-        },
-    )
+    sim = chain.simulate(tx, sig_verify=sig_verify)
+    accounts = None
+    if wanted:
+        encoding = wanted.get("encoding") or "base64"
+
+        def after(key: Pubkey) -> Any:
+            acc = sim.post_accounts.get(key) or chain.get_account(key)
+            empty = acc is None or (acc.lamports == 0 and not bytes(acc.data))
+            return None if empty else account_json(acc, encoding, None)
+
+        accounts = [after(k) for k in addresses]
+    value = {
+        "err": tx_error_json(sim.rejected),
+        "logs": sim.logs,
+        "accounts": accounts,
+        "unitsConsumed": sim.units,
+        "returnData": return_data_json(sim.return_data),
+        "innerInstructions": inner_instructions_json(sim.inner_instructions) if cfg.get("innerInstructions") else None,
+        "loadedAccountsDataSize": None,
+    }
+    if replacement is not None:
+        value["replacementBlockhash"] = replacement
+    return context(chain, value)
 
 
 @method("getSignatureStatuses")
