@@ -166,7 +166,8 @@ def test_bad_subscriptions_get_json_rpc_errors(localnet):
                 return json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
 
             assert (await ask("{nope"))["error"]["code"] == -32700
-            assert (await ask({"jsonrpc": "2.0", "id": 1, "method": "fooSubscribe"}))["error"]["code"] == -32601
+            unknown = (await ask({"jsonrpc": "2.0", "id": 1, "method": "fooSubscribe"}))["error"]
+            assert unknown["code"] == -32601 and "fooSubscribe" in unknown["data"]
             bad = await ask({"jsonrpc": "2.0", "id": 2, "method": "accountSubscribe", "params": ["xyz"]})
             assert bad["error"]["code"] == -32602
             gone = await ask({"jsonrpc": "2.0", "id": 3, "method": "slotUnsubscribe", "params": [999]})

@@ -209,7 +209,14 @@ def test_transaction_errors_are_described_in_agaves_words(err, words):
 def test_bad_input_gets_json_rpc_errors_and_the_server_keeps_serving(rpc_localnet):
     url, chain, g = rpc_localnet
     assert httpx.post(url, content=b"{not json").json()["error"]["code"] == -32700
-    assert rpc(url, "getEverything")["error"]["code"] == -32601
+    unknown = rpc(url, "getEverything")["error"]
+    assert unknown["code"] == -32601 and "getEverything" in unknown["data"]  # says which method
+    largest = rpc(url, "getLargestAccounts", [{"filter": "circulating"}])["result"]["value"]
+    lamports = [a["lamports"] for a in largest]
+    assert 0 < len(largest) <= 20 and lamports == sorted(lamports, reverse=True)
+    assert lamports[0] == max(acc.lamports for _, acc in chain.accounts())
+    assert rpc(url, "getLargestAccounts", [{"filter": "nonCirculating"}])["result"]["value"] == []
+    assert rpc(url, "getLargestAccounts", [{"filter": "everything"}])["error"]["code"] == -32602
     assert rpc(url, "getBalance", ["not-a-key"])["error"]["code"] == -32602
     assert rpc(url, "getBalance", [123])["error"]["code"] == -32602
     garbage = base64.b64encode(b"\x01" + bytes(40)).decode()

@@ -34,8 +34,9 @@ def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
     port = free_port_pair()
     with ServerThread((create_app(chain), port), (create_pubsub_app(chain), port + 1)) as server:
         secret = json.dumps(list(bytes(g.admin)))
+        client = g.clients[0]
         proc = subprocess.run(
-            ["node", str(JS / "web3_flow.mjs"), server.url(), secret],
+            ["node", str(JS / "web3_flow.mjs"), server.url(), secret, str(client.pubkey), str(g.mint)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -48,6 +49,21 @@ def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
     assert result["lamports"] == 1_234_567 + 500_000_000 and result["fee"] == 5_000
     assert result["owner"] == "11111111111111111111111111111111"
     assert result["version"]["solana-core"]
+    # jsonParsed, shaped as Agave's account-decoder
+    [token] = result["tokenAccounts"]
+    assert token["pubkey"] == str(client.token) and token["program"] == "spl-token"
+    info = token["parsed"]["info"]
+    assert token["parsed"]["type"] == "account" and info["owner"] == str(client.pubkey)
+    assert info["mint"] == str(g.mint) and info["state"] == "initialized" and info["isNative"] is False
+    assert info["tokenAmount"] == {
+        "amount": str(1_000 * 10**6),
+        "decimals": 6,
+        "uiAmount": 1000.0,
+        "uiAmountString": "1000",
+    }
+    mint = result["mint"]
+    assert mint["type"] == "mint" and mint["info"]["decimals"] == 6 and mint["info"]["isInitialized"] is True
+    assert mint["info"]["mintAuthority"] == str(g.mint_authority.pubkey()) and mint["info"]["freezeAuthority"] is None
     from solders.signature import Signature
 
     record = chain.history[Signature.from_string(result["signature"])]

@@ -325,6 +325,13 @@ class LocalChain:
         acc = self.svm.get_account(key)
         return acc.lamports if acc is not None else 0
 
+    def mint_decimals(self, mint: Pubkey) -> int | None:
+        """A token mint's decimals (None if ``mint`` is not an initialized mint)."""
+        acc = self.get_account(mint)
+        if acc is None or acc.owner not in TOKEN_PROGRAMS or len(acc.data) < 46 or bytes(acc.data)[45] != 1:
+            return None
+        return bytes(acc.data)[44]
+
     def token_balances(self, keys: list[Pubkey]) -> list[TokenBalance]:
         """Token balances (with owner, mint, decimals) of those keys that are token accounts."""
         with self.lock:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import based58
 from solders.message import Message, MessageV0
+from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 from solders.transaction_status import (
     InstructionErrorCustom,
@@ -22,8 +24,9 @@ from solders.transaction_status import (
     TransactionErrorType,
 )
 
+from decentral_chain.abi import MINT_LEN, TOKEN_ACCOUNT_LEN
 from decentral_chain.errors import RpcError
-from decentral_chain.localnet.chain import TokenBalance, TxRecord
+from decentral_chain.localnet.chain import TOKEN_PROGRAMS, TokenBalance, TxRecord
 from decentral_chain.localnet.jsonrpc import config, param
 from decentral_chain.rpc import INVALID_PARAMS, UNSUPPORTED_TRANSACTION_VERSION
 
@@ -53,7 +56,56 @@ def tx_error_json(err: TransactionErrorType | None) -> Any:
     return {name: json.loads(err.to_json())}
 
 
-def account_json(acc: Any, encoding: str, data_slice: dict | None) -> dict:
+def _coption_key(data: bytes, offset: int) -> str | None:
+    """A COption<Pubkey>: 4-byte tag (0 none, 1 some), then the key."""
+    return str(Pubkey.from_bytes(data[offset + 4 : offset + 36])) if data[offset] == 1 else None
+
+
+def parsed_token_data(acc: Any, mint_decimals: Callable[[Pubkey], int | None]) -> dict | None:
+    """A classic SPL Token account or mint as Agave's account-decoder parses it (jsonParsed),
+    or None for anything else (which is then shown as base64, as validators do)."""
+    data = bytes(acc.data)
+    if acc.owner not in TOKEN_PROGRAMS:
+        return None
+    if len(data) == MINT_LEN and data[45] == 1:
+        info: dict[str, Any] = {
+            "decimals": data[44],
+            "freezeAuthority": _coption_key(data, 46),
+            "isInitialized": True,
+            "mintAuthority": _coption_key(data, 0),
+            "supply": str(int.from_bytes(data[36:44], "little")),
+        }
+        kind = "mint"
+    elif len(data) >= TOKEN_ACCOUNT_LEN and data[108] in (1, 2):
+        mint = Pubkey.from_bytes(data[:32])
+        decimals = mint_decimals(mint) or 0
+        info = {
+            "isNative": data[109] == 1,
+            "mint": str(mint),
+            "owner": str(Pubkey.from_bytes(data[32:64])),
+            "state": "initialized" if data[108] == 1 else "frozen",
+            "tokenAmount": token_amount(int.from_bytes(data[64:72], "little"), decimals),
+        }
+        if data[72] == 1:
+            info["delegate"] = _coption_key(data, 72)
+            info["delegatedAmount"] = token_amount(int.from_bytes(data[121:129], "little"), decimals)
+        if data[129] == 1:
+            info["closeAuthority"] = _coption_key(data, 129)
+        if data[109] == 1:
+            info["rentExemptReserve"] = token_amount(int.from_bytes(data[113:121], "little"), decimals)
+        kind = "account"
+    else:
+        return None
+    program = "spl-token" if acc.owner == TOKEN_PROGRAMS[0] else "spl-token-2022"
+    return {"program": program, "parsed": {"info": info, "type": kind}, "space": len(data)}
+
+
+def account_json(
+    acc: Any, encoding: str, data_slice: dict | None, mint_decimals: Callable[[Pubkey], int | None] | None = None
+) -> dict:
+    """An account as the RPC shows it. ``jsonParsed`` parses SPL Token accounts and mints
+    (``mint_decimals`` gives a token account's decimals) and falls back to base64."""
+    parsed = parsed_token_data(acc, mint_decimals or (lambda mint: None)) if encoding == "jsonParsed" else None
     data = bytes(acc.data)
     if data_slice:
         off, length = int(data_slice.get("offset", 0)), int(data_slice.get("length", len(data)))
@@ -65,7 +117,9 @@ def account_json(acc: Any, encoding: str, data_slice: dict | None) -> dict:
                 "Encoded binary (base 58) data should be less than 128 bytes, please use Base64 encoding.",
             )
         encoded: Any = [b58(data), "base58"]
-    elif encoding in ("base64", "jsonParsed"):  # no parser for our accounts: base64, as validators do
+    elif parsed is not None:
+        encoded = parsed
+    elif encoding in ("base64", "jsonParsed"):  # nothing to parse: base64, as validators do
         encoded = [base64.b64encode(data).decode(), "base64"]
     else:
         raise ValueError(f"unsupported encoding {encoding!r}")

@@ -49,7 +49,9 @@ def dispatch(chain: LocalChain, request: Any) -> dict | None:
         return error_response(rid, INVALID_PARAMS, "Invalid params: expected an array")
     handler = METHODS.get(request["method"])
     if handler is None:
-        return error_response(rid, METHOD_NOT_FOUND, "Method not found")
+        return error_response(
+            rid, METHOD_NOT_FOUND, "Method not found", f"{request['method']} is not served by this localnet"
+        )
     try:
         result = handler(chain, params)
     except RpcError as exc:

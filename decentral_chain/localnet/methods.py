@@ -139,7 +139,9 @@ def get_balance(chain: LocalChain, params: list) -> dict:
 def get_account_info(chain: LocalChain, params: list) -> dict:
     cfg = config(params, 1)
     acc = chain.get_account(parse_pubkey(param(params, 0)))
-    value = account_json(acc, cfg.get("encoding") or "base58", cfg.get("dataSlice")) if acc else None
+    value = (
+        account_json(acc, cfg.get("encoding") or "base58", cfg.get("dataSlice"), chain.mint_decimals) if acc else None
+    )
     return context(chain, value)
 
 
@@ -151,7 +153,9 @@ def get_multiple_accounts(chain: LocalChain, params: list) -> dict:
     cfg = config(params, 1)
     accounts = [chain.get_account(parse_pubkey(k)) for k in keys]
     enc = cfg.get("encoding") or "base64"
-    return context(chain, [account_json(a, enc, cfg.get("dataSlice")) if a else None for a in accounts])
+    return context(
+        chain, [account_json(a, enc, cfg.get("dataSlice"), chain.mint_decimals) if a else None for a in accounts]
+    )
 
 
 @method("getProgramAccounts")
@@ -161,7 +165,7 @@ def get_program_accounts(chain: LocalChain, params: list) -> Any:
     filters = cfg.get("filters") or []
     enc = cfg.get("encoding") or "base64"
     out = [
-        {"pubkey": str(k), "account": account_json(a, enc, cfg.get("dataSlice"))}
+        {"pubkey": str(k), "account": account_json(a, enc, cfg.get("dataSlice"), chain.mint_decimals)}
         for k, a in chain.accounts()
         if a.owner == program and matches_filters(bytes(a.data), filters)
     ]
@@ -199,7 +203,12 @@ def get_token_accounts_by_owner(chain: LocalChain, params: list) -> dict:
             continue
         if mint is not None and data[:32] != bytes(mint):
             continue
-        out.append({"pubkey": str(key), "account": account_json(acc, cfg.get("encoding") or "base64", None)})
+        out.append(
+            {
+                "pubkey": str(key),
+                "account": account_json(acc, cfg.get("encoding") or "base64", None, chain.mint_decimals),
+            }
+        )
     return context(chain, out)
 
 
@@ -303,7 +312,7 @@ def simulate_transaction(chain: LocalChain, params: list) -> dict:
         def after(key: Pubkey) -> Any:
             acc = sim.post_accounts.get(key) or chain.get_account(key)
             empty = acc is None or (acc.lamports == 0 and not bytes(acc.data))
-            return None if empty else account_json(acc, encoding, None)
+            return None if empty else account_json(acc, encoding, None, chain.mint_decimals)
 
         accounts = [after(k) for k in addresses]
     value = {
@@ -543,6 +552,18 @@ def get_token_largest_accounts(chain: LocalChain, params: list) -> dict:
 def get_supply(chain: LocalChain, params: list) -> dict:
     total = sum(acc.lamports for _, acc in chain.accounts())
     return context(chain, {"total": total, "circulating": total, "nonCirculating": 0, "nonCirculatingAccounts": []})
+
+
+@method("getLargestAccounts")
+def get_largest_accounts(chain: LocalChain, params: list) -> dict:
+    """The 20 accounts with the most lamports (every account circulates: no stake here)."""
+    cfg = config(params, 0)
+    if cfg.get("filter") not in (None, "circulating", "nonCirculating"):
+        raise ValueError('filter must be "circulating" or "nonCirculating"')
+    if cfg.get("filter") == "nonCirculating":
+        return context(chain, [])
+    ranked = sorted(((acc.lamports, str(key)) for key, acc in chain.accounts()), key=lambda a: (-a[0], a[1]))
+    return context(chain, [{"address": key, "lamports": lamports} for lamports, key in ranked[:20]])
 
 
 @method("getEpochSchedule")

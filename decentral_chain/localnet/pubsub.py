@@ -143,7 +143,11 @@ class Hub:
                 )
             elif sub.kind == "account" and sub.target in writable:
                 acc = self.chain.get_account(sub.target)
-                value = account_json(acc, sub.config.get("encoding") or "base58", None) if acc else None
+                value = (
+                    account_json(acc, sub.config.get("encoding") or "base58", None, self.chain.mint_decimals)
+                    if acc
+                    else None
+                )
                 self._notify(sub, self._context(record.slot, value))
             elif sub.kind == "program":
                 for key in writable:
@@ -154,7 +158,9 @@ class Hub:
                         continue
                     value = {
                         "pubkey": str(key),
-                        "account": account_json(acc, sub.config.get("encoding") or "base64", None),
+                        "account": account_json(
+                            acc, sub.config.get("encoding") or "base64", None, self.chain.mint_decimals
+                        ),
                     }
                     self._notify(sub, self._context(record.slot, value))
 
@@ -229,4 +235,4 @@ def _handle(hub: Hub, session: Session, text: str) -> dict:
             return error_response(rid, exc.code, exc.message, exc.data)
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             return error_response(rid, INVALID_PARAMS, f"Invalid params: {exc}")
-    return error_response(rid, METHOD_NOT_FOUND, "Method not found")
+    return error_response(rid, METHOD_NOT_FOUND, "Method not found", f"{name} is not served by this localnet")

@@ -1,9 +1,11 @@
 // @solana/web3.js against the localnet, default code paths, unpatched:
 // getLatestBlockhash, sendTransaction of a signed transfer, confirmTransaction (which
-// subscribes over the PubSub WebSocket at RPC port + 1), getTransaction, getAccountInfo.
-import { Connection, Keypair, SystemProgram, Transaction } from "@solana/web3.js";
+// subscribes over the PubSub WebSocket at RPC port + 1), getTransaction, getAccountInfo,
+// and the jsonParsed reads of SPL Token accounts: getParsedTokenAccountsByOwner,
+// getParsedAccountInfo of a mint.
+import { Connection, Keypair, PublicKey, SystemProgram, Transaction } from "@solana/web3.js";
 
-const [url, secret] = process.argv.slice(2);
+const [url, secret, tokenOwner, mint] = process.argv.slice(2);
 const connection = new Connection(url, "confirmed");
 const payer = Keypair.fromSecretKey(Uint8Array.from(JSON.parse(secret)));
 const receiver = Keypair.generate();
@@ -19,6 +21,9 @@ const airdrop = await connection.requestAirdrop(receiver.publicKey, 500_000_000)
 const latest = await connection.getLatestBlockhash();
 const airdropConfirmation = await connection.confirmTransaction({ signature: airdrop, ...latest }, "confirmed");
 const account = await connection.getAccountInfo(receiver.publicKey);
+const TOKEN_PROGRAM = new PublicKey("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA");
+const parsedTokens = await connection.getParsedTokenAccountsByOwner(new PublicKey(tokenOwner), { programId: TOKEN_PROGRAM });
+const parsedMint = await connection.getParsedAccountInfo(new PublicKey(mint));
 console.log(JSON.stringify({
   signature,
   confirmationErr: confirmation.value.err,
@@ -29,5 +34,7 @@ console.log(JSON.stringify({
   lamports: account.lamports,
   owner: account.owner.toBase58(),
   version: await connection.getVersion(),
+  tokenAccounts: parsedTokens.value.map((a) => ({ pubkey: a.pubkey.toBase58(), parsed: a.account.data.parsed, program: a.account.data.program })),
+  mint: parsedMint.value.data.parsed,
 }));
 process.exit(0);
