@@ -185,6 +185,57 @@ def test_errors_use_openais_envelope(stack):
     assert raw.status_code == 400 and set(raw.json()["error"]) == {"message", "type", "param", "code"}
 
 
+def test_x_api_key_wins_and_relays_path_is_served(stack):
+    """X-API-Key as well as Authorization: Bearer; with both, X-API-Key decides (Relay's rule);
+    /v2/openai/v1/chat/completions is the same endpoint."""
+    with openai.OpenAI(
+        base_url=stack["url"] + "/v2/openai/v1",
+        api_key="sk-not-a-key-of-ours",
+        max_retries=0,
+        default_headers={"X-API-Key": stack["key"]},
+    ) as client:
+        raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=ASK, max_tokens=4, user="alice")
+    assert raw.parse().choices[0].message.content is not None
+    assert verify(stack, raw.headers, raw.parse().choices[0].message.content).verified
+    with (
+        openai.OpenAI(
+            base_url=stack["url"] + "/v1",
+            api_key=stack["key"],
+            max_retries=0,
+            default_headers={"X-API-Key": "dc-not-a-key"},
+        ) as client,
+        pytest.raises(openai.AuthenticationError),
+    ):
+        client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4)
+
+
+def test_what_the_gateway_cannot_honour_is_named_not_ignored(stack):
+    """tools, logprobs, n > 1 and a max_tokens beyond the context are 400s naming the param
+    (and the limit), before anything is locked."""
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
+    cases = [
+        ({"tools": [tool]}, "tools"),
+        ({"logprobs": True}, "logprobs"),
+        ({"n": 2}, "n"),
+        ({"max_tokens": 100_000}, "max_tokens"),
+        ({"max_completion_tokens": 5_000}, "max_completion_tokens"),
+    ]
+    before = httpx.get(f"{stack['url']}/v1/account", headers={"X-API-Key": stack["key"]}).json()
+    with sdk(stack) as client:
+        for extra, param in cases:
+            with pytest.raises(openai.BadRequestError) as bad:
+                client.chat.completions.create(model=MODEL, messages=ASK, **extra)
+            assert bad.value.body["param"] == param, bad.value.body
+        with pytest.raises(openai.BadRequestError) as big:
+            client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=100_000)
+    assert "context is 1024 tokens" in big.value.body["message"] and "at most" in big.value.body["message"]
+    after = httpx.get(f"{stack['url']}/v1/account", headers={"X-API-Key": stack["key"]}).json()
+    assert (after["credits_remaining"], after["credits_locked"]) == (
+        before["credits_remaining"],
+        before["credits_locked"],
+    )
+
+
 def test_jobs_left_open_by_a_crash_are_resolved_at_start(stack, workers, tmp_path):
     """A journal as a killed gateway leaves it: one job mid-inference, one inferred. The
     next start refunds the first and settles the second with the recorded result."""

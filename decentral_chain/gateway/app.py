@@ -143,14 +143,35 @@ def _state(request: Request) -> State:
 
 
 def _client_wallet(request: Request, state: State) -> Pubkey:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key:
-        raise gw.Unauthorized("Missing API key: send Authorization: Bearer <key>")
-    wallet = state.keys.wallet(key.strip())
+    """The key's wallet: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>`` (when both
+    are sent, X-API-Key wins, as on Relay's API)."""
+    key = request.headers.get("x-api-key", "").strip()
+    if not key:
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        key = bearer.strip() if scheme.lower() == "bearer" else ""
+    if not key:
+        raise gw.Unauthorized("Missing API key: send X-API-Key: <key> or Authorization: Bearer <key>")
+    wallet = state.keys.wallet(key)
     if wallet is None:
         raise gw.Unauthorized("Incorrect API key provided")
     return wallet
+
+
+#: OpenAI request parameters this gateway does not implement (yet): a 400 naming each
+UNSUPPORTED_PARAMS = (
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "parallel_tool_calls",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "audio",
+    "modalities",
+    "prediction",
+    "web_search_options",
+)
 
 
 async def _parse(request: Request) -> ChatCompletionRequest:
@@ -158,6 +179,12 @@ async def _parse(request: Request) -> ChatCompletionRequest:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise gw.InvalidRequest("Request body is not valid JSON") from None
+    if isinstance(body, dict):  # a feature the gateway cannot honour is named, never silently dropped
+        for name in UNSUPPORTED_PARAMS:
+            if body.get(name) not in (None, False, {}, []):
+                raise gw.InvalidRequest(
+                    f"{name} is not supported by this gateway; nothing was run or charged", param=name
+                )
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
@@ -250,7 +277,14 @@ async def _open_job(
         raise gw.InvalidRequest(
             f"messages: the prompt has {prompt_tokens} tokens, the context {worker.context_length}", param="messages"
         )
-    kwargs["max_tokens"] = min(kwargs["max_tokens"], room)
+    if req.completion_limit is not None and req.completion_limit > room:  # said, not bent (OpenAI's behaviour)
+        param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+        raise gw.InvalidRequest(
+            f"{param} is too large: {req.completion_limit}. This model's context is {worker.context_length} tokens "
+            f"and the messages take {prompt_tokens}, so at most {room} completion tokens can be asked for.",
+            param=param,
+        )
+    kwargs["max_tokens"] = min(kwargs["max_tokens"], room)  # the default, when none was asked for
     ceiling = max(1, price(state.settings, prompt_tokens, kwargs["max_tokens"]))
     with _chain_errors():
         free, remembered = await credits_read
@@ -818,6 +852,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v2/openai/v1/chat/completions", chat_completions, methods=["POST"]),  # Relay's path
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/account", account, methods=["GET"]),
             Route("/v1/jobs/{job_id}", job_status, methods=["GET"]),

@@ -44,6 +44,7 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1)
+    user: str | None = Field(default=None, max_length=256)  # the end user, as OpenAI takes it: accepted
 
     @model_validator(mode="after")
     def _stops(self) -> ChatCompletionRequest:
