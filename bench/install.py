@@ -41,7 +41,7 @@ def measure() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         subprocess.run(
-            [sys.executable, "-m", "build", "--wheel", "--outdir", tmp_path / "dist", ROOT],
+            [sys.executable, "-m", "build", "--outdir", tmp_path / "dist", ROOT],  # the wheel from the sdist
             check=True,
             capture_output=True,
         )

@@ -67,7 +67,10 @@ _PUBKEYS: dict[int, tuple[Keypair, Pubkey]] = {}
 
 def pubkey_of(keypair: Keypair) -> Pubkey:
     """``keypair.pubkey()``, remembered per keypair object: solders derives it again on every
-    call (~30 µs, as much as signing), and a gateway signs with the same keypair all day."""
+    call (~30 µs, as much as signing), and a gateway signs with the same keypair all day.
+    Other signers (a worker's consent, one per settlement) are asked each time, not kept."""
+    if not isinstance(keypair, Keypair):
+        return keypair.pubkey()
     hit = _PUBKEYS.get(id(keypair))
     if hit is None or hit[0] is not keypair:
         if len(_PUBKEYS) >= 1024:

@@ -1,3 +1,0 @@
-from decentral_chain.cli import main
-
-main()

@@ -1,1 +1,0 @@
-"""The local chain: a real SVM (LiteSVM from solders) with the escrow deployed."""
