@@ -345,40 +345,25 @@ class EscrowClient:
             owner,
         )
 
+    def _lock_ix(self, gateway: Keypair, client: Pubkey, job_id: bytes, amount: int, worker: Pubkey) -> Instruction:
+        return ix.build_lock_job(
+            gateway=pubkey_of(gateway),
+            client=client,
+            job_id=job_id,
+            amount=amount,
+            worker=worker,
+            program_id=self.program_id,
+        )
+
     async def prepare_lock_job(
         self, gateway: Keypair, client: Pubkey, job_id: bytes, amount: int, worker: Pubkey
     ) -> PreparedTransaction:
-        return await self.prepare(
-            [
-                ix.build_lock_job(
-                    gateway=pubkey_of(gateway),
-                    client=client,
-                    job_id=job_id,
-                    amount=amount,
-                    worker=worker,
-                    program_id=self.program_id,
-                )
-            ],
-            gateway,
-        )
+        return await self.prepare([self._lock_ix(gateway, client, job_id, amount, worker)], gateway)
 
     async def lock_job(
         self, gateway: Keypair, client: Pubkey, job_id: bytes, amount: int, worker: Pubkey, *, confirm: bool = True
     ) -> Signature:
-        return await self.send(
-            [
-                ix.build_lock_job(
-                    gateway=gateway.pubkey(),
-                    client=client,
-                    job_id=job_id,
-                    amount=amount,
-                    worker=worker,
-                    program_id=self.program_id,
-                )
-            ],
-            gateway,
-            confirm=confirm,
-        )
+        return await self.send([self._lock_ix(gateway, client, job_id, amount, worker)], gateway, confirm=confirm)
 
     async def settle_job(
         self,
