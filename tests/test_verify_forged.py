@@ -537,7 +537,7 @@ def test_the_cli_prints_one_line_for_a_garbage_rpc(net, lying, tmp_path):
 @pytest.fixture
 def slow_finality(program_elf):
     g = build_genesis(program_elf)
-    chain = LocalChain.from_genesis(g, slot_ms=100, finality_slots=10)
+    chain = LocalChain.from_genesis(g, slot_ms=100, finality_slots=30)
     with ServerThread((create_app(chain), 0)) as server:
         yield Net(server.url(), chain, g, g.program_id)
 
@@ -577,7 +577,7 @@ def test_finalized_means_finality_slots_later(slow_finality):
     assert failed(early) == {"transactions"}
     assert "not found at finalized, confirmed only" in early.check("transactions").detail
     assert n.verify(receipt, commitment="confirmed", wait=0).verified
-    waited = n.verify(receipt, commitment="finalized", wait=5)  # ten 100 ms slots
+    waited = n.verify(receipt, commitment="finalized", wait=15)  # thirty 100 ms slots
     assert waited.verified, waited.to_dict()
     assert settle in block("finalized")["result"]["signatures"]
     processed = httpx.post(
