@@ -152,3 +152,56 @@ def test_the_core_install_names_the_extra_a_command_needs(clean_venv, tmp_path):
     )
     assert helped.returncode == 0, helped.stderr
     assert helped.stdout.strip().splitlines()[-1] == "[]"  # --help imports none of it
+
+
+def test_the_localnet_extra_deploys_the_shipped_program_without_a_compiler(dist, tmp_path):
+    """[localnet] without [build]: no ziglang, no sources — `decentral localnet` deploys the
+    binary shipped in the wheel, byte for byte."""
+    import base64
+    import time
+
+    import httpx
+
+    from decentral_chain.localnet.server import free_port_pair
+    from decentral_chain.pda import program_data_address
+
+    home = tmp_path / "venv"
+    venv.create(home, with_pip=True)
+    wheel = next(dist.glob("*.whl"))
+    installed = run(
+        home / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{wheel}[localnet]"
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    assert run(home / "bin" / "python", "-c", "import ziglang").returncode != 0  # no compiler here
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    port = free_port_pair()
+    proc = subprocess.Popen(
+        [home / "bin" / "decentral", "localnet", "--port", str(port), "--keys-dir", str(tmp_path / "keys")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while not (tmp_path / "keys" / "addresses.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        account = None
+        while account is None and time.monotonic() < deadline:
+            try:
+                account = httpx.post(
+                    url,
+                    json={
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "getAccountInfo",
+                        "params": [str(program_data_address()), {"encoding": "base64", "commitment": "processed"}],
+                    },
+                ).json()["result"]
+            except httpx.TransportError:
+                time.sleep(0.1)
+        deployed = base64.b64decode(account["value"]["data"][0])[45:]
+        assert deployed[: len(SHIPPED_PATH.read_bytes())] == SHIPPED_PATH.read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
