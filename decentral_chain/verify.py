@@ -165,6 +165,13 @@ def _own_event(run: Run | None, cls: type) -> Any:
     return found[0] if len(found) == 1 else None
 
 
+def _closing_event(run: Run | None) -> JobSettled | JobRefunded | None:
+    """The JobSettled / JobRefunded a settle_job / refund_job run logged itself (or None)."""
+    if run is None:
+        return None
+    return _own_event(run, JobSettled if run.ix.name == "settle_job" else JobRefunded)
+
+
 def _fee(cost: int, fee_bps: int) -> int:
     return cost * fee_bps // BPS_DENOMINATOR
 
@@ -361,8 +368,7 @@ class Verifier:
         ]
         locked_run, closed_run = self._pair(receipt, locks, closes)
         locked_ev = _own_event(locked_run, JobLocked)
-        close_cls = JobSettled if closed_run is not None and closed_run.ix.name == "settle_job" else JobRefunded
-        closed_ev = _own_event(closed_run, close_cls)
+        closed_ev = _closing_event(closed_run)
 
         if not lock.ok:
             add("lock", Status.SKIP, "lock transaction unavailable or failed")
@@ -462,7 +468,7 @@ class Verifier:
         the first candidates, so that the lifecycle check reports the mismatch."""
 
         def wanted(run: Run) -> bool:
-            event = _own_event(run, JobSettled if run.ix.name == "settle_job" else JobRefunded)
+            event = _closing_event(run)
             kind = "settled" if run.ix.name == "settle_job" else "refunded"
             return kind == receipt.outcome and (receipt.nonce is None or getattr(event, "nonce", None) == receipt.nonce)
 
@@ -470,8 +476,7 @@ class Verifier:
             (lk, cl)
             for cl in closes
             for lk in locks
-            if (key := _lifecycle(_own_event(lk, JobLocked))) is not None
-            and key == _lifecycle(_own_event(cl, JobSettled if cl.ix.name == "settle_job" else JobRefunded))
+            if (key := _lifecycle(_own_event(lk, JobLocked))) is not None and key == _lifecycle(_closing_event(cl))
         ]
         best = [p for p in pairs if wanted(p[1])] or pairs
         if best:

@@ -128,11 +128,14 @@ class State:
             await asyncio.wait(tasks, timeout=LANDING_WAIT_S)
 
 
+def price_at(per_1k_prompt: int, per_1k_completion: int, prompt_tokens: int, completion_tokens: int) -> int:
+    """Credits for a job at these rates per 1,000 tokens, rounded up to the whole credit."""
+    return math.ceil((prompt_tokens * per_1k_prompt + completion_tokens * per_1k_completion) / 1000)
+
+
 def price(settings: GatewaySettings, prompt_tokens: int, completion_tokens: int) -> int:
-    """Credits for a job, rounded up to the whole credit."""
-    return math.ceil(
-        (prompt_tokens * settings.price_per_1k_prompt + completion_tokens * settings.price_per_1k_completion) / 1000
-    )
+    """Credits for a job at the gateway's published price."""
+    return price_at(settings.price_per_1k_prompt, settings.price_per_1k_completion, prompt_tokens, completion_tokens)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -379,14 +382,9 @@ async def _sign_settlement(
         nonce=produced.nonce,
         program_id=state.escrow.program_id,
     )
-    prices = worker.spec.price_per_1k  # the worker's own published price, if it has one
-
-    def worker_price(prompt_tokens: int, completion_tokens: int) -> int:
-        if prices is None:
-            return price(state.settings, prompt_tokens, completion_tokens)
-        return math.ceil((prompt_tokens * prices[0] + completion_tokens * prices[1]) / 1000)
-
-    consent = worker.consent(produced, worker_price, state.escrow.program_id)
+    # the worker's own published price, if it has one, else the gateway's
+    rates = worker.spec.price_per_1k or (state.settings.price_per_1k_prompt, state.settings.price_per_1k_completion)
+    consent = worker.consent(produced, lambda p, c: price_at(*rates, p, c), state.escrow.program_id)
     pending = await state.escrow.prepare([ix], state.gateway, [consent])
     state.journal.update(
         job_uuid,

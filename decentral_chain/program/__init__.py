@@ -5,7 +5,6 @@ checks this binary; one with it can rebuild and compare."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 SHIPPED_PATH = Path(__file__).resolve().parent / "decentral_escrow.so"
@@ -13,7 +12,3 @@ SHIPPED_PATH = Path(__file__).resolve().parent / "decentral_escrow.so"
 
 def shipped_program() -> bytes:
     return SHIPPED_PATH.read_bytes()
-
-
-def shipped_sha256() -> str:
-    return hashlib.sha256(shipped_program()).hexdigest()
