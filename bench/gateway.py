@@ -45,9 +45,9 @@ from rich.table import Table  # noqa: E402
 from solders.keypair import Keypair  # noqa: E402
 
 from decentral_chain.client import EscrowClient  # noqa: E402
-from decentral_chain.gateway.app import llama_kwargs  # noqa: E402
 from decentral_chain.gateway.keys import KeyStore  # noqa: E402
 from decentral_chain.gateway.model import default_model_path  # noqa: E402
+from decentral_chain.gateway.routes import llama_kwargs  # noqa: E402
 from decentral_chain.gateway.schemas import ChatCompletionRequest  # noqa: E402
 from decentral_chain.gateway.workers import Worker, WorkerSpec  # noqa: E402
 from decentral_chain.localnet.genesis import USDC  # noqa: E402

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,7 +129,10 @@ class EscrowClient:
     async def prepare(
         self, instructions: Sequence[Instruction], payer: Keypair, signers: Sequence[Keypair] = ()
     ) -> PreparedTransaction:
-        """Sign against a recent blockhash; the signature is known from here on."""
+        """Sign against a recent blockhash; the signature is known from here on.
+
+        A signer other than a Keypair (a worker's consent, perhaps in another process) may
+        answer ``sign_message`` with an awaitable; its signature is checked before use."""
         blockhash, last_valid = await self._recent_blockhash()
         payer_key = pubkey_of(payer)
         message = Message.new_with_blockhash(list(instructions), payer_key, blockhash)
@@ -138,7 +142,15 @@ class EscrowClient:
         required = message.account_keys[: message.header.num_required_signatures]
         if all(k in keys for k in required):
             signed = bytes(message)
-            tx = VersionedTransaction.populate(message, [keys[k].sign_message(signed) for k in required])
+            signatures = []
+            for k in required:
+                signature = keys[k].sign_message(signed)
+                if inspect.isawaitable(signature):
+                    signature = await signature
+                    if not signature.verify(k, signed):
+                        raise DecodeError(f"the signature given for {k} does not verify over the message")
+                signatures.append(signature)
+            tx = VersionedTransaction.populate(message, signatures)
         else:  # solders names what is missing
             tx = VersionedTransaction(message, list(keys.values()))
         return PreparedTransaction(tx, last_valid, tuple(instructions), payer, tuple(signers))

@@ -15,7 +15,11 @@
     ├── BuildError                the compiler failed (its diagnostics)
     ├── LinkError                 an object cannot become an sBPF program (names the culprit)
     ├── MissingExtra              a command needs an optional extra that is not installed
-    ├── ModelError, WorkerError   the gateway's model and llama.cpp workers
+    ├── ModelError                the model file could not be fetched, checked or read
+    ├── WorkerError               a worker could not load its model or run a call
+    │   ├── WorkerUnavailable     ... failed before its first token (retried elsewhere)
+    │   ├── WorkerLost            ... failed mid-stream
+    │   └── UsageDisputed         ... reported more tokens than the gateway counted
     ├── ConsentRefused            a worker will not sign a settlement it did not produce
     ├── NoWorkerFree              every worker busy and the queue full (retry_after)
     └── GatewayError              an HTTP error of the gateway, in OpenAI's envelope
@@ -93,6 +97,19 @@ class ModelError(DecentralError):
 
 class WorkerError(DecentralError):
     """A worker could not load its model or run a call."""
+
+
+class WorkerUnavailable(WorkerError):
+    """A worker failed before its first token (unreachable, refused, crashed): nothing was
+    produced, so the job is refunded and the request may go to another worker."""
+
+
+class WorkerLost(WorkerError):
+    """A worker failed after its first token (it died mid-stream)."""
+
+
+class UsageDisputed(WorkerError):
+    """A worker reported more tokens than the gateway counts itself."""
 
 
 class ConsentRefused(DecentralError):

@@ -655,7 +655,7 @@ def test_a_deposit_counts_at_once(stack):
 def test_settlements_of_one_tick_are_sent_together():
     """Settlements wait for the next tick, so those signed within one tick wake in the same
     loop turn (EscrowClient then sends them in one JSON-RPC batch)."""
-    from decentral_chain.gateway.app import next_tick
+    from decentral_chain.gateway.lifecycle import next_tick
 
     async def run():
         loop = asyncio.get_running_loop()

@@ -4,6 +4,7 @@ The job it left open is resolved at start and no credit is lost."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -20,6 +21,8 @@ from decentral_chain.gateway.keys import KeyStore
 from decentral_chain.localnet.genesis import USDC
 from decentral_chain.localnet.keys import read_keypair
 from decentral_chain.localnet.server import free_port_pair
+from decentral_chain.receipts import Receipt
+from decentral_chain.verify import verify_receipt
 
 CLI = [sys.executable, "-m", "decentral_chain.cli"]
 
@@ -36,7 +39,7 @@ def wait_until(check, timeout=60.0):
         time.sleep(0.1)
 
 
-def test_sigkill_mid_stream_then_restart_resolves_the_job(tmp_path):
+def test_sigkill_mid_stream_then_restart_settles_what_was_delivered(tmp_path):
     rpc_port, gw_port = free_port_pair(), free_port_pair()
     env = {
         **os.environ,
@@ -120,16 +123,31 @@ def test_sigkill_mid_stream_then_restart_resolves_the_job(tmp_path):
         journal = Journal(tmp_path / "journal.db")
         row = journal.get(job_id)
         journal.close()
-        assert row["state"] == "refunded", row
+        # the client was sent part of the answer: it pays for exactly that, with the worker's signature
+        assert row["state"] == "settled", row
+        assert row["delivered_tokens"] >= 1 and row["completion_tokens"] == row["delivered_tokens"]
+        assert row["result_hash"] == hashlib.sha256(row["delivered_text"].encode()).hexdigest()
         job, credits = asyncio.run(job_open())
-        assert job is None and credits.locked == 0 and credits.free == 2 * USDC  # nothing lost
+        assert job is None and credits.locked == 0 and credits.free == 2 * USDC - row["cost"]  # nothing lost
+        receipt = Receipt(
+            job_id=job_id,
+            lock_tx=row["lock_tx"],
+            settlement_tx=row["settlement_tx"],
+            worker=row["worker"],
+            client=row["client"],
+            cost=row["cost"],
+            result_hash=row["result_hash"],
+            nonce=row["nonce"],
+        )
+        report = asyncio.run(verify_receipt(rpc, receipt, response=row["delivered_text"].encode()))
+        assert report.verified, report.failures
 
         async def vault():
             async with EscrowClient(rpc) as escrow:
                 cfg = await escrow.get_config()
                 return await escrow.token_balance(cfg.vault)
 
-        assert asyncio.run(vault()) == credits.free
+        assert asyncio.run(vault()) == credits.free  # vault = Σ free + Σ locked (one client)
     finally:
         for proc in processes:
             if proc.poll() is None:

@@ -15,7 +15,7 @@ a recent reading instead, kept honest in four ways:
 * a request the reading would refuse is checked against the chain before it gets 402, so
   a deposit counts at once;
 * a lock the chain refuses anyway (credits withdrawn since the reading) ends the request
-  with 402 and nothing charged (``app._locked``).
+  with 402 and nothing charged (``lifecycle.locked``).
 """
 
 from __future__ import annotations

@@ -50,6 +50,10 @@ class JobNotFound(GatewayError):
     status, type, code = 404, "invalid_request_error", "job_not_found"
 
 
+class WorkerFailed(GatewayError):
+    status, type, code = 502, "server_error", "worker_failed"
+
+
 class NoWorkerAvailable(GatewayError):
     status, type, code = 503, "server_error", "no_worker_free"
 

@@ -7,6 +7,10 @@
 ``locked`` is written when the lock is signed, before it is sent; the Job's lifecycle nonce
 is added once the lock has landed (read from the Job account).
 
+While a stream runs, the text handed to the client and its token count are written after
+each chunk (``delivered_*``): a crash mid-stream is settled for exactly that, with the
+worker's signature, or refunded when nothing was delivered.
+
 ``settling`` is written once inference finished and the settlement is signed: cost, result
 hash, token counts, the settlement's signature and bytes, in one write, before the answer
 goes out. A row in a non-final state after a crash names exactly what is owed: settle with
@@ -40,6 +44,8 @@ COLUMNS = (
     "error",
     "settlement_raw",
     "nonce",
+    "delivered_tokens",
+    "delivered_text",
 )
 
 
@@ -59,13 +65,24 @@ class Journal:
             self.db.execute("ALTER TABLE jobs ADD COLUMN settlement_raw BLOB")
         if "nonce" not in columns:  # a journal written before Jobs had lifecycle nonces
             self.db.execute("ALTER TABLE jobs ADD COLUMN nonce INTEGER")
+        if "delivered_tokens" not in columns:  # a journal written before streams were journaled
+            self.db.execute("ALTER TABLE jobs ADD COLUMN delivered_tokens INTEGER")
+            self.db.execute("ALTER TABLE jobs ADD COLUMN delivered_text TEXT")
 
-    def open(self, job_id: str, client: str, worker: str, amount: int, lock_tx: str) -> None:
+    def open(
+        self, job_id: str, client: str, worker: str, amount: int, lock_tx: str, prompt_tokens: int | None = None
+    ) -> None:
         now = time.time()
         self.db.execute(
-            "INSERT INTO jobs (job_id, client, worker, amount, state, lock_tx, created, updated) "
-            "VALUES (?, ?, ?, ?, 'locked', ?, ?, ?)",
-            (job_id, client, worker, amount, lock_tx, now, now),
+            "INSERT INTO jobs (job_id, client, worker, amount, state, lock_tx, prompt_tokens, created, updated) "
+            "VALUES (?, ?, ?, ?, 'locked', ?, ?, ?, ?)",
+            (job_id, client, worker, amount, lock_tx, prompt_tokens, now, now),
+        )
+
+    def deliver(self, job_id: str, text: str, tokens: int) -> None:
+        """What a stream has handed to its client so far (the state is unchanged)."""
+        self.db.execute(
+            "UPDATE jobs SET delivered_text = ?, delivered_tokens = ? WHERE job_id = ?", (text, tokens, job_id)
         )
 
     def update(self, job_id: str, state: str, **fields: Any) -> None:

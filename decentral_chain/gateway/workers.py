@@ -7,17 +7,26 @@ worker holds its own keypair: its address is where its jobs are paid, and its si
 given only to a settlement it checked (:mod:`decentral_chain.gateway.consent`) — is what
 ``settle_job`` requires.
 
-:class:`WorkerPool` hands out free workers; callers beyond the free workers wait in a
-bounded queue, and past that :class:`NoWorkerFree` (the gateway's 503, with retry_after).
+The gateway sees every worker — this in-process :class:`Worker` or a
+:class:`~decentral_chain.gateway.remote.RemoteWorker` in another process or on another
+machine — through one surface: ``wallet``, ``capacity``, ``healthy``, ``prompt_tokens()``,
+``complete()``, ``stream_chat()`` and ``signer()`` (the consent that co-signs a settlement).
+
+:class:`WorkerPool` hands out the healthy, least-busy worker with a free slot; callers
+beyond the free slots wait in a bounded queue, and past that :class:`NoWorkerFree` (the
+gateway's 503, with retry_after).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,9 +36,19 @@ from solders.pubkey import Pubkey
 
 from decentral_chain.errors import NoWorkerFree, WorkerError
 from decentral_chain.gateway.consent import ConsentSigner, Produced
+from decentral_chain.gateway.tokens import Tokenizer
 
 T = TypeVar("T")
 _STOP = object()
+
+
+@dataclass(slots=True)
+class Completion:
+    """A finished chat completion (OpenAI's shape, ``usage`` by the worker's count) and how
+    long the model itself took."""
+
+    result: dict[str, Any]
+    inference_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +64,12 @@ class WorkerSpec:
 
 
 class Worker:
+    """In-process: one llama.cpp instance on a thread of its own."""
+
+    capacity = 1
+    healthy = True
+    remote = False
+
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self._calls: queue.Queue = queue.Queue()
@@ -53,16 +78,30 @@ class Worker:
         self._load_error: BaseException | None = None
         self.llama: Any = None
         self.context_length = spec.n_ctx
-        self._formatter: Any = None
+        self.tokenizer: Tokenizer | None = None
         self._wallet = spec.keypair.pubkey()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
     def wallet(self) -> Pubkey:
         return self._wallet
 
-    def consent(self, produced: Produced, price: Callable[[int, int], int], program_id: Pubkey) -> ConsentSigner:
+    @property
+    def price(self) -> tuple[int, int] | None:
+        return self.spec.price_per_1k
+
+    def signer(self, job_uuid: str, produced: Produced, price: Callable[[int, int], int], program_id: Pubkey):
         """The worker's signature for the one settlement that matches what it produced."""
         return ConsentSigner(self.spec.keypair, produced, price, program_id)
+
+    async def complete(self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any]) -> Completion:
+        return Completion(*await self.call(lambda llama: _timed_completion(llama, kwargs)))
+
+    def stream_chat(self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any]) -> AsyncIterator[dict]:
+        return self.stream(lambda llama: llama.create_chat_completion(stream=True, **kwargs))
 
     def start(self, timeout: float = 120.0) -> Worker:
         self._thread.start()
@@ -84,11 +123,7 @@ class Worker:
             )
             self.llama.create_completion("warm", max_tokens=1)  # warm on this thread
             self.context_length = self.llama.n_ctx()
-            template = self.llama.metadata.get("tokenizer.chat_template")
-            if template:
-                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-                self._formatter = Jinja2ChatFormatter(template, eos_token="", bos_token="")
+            self.tokenizer = Tokenizer(self.llama)
         except BaseException as exc:  # reported to start(); the thread ends
             self._load_error = exc
             self._loaded.set()
@@ -110,11 +145,8 @@ class Worker:
         caller's thread (no hop to the inference thread and back): tokenizing reads only the
         vocabulary, which inference never changes — llama.cpp's own server tokenizes on its
         HTTP threads too."""
-        if self._formatter is not None:
-            text = self._formatter(messages=messages).prompt
-        else:
-            text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-        return len(self.llama.tokenize(text.encode(), add_bos=True, special=True))
+        assert self.tokenizer is not None, "start() the worker first"
+        return self.tokenizer.prompt_tokens(messages)
 
     def submit(self, fn: Callable[[Any], T]) -> concurrent.futures.Future[T]:
         """Run ``fn(llama)`` on this worker's thread."""
@@ -165,45 +197,88 @@ class Worker:
         self._thread.join(timeout=30)
 
 
-class WorkerPool:
-    """Free workers are handed out at once; up to ``max_waiting`` callers wait for one, in
-    the order they came. The worker freed last goes out first: under light load one warm
-    instance serves (its CPU caches and llama.cpp's prompt-prefix cache still hold the last
-    job), about 5% faster than taking turns."""
+def _timed_completion(llama: Any, kwargs: dict[str, Any]) -> tuple[dict, float]:
+    """create_chat_completion on the worker thread, and how long exactly that call took."""
+    start = time.perf_counter()
+    result = llama.create_chat_completion(**kwargs)
+    return result, time.perf_counter() - start
 
-    def __init__(self, workers: list[Worker], *, max_waiting: int = 8, retry_after: float = 1.0) -> None:
+
+class WorkerPool:
+    """Hands out a slot of the healthy worker least busy (busy slots / capacity); among equals
+    the one freed last, since under light load one warm instance serves (its CPU caches and
+    llama.cpp's prompt-prefix cache still hold the last job), about 5% faster than taking
+    turns. Up to ``max_waiting`` callers wait for a slot, in the order they came."""
+
+    def __init__(self, workers: Sequence[Any], *, max_waiting: int = 8, retry_after: float = 1.0) -> None:
         if not workers:
             raise ValueError("a pool needs at least one worker")
-        self.workers = workers
+        self.workers = list(workers)
         self.max_waiting = max_waiting
         self.retry_after = retry_after
-        self._free: asyncio.Queue[Worker] | None = None
-        self._waiting = 0
+        self._busy = {id(w): 0 for w in self.workers}
+        self._freed = {id(w): 0 for w in self.workers}  # when each was last released (a counter)
+        self._clock = itertools.count(1)
+        self._waiters: deque[tuple[asyncio.Future, frozenset[int]]] = deque()
 
-    def _queue(self) -> asyncio.Queue[Worker]:
-        if self._free is None:
-            self._free = asyncio.LifoQueue()
-            for w in self.workers:
-                self._free.put_nowait(w)
-        return self._free
+    def _pick(self, exclude: frozenset[int]) -> Any | None:
+        free = [w for w in self.workers if w.healthy and id(w) not in exclude and self._busy[id(w)] < w.capacity]
+        if not free:
+            return None
+        return min(free, key=lambda w: (self._busy[id(w)] / w.capacity, -self._freed[id(w)]))
 
-    async def acquire(self) -> Worker:
-        free = self._queue()
-        if free.empty() and self._waiting >= self.max_waiting:
+    async def acquire(self, exclude: Sequence[Any] = ()) -> Any:
+        """A slot of a worker not in ``exclude``; NoWorkerFree if none can come soon."""
+        skip = frozenset(id(w) for w in exclude)
+        worker = self._pick(skip)
+        if worker is not None:
+            self._busy[id(worker)] += 1
+            return worker
+        if len(self._waiters) >= self.max_waiting or not any(w.healthy and id(w) not in skip for w in self.workers):
             raise NoWorkerFree(self.retry_after)
-        self._waiting += 1
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        entry = (future, skip)
+        self._waiters.append(entry)
         try:
-            return await free.get()
-        finally:
-            self._waiting -= 1
+            return await future
+        except BaseException:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+            elif future.done() and not future.cancelled():  # handed a slot as we were cancelled
+                self.release(future.result())
+            raise
 
-    def release(self, worker: Worker) -> None:
-        self._queue().put_nowait(worker)
+    def release(self, worker: Any) -> None:
+        self._busy[id(worker)] -= 1
+        self._freed[id(worker)] = next(self._clock)
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Hand free slots to waiters, in order (also after a worker turns healthy)."""
+        while self._waiters:
+            future, skip = self._waiters[0]
+            if future.done():
+                self._waiters.popleft()
+                continue
+            worker = self._pick(skip)
+            if worker is None:
+                return
+            self._waiters.popleft()
+            self._busy[id(worker)] += 1
+            future.set_result(worker)
+
+    def busy_slots(self, worker: Any) -> int:
+        return self._busy[id(worker)]
 
     @property
     def busy(self) -> int:
-        return len(self.workers) - self._queue().qsize()
+        return sum(self._busy.values())
+
+    @property
+    def capacity(self) -> int:
+        return sum(w.capacity for w in self.workers if w.healthy)
 
     def close(self) -> None:
         for w in self.workers:
-            w.close()
+            if not w.remote:
+                w.close()
