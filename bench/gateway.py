@@ -2,7 +2,9 @@
 
     python bench/gateway.py            a table
     python bench/gateway.py --json     {"added_latency_ms_p50": <ms>, "tokens_per_s_ratio": <r>,
-                                        "jobs_per_s_8_clients": <n>}
+                                        "jobs_per_s_8_clients": <n>,
+                                        "remote_added_latency_ms_p50": <ms>,
+                                        "jobs_per_s_2_remote_workers": <n>}
 
 added_latency_ms_p50   per request, the latency the client observes (HTTP, auth, credits check,
                        prompt count, lock signed and sent, the model call, settlement signed)
@@ -17,6 +19,13 @@ added_latency_ms_p50   per request, the latency the client observes (HTTP, auth,
                        the direct one by tokens_per_s_ratio.
 tokens_per_s_ratio     completion tokens per second through the gateway / directly
 jobs_per_s_8_clients   settled jobs per second with 8 concurrent clients, 2 workers
+remote_added_latency_ms_p50
+                       what the remote hop adds: the same added latency through a second
+                       gateway whose 2 workers are `decentral worker` processes on loopback
+                       (the signed request, the worker's HTTP, its consent round trip over
+                       HTTP), minus the in-process figure above
+jobs_per_s_2_remote_workers
+                       settled jobs per second with 8 concurrent clients through that gateway
 Same model (SmolLM2-135M Q4_1), same prompts, temperature 0 and a seed, so both sides
 generate the same tokens.
 """
@@ -108,11 +117,13 @@ def _wait(check, what: str, timeout: float = 120.0) -> None:
 
 
 @contextlib.contextmanager
-def deployment(tmp: Path) -> Iterator[tuple[str, str, dict]]:
-    """The localnet and the gateway as they are deployed: each its own process
-    (`decentral localnet`, `decentral gateway` with 2 workers). Yields the gateway URL, an
-    API key with 100 USDC of credits behind it, and the localnet's addresses."""
-    rpc_port, gw_port = free_port_pair(), free_port_pair()
+def deployment(tmp: Path) -> Iterator[tuple[str, str, str]]:
+    """The localnet and the gateways as they are deployed: each its own process
+    (`decentral localnet`, `decentral gateway` with 2 in-process workers, and a second
+    `decentral gateway --worker URL --worker URL` in front of 2 `decentral worker`
+    processes). Yields both gateway URLs and an API key with 100 USDC of credits behind it."""
+    rpc_port, gw_port, remote_port = free_port_pair(), free_port_pair(), free_port_pair()
+    worker_ports = [free_port_pair(), free_port_pair()]
     env = {
         **os.environ,
         "DECENTRAL_GATEWAY_KEYS_DB": str(tmp / "keys.db"),
@@ -154,13 +165,38 @@ def deployment(tmp: Path) -> Iterator[tuple[str, str, dict]]:
                 **quiet,
             )
         )
-        url = f"http://127.0.0.1:{gw_port}"
+        gateway_key = str(read_keypair(tmp / "gateway-keypair.json").pubkey())
+        for i, port in enumerate(worker_ports):
+            worker = [*CLI, "worker", "--port", str(port), "--keypair", str(tmp / f"worker-{i + 1}-keypair.json")]
+            worker += ["--gateway", gateway_key, "--rpc-url", addresses["rpc_url"], "--n-ctx", "512"]
+            processes.append(subprocess.Popen([*worker, "--ledger", str(tmp / f"ledger-{i}.db")], **quiet))
+        for port in worker_ports:
+            _wait(lambda port=port: httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200, "a worker")
+        remote = [
+            *CLI,
+            "gateway",
+            "--port",
+            str(remote_port),
+            "--rpc-url",
+            addresses["rpc_url"],
+            "--gateway-keypair",
+            str(tmp / "gateway-keypair.json"),
+            *(arg for port in worker_ports for arg in ("--worker", f"http://127.0.0.1:{port}")),
+        ]
+        processes.append(subprocess.Popen(remote, **{**quiet, "env": {**env, **remote_env(tmp)}}))
+        url, remote_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{remote_port}"
         _wait(lambda: httpx.get(f"{url}/health").status_code == 200, "the gateway")
-        yield url, key, addresses
+        _wait(lambda: httpx.get(f"{remote_url}/health").json()["healthy"] == 2, "the remote workers' gateway")
+        yield url, remote_url, key
     finally:
         for proc in processes:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def remote_env(tmp: Path) -> dict[str, str]:
+    """The second gateway's own journal (the key store is shared)."""
+    return {"DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp / "journal-remote.db")}
 
 
 def httpx_overhead_ms(http: HTTPConnection, base: str, auth: dict) -> float:
@@ -181,7 +217,7 @@ def httpx_overhead_ms(http: HTTPConnection, base: str, auth: dict) -> float:
 
 def measure() -> dict:
     path = default_model_path()
-    with tempfile.TemporaryDirectory() as tmp, deployment(Path(tmp)) as (base, key, addresses):
+    with tempfile.TemporaryDirectory() as tmp, deployment(Path(tmp)) as (base, remote_base, key):
         direct = Worker(WorkerSpec("direct", path, Keypair(), n_ctx=512)).start()
         host, port = base.removeprefix("http://").split(":")
         auth = {"authorization": f"Bearer {key}"}
@@ -198,7 +234,7 @@ def measure() -> dict:
         around = []  # per request: client-observed latency minus the gateway's model call
         model_calls, direct_calls = [], []  # ms: the gateway's model call, the direct one
 
-        def through_gateway(body: dict) -> tuple[float, int]:
+        def through_gateway(body: dict, http: HTTPConnection = http, around: list = around) -> tuple[float, int]:
             payload = json.dumps(body)
             start = time.perf_counter()
             http.request(
@@ -240,7 +276,20 @@ def measure() -> dict:
                 gateway_time += through
                 direct_time += alone
 
-        async def clients() -> float:
+        # the same requests through the gateway whose workers are processes of their own
+        remote_host, remote_port = remote_base.removeprefix("http://").split(":")
+        remote_http = HTTPConnection(remote_host, int(remote_port), timeout=120)
+        with httpx.Client(timeout=120, headers=auth) as warm:
+            for _ in range(2):
+                warm.post(remote_base + "/v1/chat/completions", json=request("warm up", 4)).raise_for_status()
+        around_remote: list[float] = []
+        for _ in range(REPEATS):
+            for prompt in PROMPTS:
+                time.sleep(QUIET_S)
+                through_gateway(request(prompt), remote_http, around_remote)
+        remote_http.close()
+
+        async def clients(url: str = url) -> float:
             async with httpx.AsyncClient(timeout=120, headers=auth) as ahttp:
 
                 async def one_client(c: int) -> None:
@@ -253,6 +302,7 @@ def measure() -> dict:
                 return CLIENTS * JOBS_PER_CLIENT / (time.perf_counter() - start)
 
         jobs = asyncio.run(clients())
+        remote_jobs = asyncio.run(clients(remote_base + "/v1/chat/completions"))
         http.close()
         direct.close()
     return {
@@ -263,6 +313,8 @@ def measure() -> dict:
         "direct_call_ms_p50": round(statistics.median(direct_calls), 1),
         "tokens_per_s_ratio": round((gateway_tokens / gateway_time) / (direct_tokens / direct_time), 3),
         "jobs_per_s_8_clients": round(jobs, 1),
+        "remote_added_latency_ms_p50": round(statistics.median(around_remote) - statistics.median(around), 2),
+        "jobs_per_s_2_remote_workers": round(remote_jobs, 1),
     }
 
 
@@ -283,6 +335,16 @@ def main() -> None:
     table.add_row("  (httpx instead of http.client would add, per request)", f"{httpx_ms:.1f} ms", "")
     table.add_row("tokens/s through the gateway ÷ direct", f"{result['tokens_per_s_ratio']:.3f}", "≥ 0.95")
     table.add_row(f"settled jobs/s, {CLIENTS} concurrent clients", f"{result['jobs_per_s_8_clients']:.1f}", "")
+    table.add_row(
+        "remote workers: added latency over in-process, median",
+        f"{result['remote_added_latency_ms_p50']:.1f} ms",
+        "≤ 3 ms",
+    )
+    table.add_row(
+        f"remote workers: settled jobs/s, {CLIENTS} clients, 2 workers",
+        f"{result['jobs_per_s_2_remote_workers']:.1f}",
+        "",
+    )
     Console().print(table)
 
 

@@ -38,7 +38,16 @@ def test_compute_units_json_has_exactly_the_keys_and_meets_the_cu_targets():
     [
         ("settlement.py", {"cold_start_s", "jobs_per_s"}),
         ("verify.py", {"receipts_per_s", "sequential_per_s"}),
-        ("gateway.py", {"added_latency_ms_p50", "tokens_per_s_ratio", "jobs_per_s_8_clients"}),
+        (
+            "gateway.py",
+            {
+                "added_latency_ms_p50",
+                "tokens_per_s_ratio",
+                "jobs_per_s_8_clients",
+                "remote_added_latency_ms_p50",
+                "jobs_per_s_2_remote_workers",
+            },
+        ),
         ("install.py", {"core_install_s", "core_size_mb", "full_install_s", "full_size_mb", "verify_help_s"}),
     ],
 )

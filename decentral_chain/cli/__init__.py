@@ -23,6 +23,7 @@ COMMANDS = {
     "program": "program:program",
     "localnet": "localnet:localnet",
     "gateway": "gateway:gateway",
+    "worker": "worker:worker",
     "demo": "gateway:demo",
 }
 

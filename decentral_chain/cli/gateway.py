@@ -46,6 +46,25 @@ GATEWAY_MODULES = ("llama_cpp", "starlette", "uvicorn")
     help="Keypair file of each worker: its payout wallet, and the key that co-signs its settlements "
     "(default: the localnet's worker-N-keypair.json).",
 )
+@click.option(
+    "--worker",
+    "worker_urls",
+    multiple=True,
+    metavar="URL",
+    help="A `decentral worker` to route jobs to (repeatable); then no in-process workers unless --workers is given.",
+)
+@click.option(
+    "--workers-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Worker URLs, one per line (# comments).",
+)
+@click.option(
+    "--health-interval",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds between polls of the remote workers' /health.",
+)
 @click.option("--n-ctx", default=2048, show_default=True, type=click.IntRange(256, 131072))
 @click.option(
     "--gateway-keypair",
@@ -73,6 +92,9 @@ def gateway(
     model_name: str,
     n_workers: int,
     worker_keypairs: tuple[Path, ...],
+    worker_urls: tuple[str, ...],
+    workers_file: Path | None,
+    health_interval: float,
     n_ctx: int,
     gateway_keypair: Path,
     price_prompt: int,
@@ -86,9 +108,21 @@ def gateway(
 
     from decentral_chain.gateway.app import GatewaySettings, create_app
     from decentral_chain.gateway.model import default_model_path
+    from decentral_chain.gateway.remote import RemoteWorker
+    from decentral_chain.gateway.tokens import Tokenizer
     from decentral_chain.gateway.workers import Worker, WorkerSpec
     from decentral_chain.localnet.keys import read_keypair
 
+    urls = list(worker_urls)
+    if workers_file is not None:
+        lines = (line.split("#", 1)[0].strip() for line in workers_file.read_text().splitlines())
+        urls += [line for line in lines if line]
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise click.UsageError(f"--worker {url!r}: not an http(s) URL")
+    explicit = ctx.get_parameter_source("n_workers") == click.core.ParameterSource.COMMANDLINE
+    if urls and not explicit and not worker_keypairs:
+        n_workers = 0
     files = list(worker_keypairs) or [LOCALNET_DIR / f"worker-{i + 1}-keypair.json" for i in range(n_workers)]
     files = [f for f in files if f.exists()]
     if len(files) < n_workers:
@@ -100,7 +134,9 @@ def gateway(
     if not gateway_keypair.exists():
         raise click.UsageError(f"no gateway keypair at {gateway_keypair} (start `decentral localnet` first)")
     path = model_path or default_model_path()
-    workers = [Worker(WorkerSpec(f"worker-{i + 1}", path, keypairs[i], n_ctx=n_ctx)).start() for i in range(n_workers)]
+    workers: list = [
+        Worker(WorkerSpec(f"worker-{i + 1}", path, keypairs[i], n_ctx=n_ctx)).start() for i in range(n_workers)
+    ]
     keys_db = Path(os.environ.get("DECENTRAL_GATEWAY_KEYS_DB", KEYS_DB))
     journal_db = Path(os.environ.get("DECENTRAL_GATEWAY_JOURNAL_DB", JOURNAL_DB))
     settings = GatewaySettings(
@@ -110,9 +146,18 @@ def gateway(
         journal_db=journal_db,
         price_per_1k_prompt=price_prompt,
         price_per_1k_completion=price_completion,
+        health_interval=health_interval,
     )
-    app = create_app(settings, read_keypair(gateway_keypair), workers)
-    click.echo(f"gateway on http://{host}:{port}/v1 ({n_workers} worker(s), model {model_name})", err=True)
+    gateway_key = read_keypair(gateway_keypair)
+    tokenizer = workers[0].tokenizer if workers else Tokenizer.load(path)
+    price = (price_prompt, price_completion)
+    workers += [
+        RemoteWorker(url, gateway_key, tokenizer, model_name=model_name, price=price, job_timeout=settings.job_timeout)
+        for url in urls
+    ]
+    app = create_app(settings, gateway_key, workers, tokenizer=tokenizer)
+    where = f"{n_workers} in-process, {len(urls)} remote worker(s)"
+    click.echo(f"gateway {gateway_key.pubkey()} on http://{host}:{port}/v1 ({where}, model {model_name})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

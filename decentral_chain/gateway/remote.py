@@ -203,6 +203,7 @@ class RemoteWorker:
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+            self._http = None
 
 
 class RemoteConsent:

@@ -333,6 +333,9 @@ async def _stream(
                 "code": "worker_failed",
             }
             yield f"data: {json.dumps({'error': error})}\n\n".encode()
+        except gw.GatewayError as exc:  # the settlement could not be made (the worker refused to sign)
+            settled = True
+            yield f"data: {json.dumps(gw.envelope(exc))}\n\n".encode()
         finally:
             if not released:
                 state.pool.release(worker)

@@ -354,6 +354,12 @@ async def ensure_payout_account(escrow: EscrowClient, keypair: Keypair) -> tuple
     account = pda.associated_token_address(owner, config.mint)
     if await escrow._account_data(account) is not None:
         return account, False
+    balance = (await escrow.rpc.call("getBalance", [str(owner), {"commitment": escrow.commitment}]))["value"]
+    if not isinstance(balance, int) or balance < 3_000_000:
+        raise DecentralError(
+            f"the worker's wallet {owner} has {balance} lamports; it needs ~0.003 SOL to create its payout "
+            f"token account {account} (fund it, e.g. `solana airdrop 1 {owner}` on a test cluster)"
+        )
     await escrow.send([create_associated_token_account(owner, owner, config.mint)], keypair)
     return account, True
 

@@ -1,0 +1,429 @@
+"""Workers as processes of their own: localnet + gateway + two `decentral worker` processes
+(one running llama.cpp in-process, one in front of a real `llama_cpp.server`), driven by the
+official openai SDK, with workers killed (SIGKILL) mid-stream and mid-settlement."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from solders.keypair import Keypair
+
+from decentral_chain import pda
+from decentral_chain.client import EscrowClient
+from decentral_chain.errors import ConsentRefused
+from decentral_chain.gateway.journal import Journal
+from decentral_chain.gateway.keys import KeyStore
+from decentral_chain.gateway.model import default_model_path
+from decentral_chain.gateway.remote import RemoteConsent, RemoteWorker
+from decentral_chain.localnet.genesis import USDC
+from decentral_chain.localnet.keys import read_keypair
+from decentral_chain.localnet.server import free_port_pair
+from decentral_chain.receipts import Receipt
+from decentral_chain.verify import verify_receipt
+from decentral_chain.worker.protocol import sign_request
+from tests.test_gateway_crash import CLI, wait_until
+
+MODEL = "smollm2-135m-instruct"
+ASK = [{"role": "user", "content": "Say hi"}]
+
+
+class Network:
+    """The processes of one test network, and what the tests need to reach them."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.cmds: dict[str, list[str]] = {}
+        self.env = {
+            **os.environ,
+            "DECENTRAL_GATEWAY_KEYS_DB": str(tmp / "keys.db"),
+            "DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp / "journal.db"),
+        }
+        self.ports = {name: free_port_pair() for name in ("rpc", "backend", "a", "b", "gateway")}
+
+    def start(self, name: str, cmd: list[str] | None = None) -> subprocess.Popen:
+        if cmd is not None:
+            self.cmds[name] = cmd
+        with open(self.tmp / f"{name}.log", "ab") as log:  # the process has its own descriptor
+            self.procs[name] = subprocess.Popen(self.cmds[name], stdout=log, stderr=log, env=self.env)
+        return self.procs[name]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def kill(self, name: str) -> None:
+        self.procs[name].send_signal(signal.SIGKILL)
+        self.procs[name].wait(timeout=30)
+
+    def worker_cmd(self, name: str, keypair: str, *extra: str) -> list[str]:
+        return [
+            *CLI,
+            "worker",
+            "--port",
+            str(self.ports[name]),
+            "--keypair",
+            str(self.tmp / keypair),
+            "--gateway",
+            str(self.gateway.pubkey()),
+            "--rpc-url",
+            self.rpc,
+            "--n-ctx",
+            "1024",
+            "--lock-wait",
+            "2",
+            "--ledger",
+            str(self.tmp / f"ledger-{name}.db"),
+            *extra,
+        ]
+
+    def start_worker(self, name: str) -> None:
+        self.start(name)
+        wait_until(lambda: httpx.get(f"{self.url(name)}/health").status_code == 200)
+
+    def wait_healthy(self, count: int) -> None:
+        wait_until(lambda: httpx.get(f"{self.url('gateway')}/health").json()["healthy"] == count)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    # -------------------------------------------------------------- chain reads
+
+    def run(self, coro):
+        return asyncio.run(coro)
+
+    async def _balances(self):
+        async with EscrowClient(self.rpc) as escrow:
+            cfg = await escrow.get_config()
+            credits = await escrow.get_credits(self.client.pubkey())
+            workers = [await escrow.token_balance(w) for w in self.worker_tokens]
+            return await escrow.token_balance(cfg.vault), credits, workers
+
+    def balances(self):
+        return self.run(self._balances())
+
+    def journal_rows(self) -> list[dict]:
+        journal = Journal(self.tmp / "journal.db")
+        rows = [journal.get(r[0]) for r in journal.db.execute("SELECT job_id FROM jobs").fetchall()]
+        journal.close()
+        return rows
+
+    def final_rows(self) -> list[dict]:
+        """Every job of the journal, once each has ended (settled or refunded)."""
+        wait_until(lambda: all(r["state"] in ("settled", "refunded", "rejected") for r in self.journal_rows()))
+        return self.journal_rows()
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("workers")
+    n = Network(tmp)
+    model = str(default_model_path())
+    try:
+        n.start("localnet", [*CLI, "localnet", "--port", str(n.ports["rpc"]), "--keys-dir", str(tmp)])
+        n.start(
+            "backend",
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                model,
+                "--port",
+                str(n.ports["backend"]),
+                "--n_ctx",
+                "1024",
+                "--n_threads",
+                "1",
+                "--interrupt_requests",
+                "false",
+            ],
+        )
+        wait_until(lambda: json.loads((tmp / "addresses.json").read_text())["ready"])
+        addresses = json.loads((tmp / "addresses.json").read_text())
+        n.rpc = addresses["rpc_url"]
+        n.gateway = read_keypair(tmp / "gateway-keypair.json")
+        n.client = read_keypair(tmp / "client-keypair.json")
+        n.workers = [read_keypair(tmp / f"worker-{i}-keypair.json") for i in (1, 2)]
+        n.worker_tokens = [pda.associated_token_address(w.pubkey(), Pubkey_of(addresses["mint"])) for w in n.workers]
+        n.start("a", n.worker_cmd("a", "worker-1-keypair.json"))
+        n.start(
+            "b",
+            n.worker_cmd("b", "worker-2-keypair.json", "--backend-url", n.url("backend"), "--model", model),
+        )
+        store = KeyStore(tmp / "keys.db")
+        n.key = store.create(n.client.pubkey())
+        store.close()
+
+        async def deposit():
+            async with EscrowClient(n.rpc) as escrow:
+                await escrow.deposit(n.client, 5 * USDC)
+
+        n.run(deposit())
+        wait_until(lambda: httpx.get(f"{n.url('backend')}/v1/models").status_code == 200)
+        for name in ("a", "b"):
+            wait_until(lambda name=name: httpx.get(f"{n.url(name)}/health").status_code == 200)
+        n.start(
+            "gateway",
+            [
+                *CLI,
+                "gateway",
+                "--port",
+                str(n.ports["gateway"]),
+                "--rpc-url",
+                n.rpc,
+                "--gateway-keypair",
+                str(tmp / "gateway-keypair.json"),
+                "--worker",
+                n.url("a"),
+                "--worker",
+                n.url("b"),
+                "--health-interval",
+                "5",
+            ],
+        )
+        n.wait_healthy(2)
+        n.sdk = openai.OpenAI(base_url=f"{n.url('gateway')}/v1", api_key=n.key, max_retries=0, timeout=60)
+        yield n
+    finally:
+        n.close()
+
+
+def Pubkey_of(text: str):
+    from solders.pubkey import Pubkey
+
+    return Pubkey.from_string(text)
+
+
+def _ask(n: Network, i: int, stream: bool) -> tuple[str, str]:
+    """One completion through the openai SDK: (job id, the text the client got)."""
+    messages = [{"role": "user", "content": f"Say hi to number {i}"}]
+    if not stream:
+        raw = n.sdk.chat.completions.with_raw_response.create(model=MODEL, messages=messages, max_tokens=12)
+        return raw.headers["x-decentral-job-id"], raw.parse().choices[0].message.content
+    text, job_id = "", None
+    for chunk in n.sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=12, stream=True):
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+        job_id = (chunk.model_extra or {}).get("decentral", {}).get("job_id", job_id)
+    return job_id, text
+
+
+def _receipt(n: Network, job_id: str) -> Receipt:
+    reply = httpx.get(f"{n.url('gateway')}/v1/jobs/{job_id}", headers={"x-api-key": n.key}, timeout=30)
+    return Receipt.parse(reply.json()["receipt"])
+
+
+def _invariant(n: Network) -> None:
+    """vault = Σ free + Σ locked (one client here), and nothing is left locked."""
+    vault, credits, _ = n.balances()
+    assert credits.locked == 0
+    assert vault == credits.free + credits.locked
+
+
+def test_both_workers_are_paid_and_every_receipt_passes_every_check(net):
+    _, _, paid_before = net.balances()
+    seen: dict[str, tuple[str, str]] = {}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for i, (job_id, text) in enumerate(pool.map(lambda i: _ask(net, i, stream=i % 2 == 0), range(8))):
+            seen[job_id] = (text, "stream" if i % 2 == 0 else "json")
+    rows = {r["job_id"]: r for r in net.final_rows()}
+    workers_used = set()
+    for job_id, (text, _) in seen.items():
+        assert rows[job_id]["state"] == "settled", rows[job_id]
+        receipt = _receipt(net, job_id)
+        report = net.run(verify_receipt(net.rpc, receipt, response=text.encode()))
+        assert report.verified, report.failures
+        assert report.check("consent").status.value == "pass"
+        workers_used.add(receipt.worker)
+    assert workers_used == {str(w.pubkey()) for w in net.workers}  # both processes served and were paid
+    _, _, paid_after = net.balances()
+    assert all(after > before for before, after in zip(paid_before, paid_after, strict=True))
+    _invariant(net)
+    metrics = httpx.get(f"{net.url('gateway')}/metrics").text
+    assert 'decentral:jobs_total{outcome="settled"}' in metrics and "llamacpp:tokens_predicted_total" in metrics
+    worker_metrics = httpx.get(f"{net.url('b')}/metrics").text
+    assert 'decentral:consents_total{outcome="signed"}' in worker_metrics
+
+
+def test_a_worker_takes_requests_only_from_its_gateway_and_never_twice(net):
+    job = {"job_id": str(uuid.uuid4())}
+    body = json.dumps({"messages": ASK, "max_tokens": 2, "decentral": job}, separators=(",", ":")).encode()
+    url = f"{net.url('a')}/v1/chat/completions"
+    unsigned = httpx.post(url, content=body)
+    assert unsigned.status_code == 401 and "unsigned" in unsigned.json()["error"]["message"]
+    stranger = httpx.post(url, content=body, headers=sign_request(Keypair(), "POST", "/v1/chat/completions", body))
+    assert stranger.status_code == 401 and "not signed by this worker's gateway" in stranger.json()["error"]["message"]
+    other_path = sign_request(net.gateway, "POST", "/v1/consent", body)
+    assert httpx.post(url, content=body, headers=other_path).status_code == 401
+    tampered = sign_request(net.gateway, "POST", "/v1/chat/completions", body)
+    assert (
+        httpx.post(url, content=body.replace(b'"max_tokens":2', b'"max_tokens":3'), headers=tampered).status_code == 401
+    )
+    stale = sign_request(net.gateway, "POST", "/v1/chat/completions", body) | {"x-decentral-timestamp": "1"}
+    assert httpx.post(url, content=body, headers=stale).status_code == 401
+    # a genuine request for a job nobody locked: the worker runs it but withholds the result
+    headers = sign_request(net.gateway, "POST", "/v1/chat/completions", body)
+    unpaid = httpx.post(url, content=body, headers=headers, timeout=30)
+    assert unpaid.status_code == 402 and "no lock on chain" in unpaid.json()["error"]["message"]
+    replay = httpx.post(url, content=body, headers=headers, timeout=30)  # the very same request again
+    assert replay.status_code == 401 and "replayed" in replay.json()["error"]["message"]
+    again = httpx.post(url, content=body, headers=sign_request(net.gateway, "POST", "/v1/chat/completions", body))
+    assert again.status_code == 409  # a job id runs once
+
+
+def test_a_remote_worker_signs_only_what_it_produced(net):
+    """Acting as the gateway: lock a job naming worker B, have B run it, then ask B to co-sign
+    settlements — forged ones are refused, the genuine one lands and its receipt verifies."""
+    job_id = pda.new_job_id()
+    job_uuid = str(uuid.UUID(bytes=job_id))
+    remote = RemoteWorker(net.url("b"), net.gateway, None, model_name=MODEL, price=(100, 200))
+
+    async def scenario():
+        assert await remote.refresh()
+        async with EscrowClient(net.rpc) as escrow, contextlib.aclosing(remote):
+            await escrow.lock_job(net.gateway, net.client.pubkey(), job_id, 50, remote.wallet)
+            done = await remote.complete(job_uuid, 0, {"messages": ASK, "max_tokens": 6, "temperature": 0})
+            text = done.result["choices"][0]["message"]["content"]
+            usage = done.result["usage"]
+            digest = hashlib.sha256(text.encode()).digest()
+            price = -(-(usage["prompt_tokens"] * 100 + usage["completion_tokens"] * 200) // 1000)
+            genuine = {
+                "cost": price,
+                "result_hash": digest,
+                "prompt_tokens": usage["prompt_tokens"],
+                "completion_tokens": usage["completion_tokens"],
+            }
+            forged = [
+                genuine | {"result_hash": bytes(32)},
+                genuine | {"completion_tokens": usage["completion_tokens"] + 5, "cost": price + 1},
+                genuine | {"prompt_tokens": usage["prompt_tokens"] + 3, "cost": price + 1},
+                genuine | {"cost": price + 1},
+            ]
+            refusals = []
+            for terms in forged:
+                with pytest.raises(ConsentRefused) as refused:
+                    await escrow.settle_job(net.gateway, job_id, worker=RemoteConsent(remote, job_uuid), **terms)
+                refusals.append(str(refused.value))
+            settlement = await escrow.settle_job(net.gateway, job_id, worker=RemoteConsent(remote, job_uuid), **genuine)
+            return text, settlement, refusals, genuine
+
+    text, settlement, refusals, genuine = net.run(scenario())
+    assert "result hash" in refusals[0] and "completion tokens" in refusals[1]
+    assert "prompt tokens" in refusals[2] and "published price" in refusals[3]
+    receipt = Receipt(
+        job_id=job_uuid,
+        lock_tx=_lock_signature(net, job_id),
+        settlement_tx=str(settlement),
+        worker=str(net.workers[1].pubkey()),
+        cost=genuine["cost"],
+    )
+    report = net.run(verify_receipt(net.rpc, receipt, response=text.encode()))
+    assert report.verified, report.failures
+
+
+def _lock_signature(n: Network, job_id: bytes) -> str:
+    """The job's lock, found from the Job address's history (the newest lock_job there)."""
+
+    async def find():
+        async with EscrowClient(n.rpc) as escrow:
+            sigs = await escrow.rpc.call(
+                "getSignaturesForAddress", [str(pda.job_address(job_id)), {"commitment": "confirmed"}]
+            )
+            return sigs[-1]["signature"]  # oldest first: the lock
+
+    return n.run(find())
+
+
+def test_sigkill_a_worker_mid_stream_ends_the_stream_with_an_error_and_refunds(net):
+    net.wait_healthy(2)
+    stream = net.sdk.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=300, stream=True
+    )
+    first = next(iter(stream))
+    job_rows = {r["job_id"]: r for r in net.journal_rows() if r["state"] == "locked"}
+    assert len(job_rows) == 1
+    row = next(iter(job_rows.values()))
+    victim = "a" if row["worker"] == str(net.workers[0].pubkey()) else "b"
+    assert first.choices
+    net.kill(victim)  # the worker dies with tokens on the wire
+    with pytest.raises(openai.APIError) as failed:
+        for _ in stream:
+            pass
+    assert "refunded" in str(failed.value)
+    ended = {r["job_id"]: r for r in net.final_rows()}[row["job_id"]]
+    assert ended["state"] == "refunded" and "mid-stream" in ended["error"]
+    report = net.run(verify_receipt(net.rpc, _receipt(net, row["job_id"])))
+    assert report.verified, report.failures  # the refund is a receipt too
+    _invariant(net)
+    net.start_worker(victim)
+    net.wait_healthy(2)
+
+
+def test_a_worker_dead_before_its_first_token_is_never_paid_and_the_request_is_retried(net):
+    net.wait_healthy(2)
+    net.kill("a")  # the gateway still believes it healthy until its next poll
+    before = {r["job_id"] for r in net.journal_rows()}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda i: _ask(net, 100 + i, stream=i == 0), range(2)))
+    assert all(text for _, text in answers)  # each client saw one answer
+    new = [r for r in net.final_rows() if r["job_id"] not in before]
+    settled = [r for r in new if r["state"] == "settled"]
+    assert {r["job_id"] for r in settled} == {job_id for job_id, _ in answers}
+    assert all(r["worker"] == str(net.workers[1].pubkey()) for r in settled)  # only B was paid
+    for r in new:
+        if r["state"] == "refunded":  # A's attempt, if the pool chose it: refunded, its receipt verifies
+            assert r["worker"] == str(net.workers[0].pubkey()) and "before its first token" in r["error"]
+            assert net.run(verify_receipt(net.rpc, _receipt(net, r["job_id"]))).verified
+    _invariant(net)
+    net.start_worker("a")
+    net.wait_healthy(2)
+
+
+def test_sigkill_a_worker_mid_settlement_refunds_the_job(net):
+    """The chain is frozen (SIGSTOP) while a stream runs, so the worker's consent hangs on its
+    read of the lock; the worker is killed there, the chain thawed: no signature, no payment."""
+    net.wait_healthy(2)
+    stream = net.sdk.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Count to twenty."}], max_tokens=24, stream=True
+    )
+    chunks = iter(stream)
+    for _ in range(4):
+        next(chunks)
+    row = next(r for r in net.journal_rows() if r["state"] == "locked")
+    victim = "a" if row["worker"] == str(net.workers[0].pubkey()) else "b"
+    net.procs["localnet"].send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(2.0)  # the stream ends; the settlement waits for the worker's signature
+        net.kill(victim)
+    finally:
+        net.procs["localnet"].send_signal(signal.SIGCONT)
+    with pytest.raises(openai.APIError):
+        for _ in chunks:
+            pass
+    ended = {r["job_id"]: r for r in net.final_rows()}[row["job_id"]]
+    assert ended["state"] == "refunded", ended
+    assert net.run(verify_receipt(net.rpc, _receipt(net, row["job_id"]))).verified
+    _invariant(net)
+    net.start_worker(victim)
+    net.wait_healthy(2)
