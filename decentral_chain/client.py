@@ -155,6 +155,10 @@ class EscrowClient:
             tx = VersionedTransaction(message, list(keys.values()))
         return PreparedTransaction(tx, last_valid, tuple(instructions), payer, tuple(signers))
 
+    async def recent_blockhash(self) -> tuple[Hash, int]:
+        """A recent blockhash and its last valid block height (cached, see ``blockhash_ttl``)."""
+        return await self._recent_blockhash()
+
     async def _recent_blockhash(self, *, fresh: bool = False) -> tuple[Hash, int]:
         age = time.monotonic() - self._blockhash[0] if self._blockhash is not None else None
         if fresh or age is None or age > 10 * self.blockhash_ttl:

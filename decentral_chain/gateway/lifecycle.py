@@ -17,6 +17,7 @@ stream (of the part delivered, for a stream cut short).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import logging
@@ -27,8 +28,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from solders.hash import Hash
+from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from solders.transaction import VersionedTransaction
 
 from decentral_chain import pda
 from decentral_chain.client import PreparedTransaction, pubkey_of
@@ -90,6 +94,9 @@ class Job:
     lock_confirmed: asyncio.Task = field(init=False)
     nonce: int | None = None  # the Job's lifecycle nonce, read once the lock landed
     refused: bool = False  # the worker refused to sign its settlement: the job is being refunded
+    #: the lock's blockhash and its last valid height: a remote worker signs its settlement
+    #: offer over it, so the gateway knows the blockhash is recent
+    blockhash: tuple[Hash, int] | None = None
 
     @property
     def uuid(self) -> str:
@@ -157,6 +164,7 @@ async def open_job(
     )
 
     job = Job(job_id, worker, client, ceiling, str(pending.signature), prompt_tokens)
+    job.blockhash = (pending.transaction.message.recent_blockhash, pending.last_valid_block_height)
 
     async def submit_and_confirm() -> None:  # runs while the model does; settlement waits for it
         await state.escrow.submit(pending, skip_preflight=True)
@@ -177,8 +185,11 @@ async def open_job(
     return job, free - ceiling
 
 
-async def settle(state: State, job: Job, content: str, usage: dict[str, int]) -> tuple[str, int]:
-    """Settle at the real price (never above the lock), co-signed by the worker. Returns the
+async def settle(
+    state: State, job: Job, content: str, usage: dict[str, int], offer: dict[str, Any] | None = None
+) -> tuple[str, int]:
+    """Settle at the real price (never above the lock), co-signed by the worker (with the
+    settlement it offered already signed, if that is exactly this one). Returns the
     settlement's signature, final once signed; the transaction is on its way, not awaited."""
     cost = min(job.amount, price(state.settings, usage["prompt_tokens"], usage["completion_tokens"]))
     state.metrics.inc("llamacpp:prompt_tokens_total", usage["prompt_tokens"])
@@ -199,7 +210,9 @@ async def settle(state: State, job: Job, content: str, usage: dict[str, int]) ->
         job.amount,
     )
     try:
-        pending = await sign_settlement(state, job.uuid, job.job_id, job.client, job.worker, produced, cost)
+        pending = await sign_settlement(
+            state, job.uuid, job.job_id, job.client, job.worker, produced, cost, offer=offer, blockhash=job.blockhash
+        )
     except ConsentRefused as exc:
         job.refused = True
         state.metrics.inc("decentral:failures_total", reason="consent_refused")
@@ -215,7 +228,16 @@ async def settle(state: State, job: Job, content: str, usage: dict[str, int]) ->
 
 
 async def sign_settlement(
-    state: State, job_uuid: str, job_id: bytes, client: Pubkey, worker: Any, produced: Produced, cost: int
+    state: State,
+    job_uuid: str,
+    job_id: bytes,
+    client: Pubkey,
+    worker: Any,
+    produced: Produced,
+    cost: int,
+    *,
+    offer: dict[str, Any] | None = None,
+    blockhash: tuple[Hash, int] | None = None,
 ) -> PreparedTransaction:
     """Sign ``settle_job`` — the gateway, and the worker for what it produced (it refuses
     anything else: ConsentRefused) — then journal the result (cost, hash, token counts) with
@@ -238,10 +260,12 @@ async def sign_settlement(
         nonce=produced.nonce,
         program_id=state.escrow.program_id,
     )
-    # the worker's own published price, if it has one, else the gateway's
-    rates = worker.price or (state.settings.price_per_1k_prompt, state.settings.price_per_1k_completion)
-    consent = worker.signer(job_uuid, produced, lambda p, c: price_at(*rates, p, c), state.escrow.program_id)
-    pending = await state.escrow.prepare([ix], state.gateway, [consent])
+    pending = _accept_offer(state, ix, worker.wallet, offer, blockhash) if offer and blockhash else None
+    if pending is None:
+        # the worker's own published price, if it has one, else the gateway's
+        rates = worker.price or (state.settings.price_per_1k_prompt, state.settings.price_per_1k_completion)
+        consent = worker.signer(job_uuid, produced, lambda p, c: price_at(*rates, p, c), state.escrow.program_id)
+        pending = await state.escrow.prepare([ix], state.gateway, [consent])
     state.journal.update(
         job_uuid,
         "settling",
@@ -253,6 +277,28 @@ async def sign_settlement(
         settlement_raw=bytes(pending.transaction),
     )
     return pending
+
+
+def _accept_offer(
+    state: State, ix: Any, worker: Pubkey, offer: dict[str, Any], blockhash: tuple[Hash, int]
+) -> PreparedTransaction | None:
+    """The worker's pre-signed settlement, if its message is byte for byte the one the gateway
+    builds (over the lock's blockhash) and its signature verifies; else None (ask again)."""
+    message = Message.new_with_blockhash([ix], pubkey_of(state.gateway), blockhash[0])
+    raw = bytes(message)
+    try:
+        offered = base64.b64decode(str(offer["message"]), validate=True)
+        signature = Signature.from_string(str(offer["signature"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if offered != raw or not signature.verify(worker, raw):
+        return None
+    signers = {pubkey_of(state.gateway): state.gateway.sign_message(raw), worker: signature}
+    required = message.account_keys[: message.header.num_required_signatures]
+    if set(required) != set(signers):
+        return None
+    tx = VersionedTransaction.populate(message, [signers[k] for k in required])
+    return PreparedTransaction(tx, blockhash[1], (ix,), state.gateway, ())
 
 
 async def submit_settlement(

@@ -13,6 +13,7 @@ Failures are told apart by whether a token came back: before it, :class:`WorkerU
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
@@ -30,6 +32,7 @@ from decentral_chain.gateway.consent import Produced
 from decentral_chain.gateway.tokens import Tokenizer
 from decentral_chain.gateway.workers import Completion
 from decentral_chain.worker.protocol import sign_request
+from decentral_chain.worker.wire import Reply, WireClient, WireError
 
 logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 2.0
@@ -57,6 +60,7 @@ class RemoteWorker:
         self.gateway_price = price
         self.job_timeout = job_timeout
         self._http = http
+        self.wire = WireClient(self.url, connect_timeout=CONNECT_TIMEOUT_S)
         self.wallet: Pubkey | None = None
         self.price: tuple[int, int] | None = None
         self.context_length = 0
@@ -128,57 +132,69 @@ class RemoteWorker:
         headers = sign_request(self.gateway, "POST", path, raw) | {"content-type": "application/json"}
         return raw, headers
 
-    async def complete(self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any]) -> Completion:
+    async def complete(
+        self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any], blockhash: Hash | None = None
+    ) -> Completion:
         path = "/v1/chat/completions"
-        raw, headers = self._signed(path, _body(job_uuid, prompt_tokens, kwargs, stream=False))
+        raw, headers = self._signed(path, _body(job_uuid, prompt_tokens, kwargs, blockhash, stream=False))
         start = time.perf_counter()
         try:
-            reply = await self.http.post(f"{self.url}{path}", content=raw, headers=headers)
-        except httpx.TimeoutException:
-            raise TimeoutError from None
-        except httpx.HTTPError as exc:
-            self.mark_down(f"{type(exc).__name__}: {exc}")
-            raise WorkerUnavailable(f"worker {self.url} failed: {type(exc).__name__}") from exc
-        if reply.status_code != 200:
-            raise WorkerUnavailable(f"worker {self.url} answered {reply.status_code}: {_message(reply)}")
+            reply = await self.wire.request("POST", path, raw, headers)
+        except WireError as exc:
+            self.mark_down(str(exc))
+            raise WorkerUnavailable(f"worker {self.url} failed: {exc}") from exc
+        if reply.status != 200:
+            raise WorkerUnavailable(f"worker {self.url} answered {reply.status}: {_message(reply)}")
         try:
-            result = reply.json()
+            result = json.loads(reply.body)
             timing = reply.headers.get("server-timing", "")
             inference_s = float(timing.split("dur=")[1]) / 1000 if "dur=" in timing else time.perf_counter() - start
             result["choices"][0]["message"]
             int(result["usage"]["prompt_tokens"]), int(result["usage"]["completion_tokens"])
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise WorkerUnavailable(f"worker {self.url} answered a malformed completion: {exc}") from exc
-        return Completion(result, inference_s)
+        extra = result.pop("decentral", None)
+        offer = extra.get("settlement") if isinstance(extra, dict) else None
+        return Completion(result, inference_s, offer if isinstance(offer, dict) else None)
 
-    async def stream_chat(self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any]) -> AsyncIterator[dict]:
-        """The worker's chunks; its last one carries ``usage`` (its count)."""
+    async def stream_chat(
+        self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any], blockhash: Hash | None = None
+    ) -> AsyncIterator[dict]:
+        """The worker's chunks; its last one carries ``usage`` (its count) and its settlement offer."""
         path = "/v1/chat/completions"
-        raw, headers = self._signed(path, _body(job_uuid, prompt_tokens, kwargs, stream=True))
+        raw, headers = self._signed(path, _body(job_uuid, prompt_tokens, kwargs, blockhash, stream=True))
         started = False
         try:
-            async with self.http.stream("POST", f"{self.url}{path}", content=raw, headers=headers) as reply:
-                if reply.status_code != 200:
-                    await reply.aread()
-                    raise WorkerUnavailable(f"worker {self.url} answered {reply.status_code}: {_message(reply)}")
-                async for line in reply.aiter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    data = line[6:]
-                    if data == "[DONE]":
-                        return
-                    chunk = json.loads(data)
-                    if "error" in chunk:
-                        message = (
-                            chunk["error"].get("message", "error") if isinstance(chunk["error"], dict) else "error"
-                        )
-                        raise (WorkerLost if started else WorkerUnavailable)(f"worker {self.url}: {message}")
-                    started = True
-                    yield chunk
+            parts = self.wire.stream("POST", path, raw, headers)
+            try:
+                head = await anext(parts)
+                assert isinstance(head, Reply)
+                if head.status != 200:
+                    body = b"".join([p async for p in parts if isinstance(p, bytes)])
+                    reply = Reply(head.status, head.headers, body)
+                    raise WorkerUnavailable(f"worker {self.url} answered {head.status}: {_message(reply)}")
+                buffer = b""
+                async for piece in parts:
+                    assert isinstance(piece, bytes)
+                    buffer += piece
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if not line.startswith(b"data: "):
+                            continue
+                        data = line[6:].strip()
+                        if data == b"[DONE]":
+                            return
+                        chunk = json.loads(data)
+                        if "error" in chunk:
+                            error = chunk["error"]
+                            message = error.get("message", "error") if isinstance(error, dict) else "error"
+                            raise (WorkerLost if started else WorkerUnavailable)(f"worker {self.url}: {message}")
+                        started = True
+                        yield chunk
+            finally:
+                await parts.aclose()
             raise WorkerLost(f"worker {self.url} ended its stream without [DONE]")
-        except httpx.TimeoutException:
-            raise TimeoutError from None
-        except (httpx.HTTPError, ValueError) as exc:
+        except (WireError, ValueError) as exc:
             self.mark_down(f"{type(exc).__name__}: {exc}")
             error = WorkerLost if started else WorkerUnavailable
             raise error(f"worker {self.url} failed {'mid-stream' if started else 'before its first token'}") from exc
@@ -190,17 +206,18 @@ class RemoteWorker:
         path = "/v1/consent"
         raw, headers = self._signed(path, {"job_id": job_uuid, "message": base64.b64encode(message).decode()})
         try:
-            reply = await self.http.post(f"{self.url}{path}", content=raw, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ConsentRefused(f"worker {self.url} could not be asked to sign: {type(exc).__name__}") from exc
-        if reply.status_code != 200:
+            reply = await asyncio.wait_for(self.wire.request("POST", path, raw, headers), self.job_timeout)
+        except (WireError, TimeoutError) as exc:
+            raise ConsentRefused(f"worker {self.url} could not be asked to sign: {exc}") from exc
+        if reply.status != 200:
             raise ConsentRefused(f"worker {self.url} refused to sign: {_message(reply)}")
         try:
-            return Signature.from_string(reply.json()["signature"])
+            return Signature.from_string(json.loads(reply.body)["signature"])
         except (ValueError, KeyError, TypeError) as exc:
             raise ConsentRefused(f"worker {self.url} answered no signature: {exc}") from exc
 
     async def aclose(self) -> None:
+        await self.wire.aclose()
         if self._http is not None:
             await self._http.aclose()
             self._http = None
@@ -221,12 +238,17 @@ class RemoteConsent:
         return self.worker.consent(self.job_uuid, message)
 
 
-def _body(job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any], *, stream: bool) -> dict[str, Any]:
-    return kwargs | {"stream": stream, "decentral": {"job_id": job_uuid, "prompt_tokens": prompt_tokens}}
+def _body(
+    job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any], blockhash: Hash | None, *, stream: bool
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {"job_id": job_uuid, "prompt_tokens": prompt_tokens}
+    if blockhash is not None:
+        extra["blockhash"] = str(blockhash)
+    return kwargs | {"stream": stream, "decentral": extra}
 
 
-def _message(reply: httpx.Response) -> str:
+def _message(reply: Reply) -> str:
     try:
-        return str(reply.json()["error"]["message"])
+        return str(json.loads(reply.body)["error"]["message"])
     except (ValueError, KeyError, TypeError):
-        return reply.text[:200]
+        return reply.body[:200].decode(errors="replace")

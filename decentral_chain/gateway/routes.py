@@ -188,7 +188,7 @@ async def _complete(state: State, job: Job, remaining: int, kwargs: dict[str, An
     worker = job.worker
     try:
         done = await asyncio.wait_for(
-            worker.complete(job.uuid, job.prompt_tokens, kwargs), timeout=state.settings.job_timeout
+            worker.complete(job.uuid, job.prompt_tokens, kwargs, _blockhash(job)), timeout=state.settings.job_timeout
         )
     except WorkerUnavailable:
         raise  # the caller refunds and retries
@@ -214,7 +214,7 @@ async def _complete(state: State, job: Job, remaining: int, kwargs: dict[str, An
             state.spawn(refund(state, job, str(exc)))
             raise gw.WorkerFailed(f"{exc}; the job's credits are refunded", headers=job.headers(remaining)) from None
         result["usage"] = usage
-    settlement, cost = await settle(state, job, content, usage)
+    settlement, cost = await settle(state, job, content, usage, done.offer)
     result["model"] = state.settings.model_name
     headers = job.headers(remaining + job.amount - cost) | {
         "x-decentral-settlement-tx": settlement,
@@ -222,6 +222,10 @@ async def _complete(state: State, job: Job, remaining: int, kwargs: dict[str, An
         "server-timing": f"inference;dur={done.inference_s * 1000:.2f}",
     }
     return JSONResponse(result, headers=headers)
+
+
+def _blockhash(job: Job) -> Any:
+    return job.blockhash[0] if job.blockhash is not None else None
 
 
 def _checked_usage(state: State, job: Job, text: str, chunks: int | None, claimed: Any) -> dict[str, int]:
@@ -251,7 +255,7 @@ async def _stream(
     state: State, req: ChatCompletionRequest, job: Job, remaining: int, kwargs: dict[str, Any]
 ) -> Response:
     worker = job.worker
-    chunks = worker.stream_chat(job.uuid, job.prompt_tokens, kwargs)
+    chunks = worker.stream_chat(job.uuid, job.prompt_tokens, kwargs, _blockhash(job))
     try:
         first = await asyncio.wait_for(anext(chunks), timeout=state.settings.job_timeout)  # errors keep a status
     except WorkerUnavailable:
@@ -276,12 +280,15 @@ async def _stream(
         parts: list[str] = []
         completion_tokens = 0
         claimed: Any = None
+        offer: Any = None
         settled = released = False
         try:
             chunk: dict[str, Any] | None = first
             while chunk is not None:
-                if not chunk.get("choices"):  # a remote worker's closing usage: its claim
+                if not chunk.get("choices"):  # a remote worker's closing usage: its claim, and its offer
                     claimed = chunk.get("usage")
+                    extra = chunk.get("decentral")
+                    offer = extra.get("settlement") if isinstance(extra, dict) else None
                     chunk = await anext(chunks, None)
                     continue
                 chunk["model"] = state.settings.model_name
@@ -298,7 +305,7 @@ async def _stream(
             usage = job.usage(completion_tokens)
             if worker.remote:
                 usage = _checked_usage(state, job, content, completion_tokens, claimed)
-            settlement, cost = await settle(state, job, content, usage)
+            settlement, cost = await settle(state, job, content, usage, offer if isinstance(offer, dict) else None)
             settled = True
             base = {
                 "id": first["id"],
@@ -339,13 +346,13 @@ async def _stream(
         finally:
             if not released:
                 state.pool.release(worker)
-            if not settled:  # the client went away: charge what was produced
-                await chunks.aclose()
+            if not settled:  # the client went away: charge what was delivered
                 content = "".join(parts)
                 tokens = completion_tokens
                 if worker.remote:
                     tokens = min(tokens, state.tokenizer.count(content))
                 state.spawn(settle_partial(state, job, content, tokens))
+                await chunks.aclose()
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=job.headers(remaining))
 

@@ -49,6 +49,7 @@ class Completion:
 
     result: dict[str, Any]
     inference_s: float
+    offer: dict[str, Any] | None = None  # a remote worker's settlement, signed in advance
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +98,12 @@ class Worker:
         """The worker's signature for the one settlement that matches what it produced."""
         return ConsentSigner(self.spec.keypair, produced, price, program_id)
 
-    async def complete(self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any]) -> Completion:
+    async def complete(self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any], blockhash=None) -> Completion:
         return Completion(*await self.call(lambda llama: _timed_completion(llama, kwargs)))
 
-    def stream_chat(self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any]) -> AsyncIterator[dict]:
+    def stream_chat(
+        self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any], blockhash=None
+    ) -> AsyncIterator[dict]:
         return self.stream(lambda llama: llama.create_chat_completion(stream=True, **kwargs))
 
     def start(self, timeout: float = 120.0) -> Worker:

@@ -17,10 +17,13 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 KEEP_S = 7 * 24 * 3600
+RECENT = 4096  # finished outputs also kept in memory (a settlement usually follows at once)
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Output:
     prompt_tokens: int | None  # the worker's own count (None: its engine did not say)
     pieces: list[tuple[str, int]] = field(default_factory=list)
     created: float = field(default_factory=time.time)
+    lock: Any = None  # the Job that pays this worker for it, as read on chain (not stored)
 
     def add(self, text: str, tokens: int) -> None:
         self.pieces.append((text, tokens))
@@ -58,16 +62,20 @@ class Ledger:
     def __init__(self, path: Path | str) -> None:
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # survives the process dying, as the gateway's journal
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS outputs (job_id TEXT PRIMARY KEY, prompt_tokens INTEGER, "
             "pieces TEXT, created REAL)"
         )
         self.db.execute("DELETE FROM outputs WHERE created < ?", (time.time() - KEEP_S,))
         self.live: dict[str, Output] = {}
+        self.recent: OrderedDict[str, Output] = OrderedDict()
 
     def start(self, job_id: str, prompt_tokens: int | None) -> Output | None:
         """A new output for the job, or None if this worker already ran it (a job runs once)."""
-        if job_id in self.live or self.db.execute("SELECT 1 FROM outputs WHERE job_id = ?", (job_id,)).fetchall():
+        if job_id in self.live or job_id in self.recent:
+            return None
+        if self.db.execute("SELECT 1 FROM outputs WHERE job_id = ?", (job_id,)).fetchall():
             return None
         output = self.live[job_id] = Output(job_id, prompt_tokens)
         return output
@@ -78,10 +86,15 @@ class Ledger:
             (output.job_id, output.prompt_tokens, json.dumps(output.pieces), output.created),
         )
         self.live.pop(output.job_id, None)
+        self.recent[output.job_id] = output
+        if len(self.recent) > RECENT:
+            self.recent.popitem(last=False)
 
     def get(self, job_id: str) -> Output | None:
         if job_id in self.live:
             return self.live[job_id]
+        if job_id in self.recent:
+            return self.recent[job_id]
         rows = self.db.execute(
             "SELECT prompt_tokens, pieces, created FROM outputs WHERE job_id = ?", (job_id,)
         ).fetchall()

@@ -10,6 +10,9 @@ It serves one gateway (requests signed by that gateway's key, see :mod:`.protoco
   lifecycle locked on chain, with the hash of (a prefix of) the text this worker produced,
   that prefix's tokens at most, the worker's own prompt count, and the worker's published
   price for those tokens (:class:`~decentral_chain.gateway.consent.ConsentSigner`).
+- With its result it offers that settlement already signed, for the whole output, over the
+  blockhash the gateway sent (``decentral.blockhash``): the same checks as a consent, and
+  the gateway, if it agrees byte for byte, settles without a second round trip.
 - ``GET /health``, ``GET /v1/models`` (wallet, price, context, slots) and ``GET /metrics``
   are public: they are what a gateway routes by and an operator watches.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -28,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from solders.hash import Hash
 from solders.keypair import Keypair
+from solders.message import Message
 from solders.pubkey import Pubkey
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,9 +45,10 @@ from decentral_chain import pda
 from decentral_chain.accounts import Job
 from decentral_chain.client import EscrowClient
 from decentral_chain.errors import ConsentRefused, DecentralError, DecodeError
-from decentral_chain.gateway.consent import ConsentSigner, Produced, settlement_terms
+from decentral_chain.gateway.consent import ConsentSigner, Produced, Terms, settlement_terms
 from decentral_chain.gateway.lifecycle import price_at
 from decentral_chain.gateway.metrics import CONTENT_TYPE, Metrics
+from decentral_chain.instructions import build_settle_job
 from decentral_chain.localnet.spl import create_associated_token_account
 from decentral_chain.rpc import PROCESSED
 from decentral_chain.worker.ledger import Ledger, Output
@@ -148,33 +155,33 @@ async def chat_completions(request: Request) -> Response:
     state = _state(request)
     try:
         data = await _authenticated(request, state)
-        job_uuid = _job_id(data.get("decentral") or {})
+        extra = data.get("decentral") if isinstance(data.get("decentral"), dict) else {}
+        job_uuid = _job_id(extra)
     except RequestRefused as exc:
         return _error(401, str(exc), "not_your_gateway")
     except DecodeError as exc:
         return _error(400, str(exc), "invalid_request")
+    try:
+        blockhash = Hash.from_string(str(extra["blockhash"])) if extra.get("blockhash") else None
+    except ValueError:
+        return _error(400, "decentral.blockhash: not a blockhash", "invalid_request")
     kwargs = {k: data[k] for k in ENGINE_PARAMS if k in data}
     if not isinstance(kwargs.get("messages"), list):
         return _error(400, "messages: a list is required", "invalid_request")
     if state.busy >= state.settings.parallel:
         return _error(503, "every slot of this worker is busy", "no_slot_free")
-    try:
-        own_prompt = state.engine.prompt_tokens(kwargs["messages"])
-    except (TypeError, KeyError, ValueError) as exc:
-        return _error(400, f"messages: {exc}", "invalid_request")
-    output = state.ledger.start(job_uuid, own_prompt)
+    output = state.ledger.start(job_uuid, None)
     if output is None:
         return _error(409, f"job {job_uuid} was already run by this worker", "job_already_run")
     lock = asyncio.create_task(_watch_lock(state, job_uuid))
     state.busy += 1
     if data.get("stream"):
-        return await _stream(state, output, lock, kwargs)
+        return await _stream(state, output, lock, kwargs, blockhash)
     try:
         result, inference_s = await state.engine.complete(kwargs)
         content = result["choices"][0]["message"].get("content") or ""
         usage = result.get("usage") or {}
-        if output.prompt_tokens is None and isinstance(usage.get("prompt_tokens"), int):
-            output.prompt_tokens = usage["prompt_tokens"]
+        _count_prompt(state, output, kwargs, usage)
         output.add(content, int(usage.get("completion_tokens", 0)))
     except (DecentralError, KeyError, IndexError, TypeError, ValueError) as exc:
         lock.cancel()
@@ -183,12 +190,29 @@ async def chat_completions(request: Request) -> Response:
     finally:
         state.busy -= 1
         state.ledger.finish(output)
-    if await lock is None:
+    output.lock = await lock
+    if output.lock is None:
         state.metrics.inc("decentral:jobs_total", outcome="unpaid")
         return _error(402, f"no lock on chain pays this worker for job {job_uuid}; the result is withheld", "unpaid")
     _count(state, output, inference_s)
     result["usage"] = _usage(output)
+    offer = await _offer(state, output, blockhash)
+    if offer is not None:
+        result["decentral"] = {"settlement": offer}
     return JSONResponse(result, headers={"server-timing": f"inference;dur={inference_s * 1000:.2f}"})
+
+
+def _count_prompt(state: WorkerState, output: Output, kwargs: dict[str, Any], usage: dict[str, Any]) -> None:
+    """The worker's own count of the prompt: its engine's (llama.cpp counts it as it runs),
+    else its tokenizer's, counted once the model is done (Python work beside a running
+    llama.cpp thread would slow it down through the GIL). None if neither can say."""
+    if isinstance(usage.get("prompt_tokens"), int):
+        output.prompt_tokens = usage["prompt_tokens"]
+        return
+    try:
+        output.prompt_tokens = state.engine.prompt_tokens(kwargs["messages"])
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        logger.warning("cannot count the prompt of %s: %s", output.job_id, exc)
 
 
 def _usage(output: Output) -> dict[str, int | None]:
@@ -207,7 +231,9 @@ def _count(state: WorkerState, output: Output, seconds: float) -> None:
     state.metrics.inc("llamacpp:tokens_predicted_seconds_total", seconds)
 
 
-async def _stream(state: WorkerState, output: Output, lock: asyncio.Task, kwargs: dict[str, Any]) -> Response:
+async def _stream(
+    state: WorkerState, output: Output, lock: asyncio.Task, kwargs: dict[str, Any], blockhash: Hash | None
+) -> Response:
     start = time.perf_counter()
     chunks = state.engine.stream(kwargs)
     try:
@@ -233,15 +259,18 @@ async def _stream(state: WorkerState, output: Output, lock: asyncio.Task, kwargs
                     chunk.pop("usage", None)
                     yield f"data: {json.dumps(chunk)}\n\n".encode()
                 chunk = await anext(chunks, None)
-            if output.prompt_tokens is None and usage and isinstance(usage.get("prompt_tokens"), int):
-                output.prompt_tokens = usage["prompt_tokens"]
-            if await lock is None:
+            _count_prompt(state, output, kwargs, usage or {})
+            output.lock = await lock
+            if output.lock is None:
                 state.metrics.inc("decentral:jobs_total", outcome="unpaid")
                 error = {"message": "no lock on chain pays this worker for this job", "type": "server_error"}
                 yield f"data: {json.dumps({'error': error | {'code': 'unpaid'}})}\n\n".encode()
                 return
             _count(state, output, time.perf_counter() - start)
-            closing = {"object": "chat.completion.chunk", "choices": [], "usage": _usage(output)}
+            closing: dict[str, Any] = {"object": "chat.completion.chunk", "choices": [], "usage": _usage(output)}
+            offer = await _offer(state, output, blockhash)
+            if offer is not None:
+                closing["decentral"] = {"settlement": offer}
             yield f"data: {json.dumps(closing)}\n\n".encode()
             yield b"data: [DONE]\n\n"
         except DecentralError as exc:
@@ -290,10 +319,12 @@ async def _sign(state: WorkerState, job_uuid: str, message: bytes):
     if tokens is None:
         raise ConsentRefused("a result hash that is not of any text this worker produced for the job")
     job_id = uuid.UUID(job_uuid).bytes
-    try:
-        onchain = await state.escrow.get_job(job_id, commitment=PROCESSED)
-    except DecentralError as exc:
-        raise ConsentRefused(f"cannot read the job's lock on chain: {exc}") from exc
+    onchain = output.lock  # the lock this worker saw while it worked (after a restart: read again)
+    if onchain is None:
+        try:
+            onchain = await state.escrow.get_job(job_id, commitment=PROCESSED)
+        except DecentralError as exc:
+            raise ConsentRefused(f"cannot read the job's lock on chain: {exc}") from exc
     if onchain is None or onchain.worker != state.wallet:
         raise ConsentRefused(f"no lock on chain pays this worker for job {job_uuid}")
     produced = Produced(
@@ -305,6 +336,44 @@ async def _sign(state: WorkerState, job_uuid: str, message: bytes):
         onchain.amount,
     )
     return ConsentSigner(state.settings.keypair, produced, state.price, state.escrow.program_id).sign_message(message)
+
+
+async def _offer(state: WorkerState, output: Output, blockhash: Hash | None) -> dict[str, str] | None:
+    """The settlement of the whole output, signed now over the gateway's blockhash (the very
+    message the gateway builds for it: same accounts, same terms), or None."""
+    job = output.lock
+    if blockhash is None or job is None or output.prompt_tokens is None:
+        return None
+    config = await state.escrow.cached_config()
+    cost = min(job.amount, state.price(output.prompt_tokens, output.tokens))
+    result_hash = hashlib.sha256(output.text.encode()).digest()
+    ix = build_settle_job(
+        gateway=state.settings.gateway,
+        client=job.client,
+        job_id=job.job_id,
+        worker_token=pda.associated_token_address(state.wallet, config.mint),
+        treasury=config.treasury,
+        payer=job.payer,
+        cost=cost,
+        result_hash=result_hash,
+        prompt_tokens=output.prompt_tokens,
+        completion_tokens=output.tokens,
+        worker=state.wallet,
+        nonce=job.nonce,
+        program_id=state.escrow.program_id,
+    )
+    message = bytes(Message.new_with_blockhash([ix], state.settings.gateway, blockhash))
+    job_address = pda.job_address(job.job_id, state.escrow.program_id)
+    produced = Produced(job_address, job.nonce, result_hash, output.prompt_tokens, output.tokens, job.amount)
+    terms = Terms(state.wallet, produced.job, job.nonce, result_hash, output.prompt_tokens, output.tokens, cost)
+    try:  # the consent's own checks, on the terms it was just built from
+        ConsentSigner(state.settings.keypair, produced, state.price, state.escrow.program_id).check(terms)
+    except ConsentRefused as exc:  # not expected: the gateway asks again
+        logger.warning("no settlement offered for %s: %s", output.job_id, exc)
+        return None
+    signature = state.settings.keypair.sign_message(message)
+    state.metrics.inc("decentral:consents_total", outcome="offered")
+    return {"message": base64.b64encode(message).decode(), "signature": str(signature)}
 
 
 async def health(request: Request) -> Response:
