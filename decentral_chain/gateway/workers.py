@@ -122,6 +122,7 @@ class Worker:
                 model_path=str(self.spec.model_path),
                 n_ctx=self.spec.n_ctx,
                 n_threads=self.spec.n_threads,
+                n_threads_batch=self.spec.n_threads,  # llama-cpp-python's default is every core
                 verbose=False,
             )
             self.llama.create_completion("warm", max_tokens=1)  # warm on this thread

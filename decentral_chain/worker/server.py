@@ -69,6 +69,9 @@ ENGINE_PARAMS = (
 )
 
 
+FIRST_LOOK_S = 0.01  # when a job's lock is first looked for, after its inference started
+
+
 @dataclass
 class WorkerSettings:
     keypair: Keypair
@@ -138,6 +141,9 @@ async def _watch_lock(state: WorkerState, job_uuid: str) -> Job | None:
     """The Job that locks credits for this job and names this worker, once it is processed."""
     job_id = uuid.UUID(job_uuid).bytes
     deadline = time.monotonic() + state.settings.lock_wait
+    # first let the model start: its thread needs the GIL for its own Python first, and a
+    # JSON-RPC call here would hold it (up to a 5 ms switch interval) at exactly that moment
+    await asyncio.sleep(FIRST_LOOK_S)
     while True:
         try:
             job = await state.escrow.get_job(job_id, commitment=PROCESSED)
