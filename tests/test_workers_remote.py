@@ -21,6 +21,10 @@ import httpx
 import openai
 import pytest
 from solders.keypair import Keypair
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from decentral_chain import pda
 from decentral_chain.client import EscrowClient
@@ -31,7 +35,7 @@ from decentral_chain.gateway.model import default_model_path
 from decentral_chain.gateway.remote import RemoteConsent, RemoteWorker
 from decentral_chain.localnet.genesis import USDC
 from decentral_chain.localnet.keys import read_keypair
-from decentral_chain.localnet.server import free_port_pair
+from decentral_chain.localnet.server import ServerThread, free_port_pair
 from decentral_chain.receipts import Receipt
 from decentral_chain.verify import verify_receipt
 from decentral_chain.worker.protocol import sign_request
@@ -353,6 +357,77 @@ def _lock_signature(n: Network, job_id: bytes) -> str:
             return sigs[-1]["signature"]  # oldest first: the lock
 
     return n.run(find())
+
+
+def _lying_proxy(target: str, extra_tokens: int) -> Starlette:
+    """A worker that passes jobs to a real one and overstates the completion tokens it used
+    (the gateway's signed requests pass through unchanged, so the real worker accepts them)."""
+
+    async def forward(request: Request) -> Response:
+        async with httpx.AsyncClient(timeout=60) as http:
+            reply = await http.request(
+                request.method,
+                f"{target}{request.url.path}",
+                content=await request.body(),
+                headers={k: v for k, v in request.headers.items() if k.startswith(("x-decentral", "content-type"))},
+            )
+        if request.url.path == "/v1/chat/completions" and reply.status_code == 200:
+            body = reply.json()
+            body["usage"]["completion_tokens"] += extra_tokens
+            body.pop("decentral", None)  # its offer is for the true count
+            return JSONResponse(body, headers={"server-timing": reply.headers.get("server-timing", "")})
+        return Response(reply.content, reply.status_code, media_type=reply.headers.get("content-type"))
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", forward, methods=["POST"]),
+            Route("/v1/models", forward, methods=["GET"]),
+            Route("/health", forward, methods=["GET"]),
+        ]
+    )
+
+
+def test_a_worker_that_overstates_its_usage_is_not_paid_and_not_routed_to(net):
+    """The gateway counts the tokens itself: a worker claiming more is refunded, the client
+    gets an error in OpenAI's envelope, and the worker is suspended (GET /health says why)."""
+    net.wait_healthy(2)
+    port = free_port_pair()
+    journal = net.tmp / "journal-liar.db"
+    with ServerThread((_lying_proxy(net.url("a"), 40), 0)) as proxy:
+        env = net.env | {"DECENTRAL_GATEWAY_JOURNAL_DB": str(journal)}
+        cmd = [*CLI, "gateway", "--port", str(port), "--rpc-url", net.rpc]
+        cmd += ["--gateway-keypair", str(net.tmp / "gateway-keypair.json"), "--worker", proxy.url()]
+        with open(net.tmp / "liar-gateway.log", "ab") as log:
+            gateway = subprocess.Popen(cmd, stdout=log, stderr=log, env=env)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: httpx.get(f"{url}/health").json()["healthy"] == 1)
+            reply = httpx.post(
+                f"{url}/v1/chat/completions",
+                headers={"x-api-key": net.key},
+                json={"model": MODEL, "messages": ASK, "max_tokens": 8},
+                timeout=60,
+            )
+            assert reply.status_code == 502 and reply.json()["error"]["code"] == "worker_failed"
+            assert "reported" in reply.json()["error"]["message"]
+            job_id = reply.headers["x-decentral-job-id"]
+            health = httpx.get(f"{url}/health").json()
+            assert health["healthy"] == 0 and "reported" in health["detail"][0]["problem"]
+            again = httpx.post(
+                f"{url}/v1/chat/completions",
+                headers={"x-api-key": net.key},
+                json={"model": MODEL, "messages": ASK, "max_tokens": 8},
+                timeout=60,
+            )
+            assert again.status_code == 503  # the only worker is suspended: nothing locked
+        finally:
+            gateway.terminate()
+            gateway.wait(timeout=30)
+    rows = Journal(journal)
+    row = rows.get(job_id)
+    rows.close()
+    assert row["state"] == "refunded" and "reported" in row["error"]
+    _invariant(net)
 
 
 def test_sigkill_a_worker_mid_stream_ends_the_stream_with_an_error_and_refunds(net):
