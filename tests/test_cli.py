@@ -222,3 +222,37 @@ def test_gateway_keys_are_created_listed_and_revoked(tmp_path):
     assert again.returncode == 2 and "no active key" in again.stderr
     bad = run("create", "--wallet", "nope")
     assert bad.returncode == 2 and "not a base-58 public key" in bad.stderr
+
+
+def test_worker_and_gateway_worker_options_refuse_bad_input_in_one_line(tmp_path):
+    """No traceback: a bad gateway key, a missing keypair, a worker URL that is not http(s)."""
+    from solders.keypair import Keypair
+
+    cli = [sys.executable, "-m", "decentral_chain.cli"]
+    keypair = tmp_path / "w.json"
+    keypair.write_text(json.dumps(list(bytes(Keypair()))))
+    cases = [
+        ([*cli, "worker", "--keypair", str(keypair), "--gateway", "not-a-key"], "not a base-58 public key"),
+        (
+            [*cli, "worker", "--keypair", str(tmp_path / "missing.json"), "--gateway", str(Keypair().pubkey())],
+            "does not exist",
+        ),
+        ([*cli, "gateway", "--worker", "ftp://example", "--gateway-keypair", str(keypair)], "not an http(s) URL"),
+    ]
+    for cmd, words in cases:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert words in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_worker_without_sol_for_its_payout_account_names_the_wallet_to_fund(live, tmp_path):
+    from solders.keypair import Keypair
+
+    url, _, g = live
+    fresh = Keypair()
+    write_keypair(tmp_path / "fresh.json", fresh)
+    proc = decentral(
+        "worker", "--rpc-url", url, "--keypair", str(tmp_path / "fresh.json"), "--gateway", str(g.gateway.pubkey())
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"the worker's wallet {fresh.pubkey()} has 0 lamports" in proc.stderr

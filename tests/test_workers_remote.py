@@ -184,6 +184,8 @@ def net(tmp_path_factory):
                 await escrow.deposit(n.client, 5 * USDC)
 
         n.run(deposit())
+        workers_file = tmp / "workers.txt"
+        workers_file.write_text(f"# the worker in front of llama_cpp.server\n{n.url('b')}\n\n")
         wait_until(lambda: httpx.get(f"{n.url('backend')}/v1/models").status_code == 200)
         for name in ("a", "b"):
             wait_until(lambda name=name: httpx.get(f"{n.url(name)}/health").status_code == 200)
@@ -200,8 +202,8 @@ def net(tmp_path_factory):
                 str(tmp / "gateway-keypair.json"),
                 "--worker",
                 n.url("a"),
-                "--worker",
-                n.url("b"),
+                "--workers-file",
+                str(workers_file),
                 "--health-interval",
                 "5",
             ],
@@ -427,6 +429,30 @@ def test_a_worker_that_overstates_its_usage_is_not_paid_and_not_routed_to(net):
     row = rows.get(job_id)
     rows.close()
     assert row["state"] == "refunded" and "reported" in row["error"]
+    _invariant(net)
+
+
+def test_a_gateway_killed_mid_stream_settles_the_delivered_part_with_the_remote_workers_signature(net):
+    """SIGKILL the gateway while a remote worker streams; at restart the job is settled for
+    exactly the text the client was sent — the worker signs that prefix of its output."""
+    net.wait_healthy(2)
+    stream = net.sdk.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=300, stream=True
+    )
+    chunks = iter(stream)
+    for _ in range(6):
+        next(chunks)
+    row = next(r for r in net.journal_rows() if r["state"] == "locked")
+    net.kill("gateway")
+    stream.close()
+    net.start("gateway")
+    net.wait_healthy(2)  # recovery has run: the app serves only after it
+    ended = {r["job_id"]: r for r in net.journal_rows()}[row["job_id"]]
+    assert ended["state"] == "settled", ended
+    assert 1 <= ended["completion_tokens"] <= ended["delivered_tokens"]
+    assert ended["result_hash"] == hashlib.sha256(ended["delivered_text"].encode()).hexdigest()
+    report = net.run(verify_receipt(net.rpc, _receipt(net, row["job_id"]), response=ended["delivered_text"].encode()))
+    assert report.verified, report.failures
     _invariant(net)
 
 

@@ -76,6 +76,10 @@ def _gateway_key(ctx: click.Context, param: click.Parameter, value: str | None) 
     help="SQLite file of what it produced (default: worker-<wallet>.db beside the keypair).",
 )
 @click.option(
+    "--program-id",
+    help="The escrow program (default: the localnet's when --rpc-url is the localnet's, else the published one).",
+)
+@click.option(
     "--lock-wait",
     default=10.0,
     show_default=True,
@@ -97,6 +101,7 @@ def worker(
     price_prompt: int,
     price_completion: int,
     ledger_db: Path | None,
+    program_id: str | None,
     lock_wait: float,
 ) -> None:
     """Serve one gateway's jobs, paid only with this worker's own signature."""
@@ -115,10 +120,15 @@ def worker(
         raise click.UsageError(str(exc)) from exc
     wallet = keypair.pubkey()
     local = read_addresses() or {}
-    program_id = Pubkey.from_string(local["program_id"]) if local.get("rpc_url") == rpc_url else PROGRAM_ID
+    try:
+        program = Pubkey.from_string(program_id) if program_id else None
+    except ValueError:
+        raise click.BadParameter(f"not a base-58 public key: {program_id!r}", param_hint="--program-id") from None
+    if program is None:
+        program = Pubkey.from_string(local["program_id"]) if local.get("rpc_url") == rpc_url else PROGRAM_ID
 
     async def payout_account() -> tuple[Pubkey, bool]:
-        async with EscrowClient(rpc_url, program_id=program_id) as escrow:
+        async with EscrowClient(rpc_url, program_id=program) as escrow:
             return await ensure_payout_account(escrow, keypair)
 
     account, created = asyncio.run(payout_account())
@@ -129,7 +139,7 @@ def worker(
         gateway=gateway,
         model_name=model_name,
         rpc_url=rpc_url,
-        program_id=program_id,
+        program_id=program,
         price_per_1k=(price_prompt, price_completion),
         parallel=parallel,
         ledger_db=ledger_db or keypair_path.with_name(f"worker-{wallet}.db"),

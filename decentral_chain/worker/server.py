@@ -283,11 +283,13 @@ async def _stream(
             state.metrics.inc("decentral:jobs_total", outcome="failed")
             error = {"message": f"inference failed: {exc}", "type": "server_error", "code": "inference_failed"}
             yield f"data: {json.dumps({'error': error})}\n\n".encode()
-        finally:
+        finally:  # bookkeeping first: the await below may be cancelled with the request
             lock.cancel()
-            await chunks.aclose()
             state.busy -= 1
+            if output.prompt_tokens is None:  # cut short: its part may still be settled
+                _count_prompt(state, output, kwargs, usage or {})
             state.ledger.finish(output)
+            await chunks.aclose()
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
