@@ -97,9 +97,9 @@ def test_expired_blockhash_is_resigned(rpc_localnet):
         async def prepare(self, *args, **kwargs):
             prepared = await super().prepare(*args, **kwargs)
             self.calls += 1
-            if self.calls == 1:
-                for _ in range(MAX_BLOCKHASH_AGE + 1):
-                    chain.tick()
+            if self.calls == 1:  # Surfpool's cheatcode, over RPC: 151 slots pass
+                slot = (await self.rpc.call("getSlot", [{"commitment": "processed"}])) + MAX_BLOCKHASH_AGE + 1
+                await self.rpc.call("surfnet_timeTravel", [{"absoluteSlot": slot}])
                 self.first = prepared.signature
             return prepared
 

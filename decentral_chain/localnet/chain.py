@@ -142,6 +142,12 @@ class LocalChain:
         self.by_address: dict[Pubkey, list[Signature]] = {}
         self.known: set[Pubkey] = set()
         self.transaction_count = 0
+        #: Surfpool's clock cheatcodes: seconds added to the wall clock (time travel), and
+        #: while paused no slot is produced and the clock stands still
+        self.time_offset = 0.0
+        self.paused_at: float | None = None
+        #: accounts as genesis left them: what surfnet_resetAccount restores
+        self.genesis_accounts: dict[Pubkey, Account] = {}
         #: called with each TxRecord / each new slot (from the thread that caused it)
         self.tx_listeners: list = []
         self.slot_listeners: list = []
@@ -152,6 +158,9 @@ class LocalChain:
         """Wrap a :class:`~decentral_chain.localnet.genesis.Genesis` chain, indexing its accounts."""
         chain = cls(genesis.svm, **options)  # type: ignore[attr-defined, arg-type]
         chain.known.update(genesis.addresses())  # type: ignore[attr-defined]
+        for key in chain.known:
+            if (account := chain.get_account(key)) is not None:
+                chain.genesis_accounts[key] = account
         return chain
 
     # ------------------------------------------------------------------ slots
@@ -173,17 +182,61 @@ class LocalChain:
             )
         )
 
-    def tick(self) -> int:
-        """Close the current slot and open the next one with a fresh blockhash."""
+    def now(self) -> float:
+        """The chain's clock: the wall clock, moved by time travel, standing while paused."""
+        return (self.paused_at if self.paused_at is not None else time.time()) + self.time_offset
+
+    def tick(self, *, to_slot: int | None = None) -> int:
+        """Close the current slot and open the next one (or ``to_slot``: the slots between
+        pass without blocks) with a fresh blockhash. Nothing happens while the clock is paused."""
         with self.lock:
+            if self.paused_at is not None and to_slot is None:
+                return self.slot
             previous = self.blocks[self.slot].blockhash
-            self.slot += 1
+            self.slot = self.slot + 1 if to_slot is None else to_slot
             self.svm.expire_blockhash()
-            self._open_block(previous, int(time.time()))
+            while self.recent and self.recent[0][1] < self.slot - MAX_BLOCKHASH_AGE:
+                self.recent.popleft()  # older than 150 slots: expired
+            self._open_block(previous, int(self.now()))
             slot = self.slot
         for listener in self.slot_listeners:
             listener(slot)
         return slot
+
+    def time_travel(self, *, slot: int | None = None, timestamp: float | None = None) -> None:
+        """Move the chain forward to ``slot`` (its clock by the slots' time) or to the unix
+        ``timestamp`` (its slot by as many slots): Surfpool's surfnet_timeTravel. Never back."""
+        with self.lock:
+            now = self.now()
+            if slot is not None:
+                if slot < self.slot:
+                    raise ValueError(f"slot {slot} is in the past (the chain is at slot {self.slot})")
+                seconds = (slot - self.slot) * self.slot_ms / 1000
+            else:
+                assert timestamp is not None
+                if timestamp < now:
+                    raise ValueError(f"timestamp {timestamp:.0f} is in the past (the chain's clock is {now:.0f})")
+                seconds = timestamp - now
+                slot = self.slot + int(seconds * 1000 // self.slot_ms)
+            self.time_offset += seconds
+            if slot > self.slot:
+                self.tick(to_slot=slot)
+            else:  # the same slot, a later time
+                clock = self.svm.get_clock()
+                clock.unix_timestamp = int(self.now())
+                self.svm.set_clock(clock)
+
+    def pause(self) -> None:
+        with self.lock:
+            if self.paused_at is None:
+                self.paused_at = time.time()
+
+    def resume(self) -> None:
+        """The clock goes on from where it stood (the pause took no chain time)."""
+        with self.lock:
+            if self.paused_at is not None:
+                self.time_offset -= time.time() - self.paused_at
+                self.paused_at = None
 
     # ------------------------------------------------------------ commitment
 

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+import decentral_chain.localnet.cheatcodes  # noqa: F401  (registers Surfpool's cheatcodes)
 import decentral_chain.localnet.methods  # noqa: F401  (registers the handlers)
 from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.jsonrpc import dispatch, error_response
