@@ -167,7 +167,7 @@ def main() -> None:
         }
         print(json.dumps(report))
         return
-    table = Table(title=f"decentral_escrow compute units (binary {result['binary_size']:,} bytes, target ≤ 16,384)")
+    table = Table(title=f"decentral_escrow compute units (binary {result['binary_size']:,} bytes, target ≤ 20,480)")
     for col in ("instruction", "total CU", "own CU", "target"):
         table.add_column(col, justify="left" if col == "instruction" else "right")
     for name, (total, own) in units.items():

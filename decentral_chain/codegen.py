@@ -92,6 +92,36 @@ def _struct_c(s: Struct, suffix: str) -> list[str]:
     return lines + [""]
 
 
+#: Anchor's log line for an error (anchor-lang's ``AnchorError::log``), which
+#: ``@coral-xyz/anchor``'s translateError and anchorpy parse into a typed error
+ANCHOR_ERROR_LOG = "AnchorError occurred. Error Code: {name}. Error Number: {code}. Error Message: {msg}."
+
+
+def anchor_error_line(name: str) -> str:
+    return ANCHOR_ERROR_LOG.format(name=name, code=abi.ERROR_CODES[name], msg=dict(abi.ERRORS)[name])
+
+
+def _anchor_error_text() -> list[str]:
+    """Each error's name and message, concatenated, with their end offsets: entrypoint.c
+    builds Anchor's log line from them (the fixed words are written once, not 47 times)."""
+    text, ends = "", []
+    for name, msg in abi.ERRORS:
+        text += name
+        ends.append(len(text.encode()))
+        text += msg
+        ends.append(len(text.encode()))
+    longest = max(len(anchor_error_line(name).encode()) for name, _ in abi.ERRORS)
+    literal = text.replace("\\", "\\\\").replace('"', '\\"')
+    return [
+        "/* AnchorError log lines: names and messages in code order, [name, message] end offsets. */",
+        f"#define ERROR_COUNT {len(abi.ERRORS)}",
+        f"#define ERROR_FIRST {min(abi.ERROR_CODES.values())}",
+        f"#define ERROR_LOG_MAX {longest}",
+        f'static const char ERROR_TEXT[] = "{literal}";',
+        f"static const uint16_t ERROR_TEXT_END[{len(ends)}] = {{{', '.join(map(str, ends))}}};",
+    ]
+
+
 def render_abi_header() -> str:
     out = [_BANNER, "#pragma once", '#include "sol.h"', ""]
     out.append(f'#define PROGRAM_VERSION "{abi.PROGRAM_VERSION}"')
@@ -109,6 +139,8 @@ def render_abi_header() -> str:
     for name, msg in abi.ERRORS:
         out.append(f"  ERR_{upper_snake(name)} = {abi.ERROR_CODES[name]}, /* {msg} */")
     out.append("} EscrowError;")
+    out.append("")
+    out += _anchor_error_text()
     out.append("")
     for name, value in (
         ("BPS_DENOMINATOR", abi.BPS_DENOMINATOR),

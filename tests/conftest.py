@@ -212,10 +212,14 @@ def raw_genesis(program_elf: bytes) -> Genesis:
 
 @contextmanager
 def raises_escrow(error: EscrowError) -> Iterator[None]:
-    """Assert that the block fails with exactly this custom error of the escrow."""
+    """Assert that the block fails with exactly this custom error of the escrow, and that the
+    program logged it as Anchor does (the line Anchor's clients make an AnchorError of)."""
+    from decentral_chain.codegen import anchor_error_line
+
     with pytest.raises(ProgramError) as info:
         yield
     assert info.value.error == error, f"expected {error.name}, got {info.value}\n" + "\n".join(info.value.logs)
+    assert f"Program log: {anchor_error_line(error.name)}" in (info.value.logs or []), info.value.logs
 
 
 def valid_instructions(chain: Chain) -> dict[str, tuple[Instruction, list[Keypair]]]:

@@ -23,7 +23,7 @@ JS = Path(__file__).resolve().parent / "js"
 def node_modules() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are required for the web3.js test (see README)")
-    if not (JS / "node_modules" / "@solana" / "web3.js").exists():
+    if not all((JS / "node_modules" / name).exists() for name in ("@solana/web3.js", "@coral-xyz/anchor")):
         subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=JS, check=True, timeout=300)
     return JS / "node_modules"
 
@@ -68,3 +68,35 @@ def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
 
     record = chain.history[Signature.from_string(result["signature"])]
     assert record.slot == result["slot"]
+
+
+def test_anchor_client_gets_typed_errors_from_the_program_log(program_elf, node_modules):
+    """@coral-xyz/anchor (pinned in tests/js) drives the escrow from our Anchor >= 0.30 IDL:
+    program.methods with PDAs it resolves, a typed account fetch, and a failed withdraw that
+    its translateError turns into an AnchorError by name, number and message — read from the
+    `AnchorError occurred. ...` line the program logs for every custom error."""
+    from decentral_chain import abi
+
+    g = build_genesis(program_elf)
+    chain = LocalChain.from_genesis(g, **FAST_CHAIN)
+    port = free_port_pair()
+    idl = Path(abi.__file__).parent / "idl" / "decentral_escrow.anchor-0.30.json"
+    with ServerThread((create_app(chain), port), (create_pubsub_app(chain), port + 1)) as server:
+        client = g.clients[0]
+        secret = json.dumps(list(bytes(client.keypair)))
+        proc = subprocess.run(
+            ["node", str(JS / "anchor_errors.mjs"), server.url(), secret, str(idl), str(client.token)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=JS,
+        )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["free"] == "1000000" and result["owner"] == str(client.pubkey)
+    error = result["error"]
+    assert error["anchorError"] is True, error
+    assert error["code"] == "InsufficientCredits"
+    assert error["number"] == abi.ERROR_CODES["InsufficientCredits"]
+    assert error["message"] == dict(abi.ERRORS)["InsufficientCredits"]
+    assert error["programErrorStack"] == [str(g.program_id)]
