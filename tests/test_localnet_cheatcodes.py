@@ -162,3 +162,28 @@ def test_set_token_account(rpc_localnet):
     )
     bad = cheat(url, "surfnet_setTokenAccount", str(owner), str(g.mint), {"state": "melted"})
     assert bad["error"]["code"] == -32602
+
+
+def test_token_accounts_by_delegate(rpc_localnet):
+    """getTokenAccountsByDelegate through solana-py, parsed and not: the account a delegate
+    was set on (with surfnet_setTokenAccount), and nothing for a key that is no delegate."""
+    from solana.rpc.types import TokenAccountOpts
+
+    url, chain, g = rpc_localnet
+    owner, delegate = Keypair().pubkey(), Keypair().pubkey()
+    cheat(url, "surfnet_setTokenAccount", str(owner), str(g.mint), {"amount": 9, "delegate": str(delegate)})
+
+    async def run():
+        async with AsyncClient(url) as sol:
+            plain = await sol.get_token_accounts_by_delegate(delegate, TokenAccountOpts(mint=g.mint), "processed")
+            parsed = await sol.get_token_accounts_by_delegate_json_parsed(
+                delegate, TokenAccountOpts(program_id=Pubkey.from_string(str(pda.TOKEN_PROGRAM_ID))), "processed"
+            )
+            nobody = await sol.get_token_accounts_by_delegate(owner, TokenAccountOpts(mint=g.mint), "processed")
+            return plain.value, parsed.value, nobody.value
+
+    plain, parsed, nobody = asyncio.run(run())
+    ata = pda.associated_token_address(owner, g.mint)
+    assert [a.pubkey for a in plain] == [ata] and [a.pubkey for a in parsed] == [ata]
+    assert parsed[0].account.data.parsed["info"]["delegate"] == str(delegate)
+    assert nobody == []

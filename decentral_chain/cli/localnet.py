@@ -38,7 +38,40 @@ from decentral_chain.cli.common import require
     show_default=True,
     help="Slots from processed to finalized (confirmed is one slot); 400 ms each.",
 )
-def localnet(host: str, port: int, keys_dir: Path | None, validator: str, finality_slots: int) -> None:
+@click.option(
+    "--bpf-program",
+    "bpf_programs",
+    nargs=2,
+    multiple=True,
+    metavar="ADDRESS_OR_KEYPAIR SBF_PROGRAM.SO",
+    help="Add a program at genesis (BPF loader 2), as solana-test-validator does. Repeatable.",
+)
+@click.option(
+    "--upgradeable-program",
+    "upgradeable_programs",
+    nargs=3,
+    multiple=True,
+    metavar="ADDRESS_OR_KEYPAIR SBF_PROGRAM.SO UPGRADE_AUTHORITY",
+    help="Add an upgradeable program at genesis (authority: a pubkey, a keypair file or none). Repeatable.",
+)
+@click.option(
+    "--account",
+    "accounts",
+    nargs=2,
+    multiple=True,
+    metavar="ADDRESS JSON_FILE",
+    help="Add an account from `solana account --output json` (ADDRESS - : the file's). Repeatable.",
+)
+def localnet(
+    host: str,
+    port: int,
+    keys_dir: Path | None,
+    validator: str,
+    finality_slots: int,
+    bpf_programs: tuple[tuple[str, str], ...],
+    upgradeable_programs: tuple[tuple[str, str, str], ...],
+    accounts: tuple[tuple[str, str], ...],
+) -> None:
     """Serve a local chain: escrow deployed, USDC-like mint, funded wallets."""
     require("localnet", "decentral localnet", "starlette", "uvicorn", "websockets")
     from decentral_chain.localnet.run import serve_localnet, serve_test_validator
@@ -49,4 +82,10 @@ def localnet(host: str, port: int, keys_dir: Path | None, validator: str, finali
         except FileNotFoundError as exc:
             raise click.UsageError(str(exc)) from exc
     else:
-        serve_localnet(host, port, keys_dir, finality_slots=finality_slots)
+        from decentral_chain.localnet.extras import ExtraError, Extras
+
+        try:
+            extras = Extras.parse(bpf_programs, upgradeable_programs, accounts)
+        except ExtraError as exc:
+            raise click.UsageError(str(exc)) from None
+        serve_localnet(host, port, keys_dir, finality_slots=finality_slots, extras=extras)

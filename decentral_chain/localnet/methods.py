@@ -189,6 +189,17 @@ def get_token_account_balance(chain: LocalChain, params: list) -> dict:
 @method("getTokenAccountsByOwner")
 def get_token_accounts_by_owner(chain: LocalChain, params: list) -> dict:
     owner = parse_pubkey(param(params, 0))
+    return _token_accounts(chain, params, lambda data: data[32:64] == bytes(owner))
+
+
+@method("getTokenAccountsByDelegate")
+def get_token_accounts_by_delegate(chain: LocalChain, params: list) -> dict:
+    """Token accounts whose delegate (COption<Pubkey> at 72..108) is the given key."""
+    delegate = b"\x01\x00\x00\x00" + bytes(parse_pubkey(param(params, 0)))
+    return _token_accounts(chain, params, lambda data: data[72:108] == delegate)
+
+
+def _token_accounts(chain: LocalChain, params: list, matches: Any) -> dict:
     selector = param(params, 1)
     if not isinstance(selector, dict) or not ({"mint", "programId"} & selector.keys()):
         raise ValueError('expected {"mint": ...} or {"programId": ...}')
@@ -199,7 +210,7 @@ def get_token_accounts_by_owner(chain: LocalChain, params: list) -> dict:
     out = []
     for key, acc in chain.accounts():
         data = bytes(acc.data)
-        if acc.owner not in programs or len(data) < 165 or data[32:64] != bytes(owner):
+        if acc.owner not in programs or len(data) < 165 or not matches(data):
             continue
         if mint is not None and data[:32] != bytes(mint):
             continue

@@ -15,6 +15,7 @@ from solders.keypair import Keypair
 from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.localnet.chain import FINALITY_SLOTS, LocalChain
+from decentral_chain.localnet.extras import Extras
 from decentral_chain.localnet.genesis import USDC, Genesis, build_genesis
 from decentral_chain.localnet.keys import LOCALNET_DIR, LocalnetKeys
 from decentral_chain.localnet.svm import token_balance
@@ -33,13 +34,21 @@ class Localnet:
 
 
 def start_chain(
-    host: str, port: int, keys_dir: Path | None = None, *, finality_slots: int = FINALITY_SLOTS
+    host: str,
+    port: int,
+    keys_dir: Path | None = None,
+    *,
+    finality_slots: int = FINALITY_SLOTS,
+    extras: Extras | None = None,
 ) -> Localnet:
-    """Build the genesis chain and write ``addresses.json``; serving is the caller's."""
+    """Build the genesis chain (with the test-validator flags' programs and accounts) and
+    write ``addresses.json``; serving is the caller's."""
     directory = keys_dir or LOCALNET_DIR
     keys = LocalnetKeys.load(directory)
     genesis = build_genesis(ensure_built(), keys=keys)
     chain = LocalChain.from_genesis(genesis, finality_slots=finality_slots)
+    if extras is not None:
+        extras.apply(chain)
     chain.rpc_address, chain.pubsub_address = f"{host}:{port}", f"{host}:{port + 1}"
     net = Localnet(chain, genesis, f"http://{host}:{port}", f"ws://{host}:{port + 1}")
     write_addresses(keys, net.rpc_url, net.ws_url, directory, "litesvm")
@@ -102,14 +111,21 @@ def print_summary(net: Localnet, started: float, directory: Path) -> None:
     console.print(f"ready in {time.monotonic() - started:.2f} s; keys and addresses.json in {directory}/; Ctrl-C stops")
 
 
-def serve_localnet(host: str, port: int, keys_dir: Path | None = None, *, finality_slots: int = FINALITY_SLOTS) -> None:
+def serve_localnet(
+    host: str,
+    port: int,
+    keys_dir: Path | None = None,
+    *,
+    finality_slots: int = FINALITY_SLOTS,
+    extras: Extras | None = None,
+) -> None:
     import uvicorn
 
     from decentral_chain.localnet.pubsub import create_pubsub_app
     from decentral_chain.localnet.server import create_app
 
     started = time.monotonic()
-    net = start_chain(host, port, keys_dir, finality_slots=finality_slots)
+    net = start_chain(host, port, keys_dir, finality_slots=finality_slots, extras=extras)
     servers = [
         uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level="warning", ws="websockets-sansio"))
         for app, p in ((create_app(net.chain), port), (create_pubsub_app(net.chain), port + 1))

@@ -30,10 +30,12 @@ _LOADER_PROGRAM = 2
 _LOADER_PROGRAM_DATA = 3
 
 
-def deploy_upgradeable(svm: LiteSVM, program_id: Pubkey, elf: bytes, authority: Pubkey, slot: int = 0) -> None:
-    """Write the Program and ProgramData accounts exactly as the upgradeable loader does."""
+def deploy_upgradeable(svm: LiteSVM, program_id: Pubkey, elf: bytes, authority: Pubkey | None, slot: int = 0) -> None:
+    """Write the Program and ProgramData accounts exactly as the upgradeable loader does
+    (``authority`` None: immutable; the 45-byte metadata keeps its size either way)."""
     programdata = program_data_address(program_id)
-    pd = struct.pack("<IQ", _LOADER_PROGRAM_DATA, slot) + b"\x01" + bytes(authority) + elf
+    option = b"\x01" + bytes(authority) if authority is not None else b"\x00" * 33
+    pd = struct.pack("<IQ", _LOADER_PROGRAM_DATA, slot) + option + elf
     svm.set_account(
         programdata, Account(svm.minimum_balance_for_rent_exemption(len(pd)), pd, BPF_LOADER_UPGRADEABLE_ID, False)
     )
