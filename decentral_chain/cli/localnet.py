@@ -62,6 +62,13 @@ from decentral_chain.cli.common import require
     metavar="ADDRESS JSON_FILE",
     help="Add an account from `solana account --output json` (ADDRESS - : the file's). Repeatable.",
 )
+@click.option(
+    "--ledger",
+    "ledger_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the chain is recorded; a restart continues it (default: <keys dir>/ledger).",
+)
+@click.option("--reset", is_flag=True, help="Start a new chain from genesis, discarding the ledger.")
 def localnet(
     host: str,
     port: int,
@@ -71,6 +78,8 @@ def localnet(
     bpf_programs: tuple[tuple[str, str], ...],
     upgradeable_programs: tuple[tuple[str, str, str], ...],
     accounts: tuple[tuple[str, str], ...],
+    ledger_dir: Path | None,
+    reset: bool,
 ) -> None:
     """Serve a local chain: escrow deployed, USDC-like mint, funded wallets."""
     require("localnet", "decentral localnet", "starlette", "uvicorn", "websockets")
@@ -88,4 +97,6 @@ def localnet(
             extras = Extras.parse(bpf_programs, upgradeable_programs, accounts)
         except ExtraError as exc:
             raise click.UsageError(str(exc)) from None
-        serve_localnet(host, port, keys_dir, finality_slots=finality_slots, extras=extras)
+        serve_localnet(
+            host, port, keys_dir, finality_slots=finality_slots, extras=extras, ledger_dir=ledger_dir, reset=reset
+        )

@@ -21,6 +21,7 @@ into Solana's error shapes in one place.
 
 from __future__ import annotations
 
+import secrets
 import struct
 import threading
 import time
@@ -39,6 +40,7 @@ from solders.transaction_metadata import FailedTransactionMetadata
 from solders.transaction_status import TransactionErrorFieldless, TransactionErrorType
 
 from decentral_chain.abi import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
+from decentral_chain.localnet.ledger import Ledger
 
 _REJECTED_BEFORE_EXECUTION = (
     TransactionErrorFieldless.AlreadyProcessed,
@@ -129,7 +131,7 @@ class LocalChain:
         self.svm = svm or LiteSVM()
         self.svm.with_blockhash_check(False)
         self.lock = threading.RLock()
-        self.genesis_hash = genesis_hash or Hash.new_unique()
+        self.genesis_hash = genesis_hash or Hash.from_bytes(secrets.token_bytes(32))  # one per genesis
         self.identity = Pubkey.new_unique()  # the node's identity: leader of every slot
         self.faucet = Keypair()  # requestAirdrop pays from here
         self.rpc_address: str | None = None  # "host:port", set by whoever serves it
@@ -148,6 +150,8 @@ class LocalChain:
         self.paused_at: float | None = None
         #: accounts as genesis left them: what surfnet_resetAccount restores
         self.genesis_accounts: dict[Pubkey, Account] = {}
+        #: where blocks, transactions and outside account writes are recorded (see ledger.py)
+        self.ledger: Ledger | None = None
         #: called with each TxRecord / each new slot (from the thread that caused it)
         self.tx_listeners: list = []
         self.slot_listeners: list = []
@@ -170,6 +174,8 @@ class LocalChain:
         parent = self.slot - 1 if self.slot > 0 else 0
         self.blocks[self.slot] = Block(self.slot, parent, blockhash, previous, now)
         self.recent.append((blockhash, self.slot))
+        if self.ledger is not None:
+            self.ledger.block(self.slot, parent, blockhash, previous, now)
         clock = self.svm.get_clock()
         epoch = self.slot // SLOTS_PER_EPOCH
         self.svm.set_clock(
@@ -219,6 +225,8 @@ class LocalChain:
                 seconds = timestamp - now
                 slot = self.slot + int(seconds * 1000 // self.slot_ms)
             self.time_offset += seconds
+            if self.ledger is not None:
+                self.ledger.time_offset(self.time_offset)
             if slot > self.slot:
                 self.tick(to_slot=slot)
             else:  # the same slot, a later time
@@ -237,6 +245,8 @@ class LocalChain:
             if self.paused_at is not None:
                 self.time_offset -= time.time() - self.paused_at
                 self.paused_at = None
+                if self.ledger is not None:
+                    self.ledger.time_offset(self.time_offset)
 
     # ------------------------------------------------------------ commitment
 
@@ -282,6 +292,8 @@ class LocalChain:
         with self.lock:
             self.svm.set_account(key, account)
             self.known.add(key)
+            if self.ledger is not None:
+                self.ledger.account(self.slot, key, account)
 
     def airdrop(self, key: Pubkey, lamports: int) -> TxOutcome:
         """A real transfer from the faucet, recorded like any transaction (so clients can
@@ -295,6 +307,8 @@ class LocalChain:
                 refill = self.svm.airdrop(faucet, max(FAUCET_LAMPORTS, lamports + LAMPORTS_PER_SIGNATURE))
                 if isinstance(refill, FailedTransactionMetadata):
                     return TxOutcome(None, refill.err())
+                if self.ledger is not None:
+                    self.ledger.account(self.slot, faucet, self.svm.get_account(faucet))
             msg = Message.new_with_blockhash(
                 [transfer(TransferParams(from_pubkey=faucet, to_pubkey=key, lamports=lamports))],
                 faucet,
@@ -311,45 +325,108 @@ class LocalChain:
     # --------------------------------------------------------- transactions
 
     def process(self, tx: VersionedTransaction) -> TxOutcome:
-        """Execute and record ``tx`` (sigverify and the 150-slot blockhash age enforced)."""
+        """Execute and record ``tx`` (sigverify and the 150-slot blockhash age enforced); with
+        a ledger, it is written there before anyone is told."""
         with self.lock:
             if not self.blockhash_valid(tx.message.recent_blockhash):
                 return TxOutcome(None, TransactionErrorFieldless.BlockhashNotFound)
-            keys = list(tx.message.account_keys)
-            pre = [self._lamports(k) for k in keys]
-            pre_tokens = self._token_balances(keys)
-            result = self.svm.send_transaction(tx)
-            failed = isinstance(result, FailedTransactionMetadata)
-            meta = result.meta() if failed else result
-            err = result.err() if failed else None
-            if failed and err in _REJECTED_BEFORE_EXECUTION:
-                # no fee, nothing recorded, as in a validator's banking stage
-                return TxOutcome(None, err, list(meta.logs()), meta.compute_units_consumed())
-            record = TxRecord(
-                signature=tx.signatures[0],
-                transaction=tx,
-                slot=self.slot,
-                block_time=self.blocks[self.slot].block_time,
-                err=err,
-                fee=LAMPORTS_PER_SIGNATURE * len(tx.signatures),
-                pre_balances=pre,
-                post_balances=[self._lamports(k) for k in keys],
-                pre_token_balances=pre_tokens,
-                post_token_balances=self._token_balances(keys),
-                logs=list(meta.logs()),
-                inner_instructions=list(meta.inner_instructions()),
-                compute_units=meta.compute_units_consumed(),
-                return_data=meta.return_data(),
-            )
-            self.known.update(keys)
-            self.history[record.signature] = record
-            self.blocks[self.slot].signatures.append(record.signature)
-            self.transaction_count += 1
-            for k in keys:
-                self.by_address.setdefault(k, []).append(record.signature)
-        for listener in self.tx_listeners:
-            listener(record)
+            outcome = self._execute(tx)
+            if outcome.record is not None and self.ledger is not None:
+                self.ledger.tx(self.slot, bytes(tx))
+        if outcome.record is not None:
+            for listener in self.tx_listeners:
+                listener(outcome.record)
+        return outcome
+
+    def _execute(self, tx: VersionedTransaction) -> TxOutcome:
+        keys = list(tx.message.account_keys)
+        pre = [self._lamports(k) for k in keys]
+        pre_tokens = self._token_balances(keys)
+        result = self.svm.send_transaction(tx)
+        failed = isinstance(result, FailedTransactionMetadata)
+        meta = result.meta() if failed else result
+        err = result.err() if failed else None
+        if failed and err in _REJECTED_BEFORE_EXECUTION:
+            # no fee, nothing recorded, as in a validator's banking stage
+            return TxOutcome(None, err, list(meta.logs()), meta.compute_units_consumed())
+        record = TxRecord(
+            signature=tx.signatures[0],
+            transaction=tx,
+            slot=self.slot,
+            block_time=self.blocks[self.slot].block_time,
+            err=err,
+            fee=LAMPORTS_PER_SIGNATURE * len(tx.signatures),
+            pre_balances=pre,
+            post_balances=[self._lamports(k) for k in keys],
+            pre_token_balances=pre_tokens,
+            post_token_balances=self._token_balances(keys),
+            logs=list(meta.logs()),
+            inner_instructions=list(meta.inner_instructions()),
+            compute_units=meta.compute_units_consumed(),
+            return_data=meta.return_data(),
+        )
+        self.known.update(keys)
+        self.history[record.signature] = record
+        self.blocks[self.slot].signatures.append(record.signature)
+        self.transaction_count += 1
+        for k in keys:
+            self.by_address.setdefault(k, []).append(record.signature)
         return TxOutcome(record)
+
+    # ---------------------------------------------------------------- ledger
+
+    def attach_ledger(self, ledger: Ledger) -> None:
+        """Start recording into a new ledger: genesis (every indexed account) and this block."""
+        with self.lock:
+            accounts = {k: a for k in self.known if (a := self.get_account(k)) is not None}
+            ledger.write_genesis(accounts, self.genesis_hash, self.faucet, self.identity)
+            block = self.blocks[self.slot]
+            ledger.block(block.slot, block.parent_slot, block.blockhash, block.previous_blockhash, block.block_time)
+            self.ledger = ledger
+
+    @classmethod
+    def from_ledger(cls, ledger: Ledger, **options: int) -> LocalChain:
+        """The chain a ledger recorded: genesis, then every block, transaction and account
+        write replayed in order on a fresh SVM, each block with its own clock."""
+        genesis = ledger.genesis_accounts()
+        svm = LiteSVM()
+        for key, account in genesis.items():
+            svm.set_account(key, account)
+        chain = cls(svm, genesis_hash=Hash.from_bytes(ledger.meta("genesis_hash")), **options)
+        chain.faucet = Keypair.from_bytes(ledger.meta("faucet"))
+        chain.identity = Pubkey.from_bytes(ledger.meta("identity"))
+        chain.genesis_accounts = dict(genesis)
+        chain.known.update(genesis)
+        chain.blocks.clear()
+        chain.recent.clear()
+        for event in ledger.events():
+            if event[0] == "block":
+                _, slot, blockhash, previous, parent, block_time = event
+                if chain.blocks:
+                    svm.expire_blockhash()
+                chain.slot = slot
+                chain.blocks[slot] = Block(slot, parent, blockhash, previous, block_time)
+                chain.recent.append((blockhash, slot))
+                epoch = slot // SLOTS_PER_EPOCH
+                svm.set_clock(
+                    Clock(
+                        slot=slot,
+                        epoch_start_timestamp=svm.get_clock().epoch_start_timestamp,
+                        epoch=epoch,
+                        leader_schedule_epoch=epoch + 1,
+                        unix_timestamp=block_time,
+                    )
+                )
+            elif event[0] == "tx":
+                chain._execute(VersionedTransaction.from_bytes(event[2]))
+            else:
+                _, _, key, account = event
+                svm.set_account(key, account)
+                chain.known.add(key)
+        svm.expire_blockhash()  # the next block's hash is a new one
+        chain.time_offset = struct.unpack("<d", ledger.meta("time_offset"))[0]
+        chain.ledger = ledger
+        return chain
 
     def simulate(self, tx: VersionedTransaction, *, sig_verify: bool = True) -> TxOutcome:
         """Run ``tx`` without committing anything (signatures unchecked unless ``sig_verify``)."""

@@ -16,8 +16,9 @@ from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.localnet.chain import FINALITY_SLOTS, LocalChain
 from decentral_chain.localnet.extras import Extras
-from decentral_chain.localnet.genesis import USDC, Genesis, build_genesis
+from decentral_chain.localnet.genesis import USDC, Genesis, Wallet, build_genesis
 from decentral_chain.localnet.keys import LOCALNET_DIR, LocalnetKeys
+from decentral_chain.localnet.ledger import Ledger
 from decentral_chain.localnet.svm import token_balance
 from decentral_chain.pda import associated_token_address
 from decentral_chain.sbpf.build import ensure_built
@@ -40,19 +41,63 @@ def start_chain(
     *,
     finality_slots: int = FINALITY_SLOTS,
     extras: Extras | None = None,
+    ledger_dir: Path | None = None,
+    reset: bool = False,
 ) -> Localnet:
-    """Build the genesis chain (with the test-validator flags' programs and accounts) and
-    write ``addresses.json``; serving is the caller's."""
+    """The chain its ledger recorded (``ledger_dir``, default ``<keys dir>/ledger``), or a new
+    genesis (with the test-validator flags' programs and accounts) when there is none or on
+    ``reset``; then ``addresses.json``. Serving is the caller's."""
     directory = keys_dir or LOCALNET_DIR
     keys = LocalnetKeys.load(directory)
-    genesis = build_genesis(ensure_built(), keys=keys)
-    chain = LocalChain.from_genesis(genesis, finality_slots=finality_slots)
-    if extras is not None:
-        extras.apply(chain)
+    ledger = Ledger(ledger_dir or directory / "ledger", reset=reset)
+    if ledger.exists:
+        if extras is not None and (extras.programs or extras.upgradeable or extras.accounts):
+            console.print("[yellow]genesis flags ignored: the ledger keeps its genesis (--reset starts anew)[/]")
+        chain = LocalChain.from_ledger(ledger, finality_slots=finality_slots)
+        genesis = _genesis_of(chain, keys)
+        _warn_if_program_changed(chain)
+    else:
+        genesis = build_genesis(ensure_built(), keys=keys)
+        chain = LocalChain.from_genesis(genesis, finality_slots=finality_slots)
+        if extras is not None:
+            extras.apply(chain)
+        chain.attach_ledger(ledger)
     chain.rpc_address, chain.pubsub_address = f"{host}:{port}", f"{host}:{port + 1}"
     net = Localnet(chain, genesis, f"http://{host}:{port}", f"ws://{host}:{port + 1}")
     write_addresses(keys, net.rpc_url, net.ws_url, directory, "litesvm")
     return net
+
+
+def _genesis_of(chain: LocalChain, keys: LocalnetKeys) -> Genesis:
+    """The genesis roles over a restored chain (the same keys made it)."""
+    mint = keys.mint.pubkey()
+
+    def wallet(kp: Keypair) -> Wallet:
+        return Wallet(kp, associated_token_address(kp.pubkey(), mint))
+
+    return Genesis(
+        chain.svm,
+        PROGRAM_ID,
+        keys.admin,
+        keys.gateway,
+        mint,
+        keys.mint_authority,
+        wallet(keys.treasury),
+        [wallet(w) for w in keys.workers],
+        [wallet(keys.client)],
+    )
+
+
+def _warn_if_program_changed(chain: LocalChain) -> None:
+    """A ledger keeps the program it was made with, as a validator's does: say so when the
+    built one differs (``--reset`` deploys it)."""
+    try:
+        built = ensure_built()
+    except Exception:  # no compiler and no build: nothing to compare with
+        return
+    data = chain.get_account(pda.program_data_address(PROGRAM_ID))
+    if data is not None and bytes(data.data)[45:].rstrip(b"\x00") != built.rstrip(b"\x00"):
+        console.print("[yellow]the ledger's escrow program differs from the built one; --reset deploys the new one[/]")
 
 
 def write_addresses(keys: LocalnetKeys, rpc_url: str, ws_url: str, directory: Path, validator: str) -> None:
@@ -118,6 +163,8 @@ def serve_localnet(
     *,
     finality_slots: int = FINALITY_SLOTS,
     extras: Extras | None = None,
+    ledger_dir: Path | None = None,
+    reset: bool = False,
 ) -> None:
     import uvicorn
 
@@ -125,7 +172,9 @@ def serve_localnet(
     from decentral_chain.localnet.server import create_app
 
     started = time.monotonic()
-    net = start_chain(host, port, keys_dir, finality_slots=finality_slots, extras=extras)
+    net = start_chain(
+        host, port, keys_dir, finality_slots=finality_slots, extras=extras, ledger_dir=ledger_dir, reset=reset
+    )
     servers = [
         uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level="warning", ws="websockets-sansio"))
         for app, p in ((create_app(net.chain), port), (create_pubsub_app(net.chain), port + 1))
