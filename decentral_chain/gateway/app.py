@@ -66,6 +66,12 @@ class GatewaySettings(BaseModel):
         description="Settlements are sent on this tick (seconds), "
         "those of one tick in one JSON-RPC batch (0: each at once)",
     )
+    lock_delay: float = Field(
+        default=0.004,
+        ge=0,
+        le=0.05,
+        description="Seconds a non-streamed job's lock waits for the model's thread to start",
+    )
     health_interval: float = Field(default=2.0, gt=0, description="Seconds between polls of remote workers' /health")
     suspend_s: float = Field(
         default=60.0, ge=0, description="Seconds a worker that overstated its usage is not routed to"

@@ -167,6 +167,12 @@ async def open_job(
     job.blockhash = (pending.transaction.message.recent_blockhash, pending.last_valid_block_height)
 
     async def submit_and_confirm() -> None:  # runs while the model does; settlement waits for it
+        if not req.stream:
+            # let the model's thread start first: it needs the GIL for its own Python (chat
+            # template, tokenizing) before llama.cpp releases it, and sending the lock on this
+            # thread at that moment delays it (~1 ms, measured); a stream waits for its lock
+            # before its first token, so it sends at once
+            await asyncio.sleep(state.settings.lock_delay)
         await state.escrow.submit(pending, skip_preflight=True)
         # processed is enough to know the credits are held: a settlement can only land after it
         await state.escrow.confirm(
