@@ -179,3 +179,58 @@ def test_bad_subscriptions_get_json_rpc_errors(localnet):
             assert done == {"jsonrpc": "2.0", "result": True, "id": 5}
 
     asyncio.run(run())
+
+
+def test_slots_updates_block_and_vote_subscriptions(localnet):
+    """solana-py's websocket client (solders' strict parsers) on slotsUpdatesSubscribe (each
+    slot's life), blockSubscribe (a block with our transaction once confirmed, shaped as
+    getBlock; a mentions filter that matches nothing stays quiet) and voteSubscribe (accepted,
+    silent: no votes on one node)."""
+    from solders.rpc.config import RpcBlockSubscribeFilterMentions
+    from solders.rpc.responses import (
+        BlockNotification,
+        SlotUpdateCreatedBank,
+        SlotUpdateFrozen,
+        SlotUpdateNotification,
+        SlotUpdateRoot,
+    )
+    from solders.transaction_status import TransactionDetails
+
+    url, ws_url, chain, g = localnet
+    receiver = Keypair()
+
+    async def run():
+        async with AsyncClient(url) as client, connect(ws_url) as ws, connect(ws_url) as quiet:
+            await ws.slots_updates_subscribe()
+            await ws.recv()
+            updates = []
+            while not {SlotUpdateCreatedBank, SlotUpdateFrozen, SlotUpdateRoot} <= {type(u) for u in updates}:
+                note = await _next(ws, SlotUpdateNotification)
+                updates.append(note.result)
+            await ws.block_subscribe(
+                commitment="confirmed", transaction_details=TransactionDetails.Signatures, show_rewards=False
+            )
+            await ws.recv()
+            await quiet.block_subscribe(RpcBlockSubscribeFilterMentions(Keypair().pubkey()), commitment="confirmed")
+            await quiet.vote_subscribe()
+            await quiet.recv()
+            await quiet.recv()
+            tx = await _signed(
+                client,
+                [transfer(TransferParams(from_pubkey=g.admin.pubkey(), to_pubkey=receiver.pubkey(), lamports=10**6))],
+                g.admin,
+            )
+            signature = (await client.send_raw_transaction(bytes(tx))).value
+            while True:
+                note = await _next(ws, BlockNotification)
+                block = note.result.value.block
+                if block is not None and signature in (block.signatures or []):
+                    break
+            with pytest.raises(TimeoutError):  # the mentions filter and vote stay quiet
+                await asyncio.wait_for(quiet.recv(), timeout=0.5)
+            return updates, note
+
+    updates, note = asyncio.run(run())
+    frozen = next(u for u in updates if isinstance(u, SlotUpdateFrozen))
+    assert frozen.stats.num_failed_transactions == 0
+    assert note.result.value.err is None and note.result.value.block.block_height == note.result.value.slot
