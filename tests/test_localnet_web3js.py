@@ -72,7 +72,8 @@ def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
 
 def test_anchor_client_gets_typed_errors_from_the_program_log(program_elf, node_modules):
     """@coral-xyz/anchor (pinned in tests/js) drives the escrow from our Anchor >= 0.30 IDL:
-    program.methods with PDAs it resolves, a typed account fetch, and a failed withdraw that
+    program.methods with PDAs it resolves, a typed account fetch, the deposit's event through
+    addEventListener and EventParser, and a failed withdraw that
     its translateError turns into an AnchorError by name, number and message — read from the
     `AnchorError occurred. ...` line the program logs for every custom error."""
     from decentral_chain import abi
@@ -94,6 +95,11 @@ def test_anchor_client_gets_typed_errors_from_the_program_log(program_elf, node_
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["free"] == "1000000" and result["owner"] == str(client.pubkey)
+    # the event, heard live (addEventListener over logsSubscribe) and parsed from the fetched logs
+    assert result["listened"] is not None, "addEventListener heard nothing"
+    assert result["listened"]["signature"] == result["deposit"]
+    assert result["listened"]["owner"] == str(client.pubkey) and result["listened"]["amount"] == "1000000"
+    assert result["parsed"] == [{"name": "creditsDeposited", "owner": str(client.pubkey), "amount": "1000000"}]
     error = result["error"]
     assert error["anchorError"] is True, error
     assert error["code"] == "InsufficientCredits"

@@ -1,6 +1,7 @@
 // @coral-xyz/anchor against the localnet with our Anchor >= 0.30 IDL, unpatched: Program,
-// program.methods with PDAs resolved by Anchor, the typed account fetcher, and a failing
-// instruction turned into a typed AnchorError from the program's log line.
+// program.methods with PDAs resolved by Anchor, the typed account fetcher, events through
+// addEventListener (logsSubscribe over PubSub) and EventParser (a fetched transaction's logs),
+// and a failing instruction turned into a typed AnchorError from the program's log line.
 import anchorModule from "@coral-xyz/anchor"; // CommonJS: its exports are the default export
 
 import { Connection, Keypair, PublicKey } from "@solana/web3.js";
@@ -14,12 +15,28 @@ const owner = Keypair.fromSecretKey(Uint8Array.from(JSON.parse(secret)));
 const provider = new anchor.AnchorProvider(connection, new anchor.Wallet(owner), { commitment: "confirmed" });
 const program = new anchor.Program(JSON.parse(readFileSync(idlPath, "utf8")), provider);
 
+const heard = new Promise((resolve) => {
+  const id = program.addEventListener("creditsDeposited", (event, slot, signature) => {
+    program.removeEventListener(id);
+    resolve({ owner: event.owner.toBase58(), amount: event.amount.toString(), free: event.free.toString(), slot, signature });
+  });
+});
+await new Promise((r) => setTimeout(r, 300)); // the logs subscription is in place
+
 const deposit = await program.methods
   .deposit(new anchor.BN(1_000_000))
   .accounts({ owner: owner.publicKey, source: new PublicKey(source) })
   .rpc();
 const [creditsPda] = PublicKey.findProgramAddressSync([Buffer.from("credits"), owner.publicKey.toBuffer()], program.programId);
 const credits = await program.account.credits.fetch(creditsPda);
+const listened = await Promise.race([heard, new Promise((r) => setTimeout(() => r(null), 10_000))]);
+const fetched = await connection.getTransaction(deposit, { commitment: "confirmed", maxSupportedTransactionVersion: 0 });
+const parser = new anchor.EventParser(program.programId, program.coder);
+const parsed = [...parser.parseLogs(fetched.meta.logMessages)].map((e) => ({
+  name: e.name,
+  owner: e.data.owner.toBase58(),
+  amount: e.data.amount.toString(),
+}));
 
 let error = null;
 try {
@@ -36,4 +53,7 @@ try {
     programErrorStack: (e.programErrorStack ?? []).map(String),
   };
 }
-console.log(JSON.stringify({ deposit, free: credits.free.toString(), owner: credits.owner.toBase58(), error }));
+console.log(
+  JSON.stringify({ deposit, free: credits.free.toString(), owner: credits.owner.toBase58(), listened, parsed, error }),
+);
+process.exit(0); // the event listener's websocket would keep node alive
