@@ -234,3 +234,36 @@ def test_slots_updates_block_and_vote_subscriptions(localnet):
     frozen = next(u for u in updates if isinstance(u, SlotUpdateFrozen))
     assert frozen.stats.num_failed_transactions == 0
     assert note.result.value.err is None and note.result.value.block.block_height == note.result.value.slot
+
+
+def test_a_nonce_account_reads_as_agave_parses_it(localnet):
+    """A durable nonce account made by the system program, read with jsonParsed through
+    solana-py: Agave's account-decoder shape ("nonce", initialized, authority, blockhash,
+    feeCalculator); a plain wallet stays base64, as on a validator."""
+    from solders.hash import Hash
+    from solders.system_program import create_nonce_account
+
+    url, _, chain, g = localnet
+    nonce, authority = Keypair(), Keypair().pubkey()
+
+    async def run():
+        async with AsyncClient(url) as client:
+            ixs = list(create_nonce_account(g.admin.pubkey(), nonce.pubkey(), authority, 1_500_000))
+            blockhash = (await client.get_latest_blockhash()).value.blockhash
+            tx = VersionedTransaction(Message.new_with_blockhash(ixs, g.admin.pubkey(), blockhash), [g.admin, nonce])
+            await client.send_raw_transaction(bytes(tx))
+            await asyncio.sleep(0.3)
+            parsed = await client.get_account_info_json_parsed(nonce.pubkey(), commitment="processed")
+            raw = await client.get_account_info(nonce.pubkey(), commitment="processed")
+            wallet = await client.get_account_info_json_parsed(authority, commitment="processed")
+            funded = await client.get_account_info_json_parsed(g.admin.pubkey(), commitment="processed")
+            return parsed.value, raw.value, wallet.value, funded.value
+
+    parsed, raw, wallet, funded = asyncio.run(run())
+    data = parsed.data
+    assert data.program == "nonce" and data.space == 80
+    assert data.parsed["type"] == "initialized"
+    info = data.parsed["info"]
+    assert info["authority"] == str(authority) and info["feeCalculator"] == {"lamportsPerSignature": "5000"}
+    assert info["blockhash"] == str(Hash.from_bytes(raw.data[40:72]))
+    assert wallet is None and isinstance(funded.data, bytes)  # no data to parse: base64, as validators do

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import based58
+from solders.hash import Hash
 from solders.message import Message, MessageV0
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
@@ -24,7 +26,7 @@ from solders.transaction_status import (
     TransactionErrorType,
 )
 
-from decentral_chain.abi import MINT_LEN, TOKEN_ACCOUNT_LEN
+from decentral_chain.abi import MINT_LEN, SYSTEM_PROGRAM_ID, TOKEN_ACCOUNT_LEN
 from decentral_chain.errors import RpcError
 from decentral_chain.localnet.chain import TOKEN_PROGRAMS, TokenBalance, TxRecord
 from decentral_chain.localnet.jsonrpc import config, param
@@ -105,7 +107,9 @@ def account_json(
 ) -> dict:
     """An account as the RPC shows it. ``jsonParsed`` parses SPL Token accounts and mints
     (``mint_decimals`` gives a token account's decimals) and falls back to base64."""
-    parsed = parsed_token_data(acc, mint_decimals or (lambda mint: None)) if encoding == "jsonParsed" else None
+    parsed = None
+    if encoding == "jsonParsed":
+        parsed = parsed_nonce_data(acc) or parsed_token_data(acc, mint_decimals or (lambda mint: None))
     data = bytes(acc.data)
     if data_slice:
         off, length = int(data_slice.get("offset", 0)), int(data_slice.get("length", len(data)))
@@ -131,6 +135,29 @@ def account_json(
         "rentEpoch": 18_446_744_073_709_551_615,
         "space": len(acc.data),
     }
+
+
+def parsed_nonce_data(acc: Any) -> dict | None:
+    """A durable nonce account (system-owned, 80 bytes) as Agave's account-decoder parses it:
+    version u32, state u32, authority, blockhash, lamports_per_signature u64."""
+    data = bytes(acc.data)
+    if acc.owner != SYSTEM_PROGRAM_ID or len(data) != 80:
+        return None
+    version, state = struct.unpack_from("<II", data)
+    if version != 1 or state not in (0, 1):
+        return None
+    if state == 0:
+        parsed: dict = {"type": "uninitialized"}
+    else:
+        parsed = {
+            "type": "initialized",
+            "info": {
+                "authority": str(Pubkey.from_bytes(data[8:40])),
+                "blockhash": str(Hash.from_bytes(data[40:72])),
+                "feeCalculator": {"lamportsPerSignature": str(struct.unpack_from("<Q", data, 72)[0])},
+            },
+        }
+    return {"program": "nonce", "parsed": parsed, "space": 80}
 
 
 def token_amount(amount: int, decimals: int) -> dict:
