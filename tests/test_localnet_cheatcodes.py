@@ -4,6 +4,7 @@ parameters, read back through solana-py's AsyncClient and our settlement client.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -187,3 +188,48 @@ def test_token_accounts_by_delegate(rpc_localnet):
     assert [a.pubkey for a in plain] == [ata] and [a.pubkey for a in parsed] == [ata]
     assert parsed[0].account.data.parsed["info"]["delegate"] == str(delegate)
     assert nobody == []
+
+
+AGAVE_HTTP = """getAccountInfo getBalance getBlock getBlockCommitment getBlockHeight getBlockProduction
+getBlockTime getBlocks getBlocksWithLimit getClusterNodes getEpochInfo getEpochSchedule getFeeForMessage
+getFirstAvailableBlock getGenesisHash getHealth getHighestSnapshotSlot getIdentity getInflationGovernor
+getInflationRate getInflationReward getLargestAccounts getLatestBlockhash getLeaderSchedule
+getMaxRetransmitSlot getMaxShredInsertSlot getMinimumBalanceForRentExemption getMultipleAccounts
+getProgramAccounts getRecentPerformanceSamples getRecentPrioritizationFees getSignatureStatuses
+getSignaturesForAddress getSlot getSlotLeader getSlotLeaders getStakeMinimumDelegation getSupply
+getTokenAccountBalance getTokenAccountsByDelegate getTokenAccountsByOwner getTokenLargestAccounts
+getTokenSupply getTransaction getTransactionCount getVersion getVoteAccounts isBlockhashValid
+minimumLedgerSlot requestAirdrop sendTransaction simulateTransaction""".split()
+
+
+def test_every_agave_http_method_is_served_and_listed_in_the_readme(rpc_localnet):
+    """Agave's whole HTTP method list answers (no -32601), through solana-py where it has the
+    call; the README's method table names each one."""
+    from solders.rpc.responses import GetBlockProductionResp, MinimumLedgerSlotResp
+
+    from decentral_chain.paths import CHECKOUT
+
+    url, chain, g = rpc_localnet
+    for name in AGAVE_HTTP:
+        answer = cheat(url, name)
+        assert answer.get("error", {}).get("code") != -32601, name
+    assert cheat(url, "getHighestSnapshotSlot")["error"]["code"] == -32008
+    assert cheat(url, "getFoo")["error"] == {
+        "code": -32601,
+        "message": "Method not found",
+        "data": "getFoo is not served by this localnet",
+    }
+
+    def parsed(kind, method, *params):  # solders' strict response parsers
+        return kind.from_json(json.dumps(cheat(url, method, *params))).value
+
+    production = parsed(GetBlockProductionResp, "getBlockProduction")
+    minimum = MinimumLedgerSlotResp.from_json(json.dumps(cheat(url, "minimumLedgerSlot"))).value
+    fees = cheat(url, "getRecentPrioritizationFees", [str(g.mint)])["result"]  # solders 0.26 has no parser
+    stake = cheat(url, "getStakeMinimumDelegation")["result"]["value"]
+    assert production.range.last_slot >= production.range.first_slot == minimum == 0 and stake == 1
+    assert fees and all(f["prioritizationFee"] == 0 and isinstance(f["slot"], int) for f in fees)
+    assert cheat(url, "getRecentPrioritizationFees", ["not-a-key"])["error"]["code"] == -32602
+    readme = (CHECKOUT / "README.md").read_text()
+    missing = [name for name in AGAVE_HTTP if f"`{name}`" not in readme]
+    assert not missing, f"not in the README's method table: {missing}"

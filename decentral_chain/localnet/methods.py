@@ -44,6 +44,7 @@ from decentral_chain.rpc import (
     BLOCK_NOT_AVAILABLE,
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    NO_SNAPSHOT,
     SEND_TRANSACTION_PREFLIGHT_FAILURE,
     TRANSACTION_SIGNATURE_VERIFICATION_FAILURE,
 )
@@ -497,9 +498,45 @@ def get_first_available_block(chain: LocalChain, params: list) -> int:
     return next(iter(chain.blocks))
 
 
+@method("minimumLedgerSlot")  # Agave's name
 @method("getMinimumLedgerSlot")
 def get_minimum_ledger_slot(chain: LocalChain, params: list) -> int:
     return next(iter(chain.blocks))
+
+
+@method("getBlockProduction")
+def get_block_production(chain: LocalChain, params: list) -> dict:
+    """One leader, every block its own; skipped slots (time travel) are leader slots without one."""
+    first = next(iter(chain.blocks))
+    produced = sum(1 for slot in chain.blocks if slot <= chain.slot)
+    by_identity = {str(chain.identity): [chain.slot - first + 1, produced]}
+    return context(chain, {"byIdentity": by_identity, "range": {"firstSlot": first, "lastSlot": chain.slot}})
+
+
+@method("getHighestSnapshotSlot")
+def get_highest_snapshot_slot(chain: LocalChain, params: list) -> dict:
+    raise RpcError(NO_SNAPSHOT, "No snapshot")  # this node takes none (its ledger is replayed instead)
+
+
+@method("getMaxRetransmitSlot")
+@method("getMaxShredInsertSlot")
+def get_max_shred_slot(chain: LocalChain, params: list) -> int:
+    return chain.slot
+
+
+@method("getRecentPrioritizationFees")
+def get_recent_prioritization_fees(chain: LocalChain, params: list) -> list:
+    """Per recent block, the lowest priority fee paid: 0 here (no fee market on one node)."""
+    if params and not (isinstance(params[0], list) and len(params[0]) <= 128):
+        raise ValueError("expected a list of at most 128 addresses")
+    for key in param(params, 0, []):
+        parse_pubkey(key)
+    return [{"slot": slot, "prioritizationFee": 0} for slot in list(chain.blocks)[-150:]]
+
+
+@method("getStakeMinimumDelegation")
+def get_stake_minimum_delegation(chain: LocalChain, params: list) -> dict:
+    return context(chain, 1)  # the stake program's minimum without the 1-SOL feature, in lamports
 
 
 @method("getRecentPerformanceSamples")
