@@ -47,13 +47,10 @@ def test_genesis_flags_add_programs_and_accounts(tmp_path):
     }
     (tmp_path / "account.json").write_text(json.dumps(dump))
     port = free_port_pair()
+    base = [*CLI, "--port", str(port), "--keys-dir", str(tmp_path / "keys")]
     proc = subprocess.Popen(
         [
-            *CLI,
-            "--port",
-            str(port),
-            "--keys-dir",
-            str(tmp_path / "keys"),
+            *base,
             "--bpf-program",
             str(tmp_path / "program.json"),
             str(SO),
@@ -96,6 +93,15 @@ def test_genesis_flags_add_programs_and_accounts(tmp_path):
         assert account.lamports == 4_242_424 and account.data == b"hello, genesis" and account.owner == LOADER_2
         assert "custom program error: 0x1770" in str(simulated.err) or "Custom(6000)" in str(simulated.err)
         assert any("AnchorError occurred. Error Code: InstructionMissing" in line for line in simulated.logs)
+        # what the flags added is genesis: a restart keeps all of it (ProgramData included)
+        proc.terminate()
+        proc.wait(timeout=30)
+        (tmp_path / "keys" / "addresses.json").unlink()
+        proc = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: json.loads((tmp_path / "keys" / "addresses.json").read_text())["ready"])
+        wait_until(lambda: asyncio.run(run()) is not None)
+        again = asyncio.run(run())
+        assert again[0].data == program.data and again[1] == upgrade and again[2] == data and again[3] == account
     finally:
         proc.terminate()
         proc.wait(timeout=30)

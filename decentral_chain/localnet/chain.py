@@ -162,29 +162,35 @@ class LocalChain:
         """Wrap a :class:`~decentral_chain.localnet.genesis.Genesis` chain, indexing its accounts."""
         chain = cls(genesis.svm, **options)  # type: ignore[attr-defined, arg-type]
         chain.known.update(genesis.addresses())  # type: ignore[attr-defined]
-        for key in chain.known:
-            if (account := chain.get_account(key)) is not None:
-                chain.genesis_accounts[key] = account
+        chain.snapshot_genesis()
         return chain
+
+    def snapshot_genesis(self) -> None:
+        """Every indexed account as it is now becomes genesis: what surfnet_resetAccount
+        restores and what a new ledger starts from."""
+        with self.lock:
+            self.genesis_accounts = {k: a for k in self.known if (a := self.get_account(k)) is not None}
 
     # ------------------------------------------------------------------ slots
 
-    def _open_block(self, previous: Hash, now: int) -> None:
+    def _open_block(self, previous: Hash, now: int, parent: int = 0) -> None:
         blockhash = self.svm.latest_blockhash()
-        parent = self.slot - 1 if self.slot > 0 else 0
         self.blocks[self.slot] = Block(self.slot, parent, blockhash, previous, now)
         self.recent.append((blockhash, self.slot))
         if self.ledger is not None:
             self.ledger.block(self.slot, parent, blockhash, previous, now)
-        clock = self.svm.get_clock()
-        epoch = self.slot // SLOTS_PER_EPOCH
+        self._set_clock(self.slot, now)
+
+    def _set_clock(self, slot: int, unix_timestamp: int) -> None:
+        """The clock sysvar the programs read: this slot, its epoch, this time."""
+        epoch = slot // SLOTS_PER_EPOCH
         self.svm.set_clock(
             Clock(
-                slot=self.slot,
-                epoch_start_timestamp=clock.epoch_start_timestamp,
+                slot=slot,
+                epoch_start_timestamp=self.svm.get_clock().epoch_start_timestamp,
                 epoch=epoch,
                 leader_schedule_epoch=epoch + 1,
-                unix_timestamp=now,
+                unix_timestamp=unix_timestamp,
             )
         )
 
@@ -198,12 +204,12 @@ class LocalChain:
         with self.lock:
             if self.paused_at is not None and to_slot is None:
                 return self.slot
-            previous = self.blocks[self.slot].blockhash
+            parent, previous = self.slot, self.blocks[self.slot].blockhash
             self.slot = self.slot + 1 if to_slot is None else to_slot
             self.svm.expire_blockhash()
             while self.recent and self.recent[0][1] < self.slot - MAX_BLOCKHASH_AGE:
                 self.recent.popleft()  # older than 150 slots: expired
-            self._open_block(previous, int(self.now()))
+            self._open_block(previous, int(self.now()), parent)
             slot = self.slot
         for listener in self.slot_listeners:
             listener(slot)
@@ -230,9 +236,7 @@ class LocalChain:
             if slot > self.slot:
                 self.tick(to_slot=slot)
             else:  # the same slot, a later time
-                clock = self.svm.get_clock()
-                clock.unix_timestamp = int(self.now())
-                self.svm.set_clock(clock)
+                self._set_clock(self.slot, int(self.now()))
 
     def pause(self) -> None:
         with self.lock:
@@ -376,10 +380,9 @@ class LocalChain:
     # ---------------------------------------------------------------- ledger
 
     def attach_ledger(self, ledger: Ledger) -> None:
-        """Start recording into a new ledger: genesis (every indexed account) and this block."""
+        """Start recording into a new ledger: genesis (:meth:`snapshot_genesis`) and this block."""
         with self.lock:
-            accounts = {k: a for k in self.known if (a := self.get_account(k)) is not None}
-            ledger.write_genesis(accounts, self.genesis_hash, self.faucet, self.identity)
+            ledger.write_genesis(self.genesis_accounts, self.genesis_hash, self.faucet, self.identity)
             block = self.blocks[self.slot]
             ledger.block(block.slot, block.parent_slot, block.blockhash, block.previous_blockhash, block.block_time)
             self.ledger = ledger
@@ -390,7 +393,9 @@ class LocalChain:
         write replayed in order on a fresh SVM, each block with its own clock."""
         genesis = ledger.genesis_accounts()
         svm = LiteSVM()
-        for key, account in genesis.items():
+        # data accounts first: LiteSVM loads a program when its account is set, and an
+        # upgradeable program's ProgramData must already be there
+        for key, account in sorted(genesis.items(), key=lambda item: item[1].executable):
             svm.set_account(key, account)
         chain = cls(svm, genesis_hash=Hash.from_bytes(ledger.meta("genesis_hash")), **options)
         chain.faucet = Keypair.from_bytes(ledger.meta("faucet"))
@@ -407,16 +412,7 @@ class LocalChain:
                 chain.slot = slot
                 chain.blocks[slot] = Block(slot, parent, blockhash, previous, block_time)
                 chain.recent.append((blockhash, slot))
-                epoch = slot // SLOTS_PER_EPOCH
-                svm.set_clock(
-                    Clock(
-                        slot=slot,
-                        epoch_start_timestamp=svm.get_clock().epoch_start_timestamp,
-                        epoch=epoch,
-                        leader_schedule_epoch=epoch + 1,
-                        unix_timestamp=block_time,
-                    )
-                )
+                chain._set_clock(slot, block_time)
             elif event[0] == "tx":
                 chain._execute(VersionedTransaction.from_bytes(event[2]))
             else:

@@ -22,8 +22,7 @@ from solders.pubkey import Pubkey
 from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.keys import read_keypair
 from decentral_chain.localnet.svm import deploy_upgradeable
-
-BPF_LOADER_2 = Pubkey.from_string("BPFLoader2111111111111111111111111111111111")
+from decentral_chain.pda import program_data_address
 
 
 class ExtraError(ValueError):
@@ -85,12 +84,10 @@ class Extras:
                 chain.known.add(key)
             for key, elf, authority in self.upgradeable:
                 deploy_upgradeable(chain.svm, key, elf, authority)
-                chain.known.add(key)
+                chain.known.update((key, program_data_address(key)))
             for key, account in self.accounts:
                 chain.set_account(key, account)
-            for key in chain.known:
-                if (account := chain.get_account(key)) is not None:
-                    chain.genesis_accounts.setdefault(key, account)
+            chain.snapshot_genesis()
 
 
 def read_account_json(address: str, path: str) -> tuple[Pubkey, Account]:
