@@ -16,11 +16,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -169,7 +171,9 @@ def net(tmp_path_factory):
         n.gateway = read_keypair(tmp / "gateway-keypair.json")
         n.client = read_keypair(tmp / "client-keypair.json")
         n.workers = [read_keypair(tmp / f"worker-{i}-keypair.json") for i in (1, 2)]
-        n.worker_tokens = [pda.associated_token_address(w.pubkey(), Pubkey_of(addresses["mint"])) for w in n.workers]
+        n.worker_tokens = [
+            pda.associated_token_address(w.pubkey(), Pubkey.from_string(addresses["mint"])) for w in n.workers
+        ]
         n.start("a", n.worker_cmd("a", "worker-1-keypair.json"))
         n.start(
             "b",
@@ -215,10 +219,18 @@ def net(tmp_path_factory):
         n.close()
 
 
-def Pubkey_of(text: str):
-    from solders.pubkey import Pubkey
-
-    return Pubkey.from_string(text)
+def _story(n: Network, chunks: int) -> tuple[Any, dict, str]:
+    """A long stream through the SDK, ``chunks`` of it read: (the stream, the job's journal
+    row, the name of the worker running it)."""
+    n.wait_healthy(2)
+    stream = n.sdk.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=300, stream=True
+    )
+    it = iter(stream)
+    read = [next(it) for _ in range(chunks)]
+    assert read[0].choices
+    [row] = [r for r in n.journal_rows() if r["state"] == "locked"]
+    return stream, row, "a" if row["worker"] == str(n.workers[0].pubkey()) else "b"
 
 
 def _ask(n: Network, i: int, stream: bool) -> tuple[str, str]:
@@ -435,14 +447,7 @@ def test_a_worker_that_overstates_its_usage_is_not_paid_and_not_routed_to(net):
 def test_a_gateway_killed_mid_stream_settles_the_delivered_part_with_the_remote_workers_signature(net):
     """SIGKILL the gateway while a remote worker streams; at restart the job is settled for
     exactly the text the client was sent — the worker signs that prefix of its output."""
-    net.wait_healthy(2)
-    stream = net.sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=300, stream=True
-    )
-    chunks = iter(stream)
-    for _ in range(6):
-        next(chunks)
-    row = next(r for r in net.journal_rows() if r["state"] == "locked")
+    stream, row, _ = _story(net, 6)
     net.kill("gateway")
     stream.close()
     net.start("gateway")
@@ -457,16 +462,7 @@ def test_a_gateway_killed_mid_stream_settles_the_delivered_part_with_the_remote_
 
 
 def test_sigkill_a_worker_mid_stream_ends_the_stream_with_an_error_and_refunds(net):
-    net.wait_healthy(2)
-    stream = net.sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=300, stream=True
-    )
-    first = next(iter(stream))
-    job_rows = {r["job_id"]: r for r in net.journal_rows() if r["state"] == "locked"}
-    assert len(job_rows) == 1
-    row = next(iter(job_rows.values()))
-    victim = "a" if row["worker"] == str(net.workers[0].pubkey()) else "b"
-    assert first.choices
+    stream, row, victim = _story(net, 1)
     net.kill(victim)  # the worker dies with tokens on the wire
     with pytest.raises(openai.APIError) as failed:
         for _ in stream:
@@ -505,15 +501,7 @@ def test_sigkill_a_worker_mid_settlement_refunds_the_job(net):
     """The client leaves mid-stream, so the gateway asks the worker to sign a settlement for
     the part delivered; the worker is frozen (SIGSTOP) while that request waits, then killed:
     no signature, no payment, the job refunded, nothing lost."""
-    net.wait_healthy(2)
-    stream = net.sdk.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Tell me a long story."}], max_tokens=300, stream=True
-    )
-    chunks = iter(stream)
-    for _ in range(4):
-        next(chunks)
-    row = next(r for r in net.journal_rows() if r["state"] == "locked")
-    victim = "a" if row["worker"] == str(net.workers[0].pubkey()) else "b"
+    stream, row, victim = _story(net, 4)
     net.procs[victim].send_signal(signal.SIGSTOP)
     stream.close()  # the client goes away: the gateway settles what it delivered, with the worker's consent
     wait_until(lambda: _settling_or_asking(net, row["job_id"]))

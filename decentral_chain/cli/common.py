@@ -65,6 +65,25 @@ def rpc_option(fn: Any) -> Any:
     )(fn)
 
 
+def price_options(fn: Any) -> Any:
+    """--price-prompt / --price-completion, the same on the gateway and its workers: a gateway
+    routes only to workers that publish its price."""
+    fn = click.option(
+        "--price-completion",
+        default=200,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Credits per 1,000 completion tokens.",
+    )(fn)
+    return click.option(
+        "--price-prompt",
+        default=100,
+        show_default=True,
+        type=click.IntRange(0),
+        help="Credits per 1,000 prompt tokens.",
+    )(fn)
+
+
 def require(extra: str, what: str, *modules: str) -> None:
     """Raise MissingExtra (one line, exit 2) unless every module of the extra is installed."""
     if any(importlib.util.find_spec(m) is None for m in modules):

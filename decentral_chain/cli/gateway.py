@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from decentral_chain.cli.common import LOCALNET_DIR, out, parse_pubkey, require, rpc_option
+from decentral_chain.cli.common import LOCALNET_DIR, out, parse_pubkey, price_options, require, rpc_option
 
 if TYPE_CHECKING:
     from solders.pubkey import Pubkey
@@ -72,16 +72,7 @@ GATEWAY_MODULES = ("llama_cpp", "starlette", "uvicorn")
     default=LOCALNET_DIR / "gateway-keypair.json",
     show_default=True,
 )
-@click.option(
-    "--price-prompt", default=100, show_default=True, type=click.IntRange(0), help="Credits per 1,000 prompt tokens."
-)
-@click.option(
-    "--price-completion",
-    default=200,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Credits per 1,000 completion tokens.",
-)
+@price_options
 @click.pass_context
 def gateway(
     ctx: click.Context,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from decentral_chain.cli.common import LOCALNET_DIR, read_addresses, require, rpc_option
+from decentral_chain.cli.common import LOCALNET_DIR, price_options, read_addresses, require, rpc_option
 
 if TYPE_CHECKING:
     from solders.pubkey import Pubkey
@@ -59,16 +59,7 @@ def _gateway_key(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 64), help="Jobs at once (slots).")
 @click.option("--n-ctx", default=2048, show_default=True, type=click.IntRange(256, 131072))
 @rpc_option
-@click.option(
-    "--price-prompt", default=100, show_default=True, type=click.IntRange(0), help="Credits per 1,000 prompt tokens."
-)
-@click.option(
-    "--price-completion",
-    default=200,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Credits per 1,000 completion tokens.",
-)
+@price_options
 @click.option(
     "--ledger",
     "ledger_db",

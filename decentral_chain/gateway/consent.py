@@ -23,14 +23,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from solders.instruction import Instruction
 from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
+from decentral_chain import pda
 from decentral_chain.abi import PROGRAM_ID
+from decentral_chain.accounts import Config
 from decentral_chain.errors import ConsentRefused, DecodeError
-from decentral_chain.instructions import decode_instruction_data
+from decentral_chain.instructions import build_settle_job, decode_instruction_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,40 @@ class Terms:
     prompt_tokens: int
     completion_tokens: int
     cost: int
+
+
+def settlement_instruction(
+    *,
+    gateway: Pubkey,
+    client: Pubkey,
+    job_id: bytes,
+    worker: Pubkey,
+    config: Config,
+    cost: int,
+    result_hash: bytes,
+    prompt_tokens: int,
+    completion_tokens: int,
+    nonce: int,
+    program_id: Pubkey = PROGRAM_ID,
+) -> Instruction:
+    """The ``settle_job`` of a job, as the gateway signs it and as a worker's offer signs it
+    in advance — one builder, so an offer is the gateway's message byte for byte. The gateway
+    paid the Job's rent (it signs every lock), so it is the payer the rent returns to."""
+    return build_settle_job(
+        gateway=gateway,
+        client=client,
+        job_id=job_id,
+        worker_token=pda.associated_token_address(worker, config.mint),
+        treasury=config.treasury,
+        payer=gateway,
+        cost=cost,
+        result_hash=result_hash,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        worker=worker,
+        nonce=nonce,
+        program_id=program_id,
+    )
 
 
 def settlement_terms(message: bytes, program_id: Pubkey = PROGRAM_ID) -> Terms:

@@ -46,8 +46,7 @@ from decentral_chain.errors import (
     TransactionFailed,
 )
 from decentral_chain.gateway import errors as gw
-from decentral_chain.gateway.consent import Produced
-from decentral_chain.instructions import build_settle_job
+from decentral_chain.gateway.consent import Produced, settlement_instruction
 from decentral_chain.pda import new_job_id
 from decentral_chain.rpc import PROCESSED
 
@@ -249,20 +248,16 @@ async def sign_settlement(
     anything else: ConsentRefused) — then journal the result (cost, hash, token counts) with
     the settlement's signature and bytes in one write, before anything is sent or answered:
     the signature a client is given is always one the gateway can send again."""
-    config = await state.escrow.cached_config()
-    gateway = pubkey_of(state.gateway)
-    ix = build_settle_job(
-        gateway=gateway,
+    ix = settlement_instruction(
+        gateway=pubkey_of(state.gateway),
         client=client,
         job_id=job_id,
-        worker_token=pda.associated_token_address(worker.wallet, config.mint),
-        treasury=config.treasury,
-        payer=gateway,
+        worker=worker.wallet,
+        config=await state.escrow.cached_config(),
         cost=cost,
         result_hash=produced.result_hash,
         prompt_tokens=produced.prompt_tokens,
         completion_tokens=produced.completion_tokens,
-        worker=worker.wallet,
         nonce=produced.nonce,
         program_id=state.escrow.program_id,
     )

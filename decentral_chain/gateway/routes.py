@@ -40,6 +40,7 @@ from decentral_chain.gateway.lifecycle import (
 )
 from decentral_chain.gateway.metrics import CONTENT_TYPE
 from decentral_chain.gateway.schemas import ChatCompletionRequest
+from decentral_chain.worker.protocol import model_list
 
 if TYPE_CHECKING:
     from decentral_chain.gateway.app import State
@@ -209,7 +210,7 @@ async def _complete(state: State, job: Job, remaining: int, kwargs: dict[str, An
     usage = result["usage"]
     if worker.remote:  # its usage is a claim: bill the gateway's own count, never more than claimed
         try:
-            usage = _checked_usage(state, job, content, 1, usage)
+            usage = _checked_usage(state, job, content, None, usage)
         except UsageDisputed as exc:
             state.spawn(refund(state, job, str(exc)))
             raise gw.WorkerFailed(f"{exc}; the job's credits are refunded", headers=job.headers(remaining)) from None
@@ -234,7 +235,7 @@ def _checked_usage(state: State, job: Job, text: str, chunks: int | None, claime
     claims. A claim above the gateway's count (beyond re-tokenization slack) is disputed and
     the worker is not routed to for a while."""
     own = state.tokenizer.count(text)
-    if chunks is not None and chunks > 1:
+    if chunks is not None:  # a stream: at most one token per chunk received
         own = min(own, chunks)
     try:
         prompt, completion = int(claimed["prompt_tokens"]), int(claimed["completion_tokens"])
@@ -360,26 +361,14 @@ async def _stream(
 async def models(request: Request) -> Response:
     state = _state(request)
     s = state.settings
-    return JSONResponse(
-        {
-            "object": "list",
-            "data": [
-                {
-                    "id": s.model_name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "decentral",
-                    "decentral": {
-                        "price_per_1k_prompt_tokens": s.price_per_1k_prompt,
-                        "price_per_1k_completion_tokens": s.price_per_1k_completion,
-                        "currency": "credits (µUSDC)",
-                        "workers": [str(w.wallet) for w in state.pool.workers if w.healthy],
-                        "context_length": state.context_length,
-                    },
-                }
-            ],
-        }
-    )
+    info = {
+        "price_per_1k_prompt_tokens": s.price_per_1k_prompt,
+        "price_per_1k_completion_tokens": s.price_per_1k_completion,
+        "currency": "credits (µUSDC)",
+        "workers": [str(w.wallet) for w in state.pool.workers if w.healthy],
+        "context_length": state.context_length,
+    }
+    return JSONResponse(model_list(s.model_name, "decentral", info))
 
 
 async def account(request: Request) -> Response:

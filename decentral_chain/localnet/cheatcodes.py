@@ -22,25 +22,18 @@ from typing import Any
 
 from solders.account import Account
 
-from decentral_chain.abi import SYSTEM_PROGRAM_ID, TOKEN_PROGRAM_ID
+from decentral_chain.abi import SYSTEM_PROGRAM_ID, TOKEN_ACCOUNT_LEN, TOKEN_PROGRAM_ID
 from decentral_chain.localnet.chain import SLOTS_PER_EPOCH, LocalChain
 from decentral_chain.localnet.jsonrpc import config, context, method, param, parse_pubkey
+from decentral_chain.localnet.methods import get_epoch_info
 from decentral_chain.pda import associated_token_address
 
-TOKEN_ACCOUNT_LEN = 165
-TOKEN_ACCOUNT_RENT = 2_039_280  # rent-exempt minimum of 165 bytes
 STATES = {"uninitialized": 0, "initialized": 1, "frozen": 2}
 
 
 def epoch_info(chain: LocalChain) -> dict[str, int]:
-    return {
-        "absoluteSlot": chain.slot,
-        "blockHeight": chain.slot,
-        "epoch": chain.slot // SLOTS_PER_EPOCH,
-        "slotIndex": chain.slot % SLOTS_PER_EPOCH,
-        "slotsInEpoch": SLOTS_PER_EPOCH,
-        "transactionCount": chain.transaction_count,
-    }
+    """What Surfpool's clock cheatcodes answer: getEpochInfo's value."""
+    return get_epoch_info(chain, [])
 
 
 def _u64(value: Any, name: str) -> int:
@@ -117,7 +110,8 @@ def set_token_account(chain: LocalChain, params: list) -> dict:
         data[121:129] = struct.pack("<Q", _u64(update["delegatedAmount"], "delegatedAmount"))
     if "closeAuthority" in update:
         data[129:165] = _optional_key(update["closeAuthority"], "closeAuthority")
-    chain.set_account(address, Account(TOKEN_ACCOUNT_RENT, bytes(data), program, False, 0))
+    rent = chain.svm.minimum_balance_for_rent_exemption(TOKEN_ACCOUNT_LEN)
+    chain.set_account(address, Account(rent, bytes(data), program, False, 0))
     return context(chain, None)
 
 

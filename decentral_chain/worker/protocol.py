@@ -57,6 +57,14 @@ def sign_request(keypair: Keypair, method: str, path: str, body: bytes) -> dict[
     return {TIMESTAMP: timestamp, NONCE: nonce, SIGNATURE: str(signature)}
 
 
+def model_list(model_id: str, owned_by: str, info: dict) -> dict:
+    """OpenAI's ``/v1/models`` answer for one model, with our ``decentral`` object (prices per
+    1,000 prompt / completion tokens, and for a worker its wallet, context and slots — what a
+    gateway routes by)."""
+    model = {"id": model_id, "object": "model", "created": 0, "owned_by": owned_by, "decentral": info}
+    return {"object": "list", "data": [model]}
+
+
 class RequestRefused(Exception):
     """A request that is not the configured gateway's, or is a replay (the worker's 401)."""
 

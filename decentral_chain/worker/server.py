@@ -45,14 +45,13 @@ from decentral_chain import pda
 from decentral_chain.accounts import Job
 from decentral_chain.client import EscrowClient
 from decentral_chain.errors import ConsentRefused, DecentralError, DecodeError
-from decentral_chain.gateway.consent import ConsentSigner, Produced, Terms, settlement_terms
+from decentral_chain.gateway.consent import ConsentSigner, Produced, Terms, settlement_instruction, settlement_terms
 from decentral_chain.gateway.lifecycle import price_at
 from decentral_chain.gateway.metrics import CONTENT_TYPE, Metrics
-from decentral_chain.instructions import build_settle_job
 from decentral_chain.localnet.spl import create_associated_token_account
 from decentral_chain.rpc import PROCESSED
 from decentral_chain.worker.ledger import Ledger, Output
-from decentral_chain.worker.protocol import RequestRefused, RequestVerifier
+from decentral_chain.worker.protocol import RequestRefused, RequestVerifier, model_list
 
 logger = logging.getLogger(__name__)
 #: what a worker passes on to its engine (anything else in the body is not the engine's business)
@@ -352,21 +351,18 @@ async def _offer(state: WorkerState, output: Output, blockhash: Hash | None) -> 
     job = output.lock
     if blockhash is None or job is None or output.prompt_tokens is None:
         return None
-    config = await state.escrow.cached_config()
     cost = min(job.amount, state.price(output.prompt_tokens, output.tokens))
     result_hash = hashlib.sha256(output.text.encode()).digest()
-    ix = build_settle_job(
+    ix = settlement_instruction(
         gateway=state.settings.gateway,
         client=job.client,
         job_id=job.job_id,
-        worker_token=pda.associated_token_address(state.wallet, config.mint),
-        treasury=config.treasury,
-        payer=job.payer,
+        worker=state.wallet,
+        config=await state.escrow.cached_config(),
         cost=cost,
         result_hash=result_hash,
         prompt_tokens=output.prompt_tokens,
         completion_tokens=output.tokens,
-        worker=state.wallet,
         nonce=job.nonce,
         program_id=state.escrow.program_id,
     )
@@ -395,28 +391,16 @@ async def health(request: Request) -> Response:
 async def models(request: Request) -> Response:
     state = _state(request)
     s = state.settings
-    return JSONResponse(
-        {
-            "object": "list",
-            "data": [
-                {
-                    "id": s.model_name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": "decentral-worker",
-                    "decentral": {
-                        "wallet": str(state.wallet),
-                        "gateway": str(s.gateway),
-                        "price_per_1k_prompt_tokens": s.price_per_1k[0],
-                        "price_per_1k_completion_tokens": s.price_per_1k[1],
-                        "currency": "credits (µUSDC)",
-                        "context_length": state.engine.context_length,
-                        "parallel": s.parallel,
-                    },
-                }
-            ],
-        }
-    )
+    info = {
+        "wallet": str(state.wallet),
+        "gateway": str(s.gateway),
+        "price_per_1k_prompt_tokens": s.price_per_1k[0],
+        "price_per_1k_completion_tokens": s.price_per_1k[1],
+        "currency": "credits (µUSDC)",
+        "context_length": state.engine.context_length,
+        "parallel": s.parallel,
+    }
+    return JSONResponse(model_list(s.model_name, "decentral-worker", info))
 
 
 async def metrics(request: Request) -> Response:
