@@ -141,7 +141,7 @@ def gateway_metrics(state: State) -> Metrics:
     m.counter("llamacpp:prompt_tokens_total", "Number of prompt tokens processed.")
     m.counter("llamacpp:tokens_predicted_total", "Number of generation tokens processed.")
     m.gauge("llamacpp:requests_processing", "Number of requests processing.", lambda: state.pool.busy)
-    m.gauge("llamacpp:requests_deferred", "Number of requests deferred.", lambda: len(state.pool._waiters))
+    m.gauge("llamacpp:requests_deferred", "Number of requests deferred.", lambda: state.pool.waiting)
     m.gauge("decentral:workers_healthy", "Workers routed to.", lambda: sum(w.healthy for w in state.pool.workers))
     m.gauge("decentral:slots_total", "Slots of the healthy workers.", lambda: state.pool.capacity)
     m.histogram("decentral:settlement_latency_seconds", "From a signed settlement to its confirmation.")

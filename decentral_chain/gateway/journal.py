@@ -79,10 +79,12 @@ class Journal:
             (job_id, client, worker, amount, lock_tx, prompt_tokens, now, now),
         )
 
-    def deliver(self, job_id: str, text: str, tokens: int) -> None:
-        """What a stream has handed to its client so far (the state is unchanged)."""
+    def deliver(self, job_id: str, piece: str, tokens: int) -> None:
+        """A stream handed ``piece`` to its client, ``tokens`` in all so far (the state is
+        unchanged): appended, so each chunk costs its own length, not the whole text's."""
         self.db.execute(
-            "UPDATE jobs SET delivered_text = ?, delivered_tokens = ? WHERE job_id = ?", (text, tokens, job_id)
+            "UPDATE jobs SET delivered_text = coalesce(delivered_text, '') || ?, delivered_tokens = ? WHERE job_id = ?",
+            (piece, tokens, job_id),
         )
 
     def update(self, job_id: str, state: str, **fields: Any) -> None:

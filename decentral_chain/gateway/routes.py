@@ -298,7 +298,7 @@ async def _stream(
                 if delta:
                     parts.append(delta)
                     completion_tokens += 1  # llama.cpp streams one token per chunk
-                    state.journal.deliver(job.uuid, "".join(parts), completion_tokens)
+                    state.journal.deliver(job.uuid, delta, completion_tokens)
                 chunk = await anext(chunks, None)
             state.pool.release(worker)
             released = True

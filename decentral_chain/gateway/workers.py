@@ -271,6 +271,11 @@ class WorkerPool:
             self._busy[id(worker)] += 1
             future.set_result(worker)
 
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a slot."""
+        return len(self._waiters)
+
     def busy_slots(self, worker: Any) -> int:
         return self._busy[id(worker)]
 
