@@ -64,6 +64,16 @@ def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
     mint = result["mint"]
     assert mint["type"] == "mint" and mint["info"]["decimals"] == 6 and mint["info"]["isInitialized"] is True
     assert mint["info"]["mintAuthority"] == str(g.mint_authority.pubkey()) and mint["info"]["freezeAuthority"] is None
+    # getParsedTransaction / getParsedBlock: the transfer as Agave's system parser shows it
+    transfer = result["parsedTransfer"]
+    assert transfer["program"] == "system" and transfer["programId"] == "11111111111111111111111111111111"
+    assert transfer["parsed"]["type"] == "transfer"
+    assert transfer["parsed"]["info"]["source"] == str(g.admin.pubkey())
+    assert transfer["parsed"]["info"]["lamports"] == 1_234_567
+    assert result["blockTransfer"] == transfer
+    payer, receiver, system = result["parsedKeys"]
+    assert payer == {"pubkey": str(g.admin.pubkey()), "signer": True, "writable": True}
+    assert receiver["writable"] and not receiver["signer"] and not system["writable"]
     from solders.signature import Signature
 
     record = chain.history[Signature.from_string(result["signature"])]

@@ -251,8 +251,15 @@ def return_data_json(data: Any) -> dict | None:
     return {"programId": str(data.program_id), "data": [base64.b64encode(bytes(data.data)).decode(), "base64"]}
 
 
-def meta_json(rec: TxRecord) -> dict:
-    inner = inner_instructions_json(rec.inner_instructions)
+def meta_json(rec: TxRecord, parsed: bool = False) -> dict:
+    """A transaction's meta; ``parsed`` (jsonParsed) parses its inner instructions and, as
+    Agave does, leaves ``loadedAddresses`` out."""
+    if parsed:
+        from decentral_chain.localnet.parsed import parsed_inner_instructions  # imports this module
+
+        inner = parsed_inner_instructions(rec.transaction.message, rec.inner_instructions)
+    else:
+        inner = inner_instructions_json(rec.inner_instructions)
     err = tx_error_json(rec.err)
     meta = {
         "err": err,
@@ -268,6 +275,8 @@ def meta_json(rec: TxRecord) -> dict:
         "loadedAddresses": {"writable": [], "readonly": []},
         "computeUnitsConsumed": rec.compute_units,
     }
+    if parsed:
+        del meta["loadedAddresses"]
     return meta
 
 
@@ -279,16 +288,16 @@ def transaction_json(rec: TxRecord, encoding: str) -> dict:
         raw = bytes(tx)
         body = [base64.b64encode(raw).decode(), "base64"] if encoding == "base64" else [b58(raw), "base58"]
     elif encoding == "jsonParsed":
-        raise RpcError(
-            INVALID_PARAMS, "Invalid params: jsonParsed transactions are not supported here; use json or base64"
-        )
+        from decentral_chain.localnet.parsed import parsed_message_json  # imports this module
+
+        body = {"signatures": [str(s) for s in tx.signatures], "message": parsed_message_json(tx.message)}
     else:
         raise ValueError(f"unsupported encoding {encoding!r}")
     return {
         "slot": rec.slot,
         "blockTime": rec.block_time,
         "transaction": body,
-        "meta": meta_json(rec),
+        "meta": meta_json(rec, parsed=encoding == "jsonParsed"),
         "version": version(tx),
     }
 

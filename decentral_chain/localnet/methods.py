@@ -40,6 +40,7 @@ from decentral_chain.localnet.jsonrpc import (
     parse_signature,
     read_commitment,
 )
+from decentral_chain.localnet.parsed import memo_of
 from decentral_chain.rpc import (
     BLOCK_NOT_AVAILABLE,
     INTERNAL_ERROR,
@@ -406,7 +407,7 @@ def get_signatures_for_address(chain: LocalChain, params: list) -> list:
                 "signature": str(s),
                 "slot": rec.slot,
                 "err": tx_error_json(rec.err),
-                "memo": None,
+                "memo": memo_of(rec.transaction.message),
                 "blockTime": rec.block_time,
                 "confirmationStatus": chain.status(rec.slot),
             }

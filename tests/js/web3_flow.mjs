@@ -2,7 +2,8 @@
 // getLatestBlockhash, sendTransaction of a signed transfer, confirmTransaction (which
 // subscribes over the PubSub WebSocket at RPC port + 1), getTransaction, getAccountInfo,
 // and the jsonParsed reads of SPL Token accounts: getParsedTokenAccountsByOwner,
-// getParsedAccountInfo of a mint.
+// getParsedAccountInfo of a mint; getParsedTransaction and getParsedBlock (jsonParsed
+// transactions as Agave's transaction-status parsers shape them).
 import { Connection, Keypair, PublicKey, SystemProgram, Transaction } from "@solana/web3.js";
 
 const [url, secret, tokenOwner, mint] = process.argv.slice(2);
@@ -17,6 +18,9 @@ const tx = new Transaction({ feePayer: payer.publicKey, blockhash, lastValidBloc
 const signature = await connection.sendTransaction(tx, [payer]);
 const confirmation = await connection.confirmTransaction({ signature, blockhash, lastValidBlockHeight }, "confirmed");
 const fetched = await connection.getTransaction(signature, { maxSupportedTransactionVersion: 0, commitment: "confirmed" });
+const parsedTx = await connection.getParsedTransaction(signature, { maxSupportedTransactionVersion: 0, commitment: "confirmed" });
+const parsedBlock = await connection.getParsedBlock(fetched.slot, { maxSupportedTransactionVersion: 0, commitment: "confirmed" });
+const inBlock = parsedBlock.transactions.find((t) => t.transaction.signatures[0] === signature);
 const airdrop = await connection.requestAirdrop(receiver.publicKey, 500_000_000);
 const latest = await connection.getLatestBlockhash();
 const airdropConfirmation = await connection.confirmTransaction({ signature: airdrop, ...latest }, "confirmed");
@@ -36,5 +40,8 @@ console.log(JSON.stringify({
   version: await connection.getVersion(),
   tokenAccounts: parsedTokens.value.map((a) => ({ pubkey: a.pubkey.toBase58(), parsed: a.account.data.parsed, program: a.account.data.program })),
   mint: parsedMint.value.data.parsed,
+  parsedTransfer: parsedTx.transaction.message.instructions[0],
+  parsedKeys: parsedTx.transaction.message.accountKeys.map((k) => ({ pubkey: k.pubkey.toBase58(), signer: k.signer, writable: k.writable })),
+  blockTransfer: inBlock.transaction.message.instructions[0],
 }));
 process.exit(0);
