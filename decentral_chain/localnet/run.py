@@ -19,7 +19,7 @@ from decentral_chain.localnet.extras import Extras
 from decentral_chain.localnet.genesis import USDC, Genesis, Wallet, build_genesis
 from decentral_chain.localnet.keys import LOCALNET_DIR, LocalnetKeys
 from decentral_chain.localnet.ledger import Ledger
-from decentral_chain.localnet.svm import token_balance
+from decentral_chain.localnet.svm import token_balance, tune_allocator
 from decentral_chain.pda import associated_token_address
 from decentral_chain.sbpf.build import ensure_built
 
@@ -47,6 +47,7 @@ def start_chain(
     """The chain its ledger recorded (``ledger_dir``, default ``<keys dir>/ledger``), or a new
     genesis (with the test-validator flags' programs and accounts) when there is none or on
     ``reset``; then ``addresses.json``. Serving is the caller's."""
+    tune_allocator()
     directory = keys_dir or LOCALNET_DIR
     keys = LocalnetKeys.load(directory)
     ledger = Ledger(ledger_dir or directory / "ledger", reset=reset)
@@ -204,6 +205,7 @@ def serve_test_validator(host: str, port: int, keys_dir: Path | None = None) -> 
     exe = shutil.which("solana-test-validator")
     if exe is None:
         raise FileNotFoundError("solana-test-validator is not on PATH; omit --validator to use the built-in SVM")
+    tune_allocator()
     directory = keys_dir or LOCALNET_DIR
     keys = LocalnetKeys.load(directory)
     ensure_built()

