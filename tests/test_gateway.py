@@ -119,6 +119,9 @@ def test_non_streaming_completion_returns_a_verifiable_receipt(stack):
     expected = -(-(completion.usage.prompt_tokens * 1_000 + completion.usage.completion_tokens * 2_000) // 1000)
     assert report.facts["cost"] == expected
     assert report.facts["result_hash"] == hashlib.sha256(content.encode()).hexdigest()
+    # the money in the response: usage.cost in USDC (OpenRouter's field), credits exact, the header
+    assert int(headers["x-decentral-cost"]) == expected == completion.usage.model_extra["cost_details"]["credits"]
+    assert completion.usage.model_extra["cost"] == expected / 1_000_000
 
 
 def test_streaming_carries_the_settlement_in_its_final_chunk(stack):
@@ -134,6 +137,8 @@ def test_streaming_carries_the_settlement_in_its_final_chunk(stack):
     final = chunks[-1].model_extra["decentral"]
     usage = next(c.usage for c in chunks if c.usage is not None)
     assert final["job_id"] == headers["x-decentral-job-id"] and usage.completion_tokens >= 1
+    assert usage.model_extra["cost_details"]["credits"] == final["cost"] > 0
+    assert usage.model_extra["cost"] == final["cost"] / 1_000_000
     receipt_headers = dict(headers) | {
         "x-decentral-settlement-tx": final["settlement_tx"],
         "x-decentral-job-nonce": str(final["nonce"]),
@@ -145,6 +150,8 @@ def test_streaming_carries_the_settlement_in_its_final_chunk(stack):
         f"{stack['url']}/v1/jobs/{final['job_id']}", headers={"authorization": f"Bearer {stack['key']}"}
     ).json()
     assert job["receipt"]["settlement_tx"] == final["settlement_tx"] and job["status"] == "settled"
+    assert job["usage"]["completion_tokens"] == usage.completion_tokens
+    assert job["usage"]["cost_details"]["credits"] == final["cost"] and job["usage"]["cost"] == final["cost"] / 1e6
     assert (job["receipt"]["nonce"], job["receipt"]["outcome"]) == (final["nonce"], "settled")
     assert asyncio.run(verify_receipt(stack["rpc"], Receipt.parse(job["receipt"]), response=content.encode())).verified
     other = httpx.get(f"{stack['url']}/v1/jobs/{final['job_id']}", headers={"authorization": f"Bearer {stack['poor']}"})

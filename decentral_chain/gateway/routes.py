@@ -127,6 +127,13 @@ def llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
     return kwargs
 
 
+def cost_fields(cost: int) -> dict[str, Any]:
+    """A job's cost as ``usage`` reports it: ``cost`` in USDC (OpenRouter's field: the amount
+    charged, in the account's currency) and ``cost_details.credits`` in credits (µUSDC),
+    the exact figure the settlement moved."""
+    return {"cost": cost / USDC, "cost_details": {"credits": cost, "currency": "USDC"}}
+
+
 # ------------------------------------------------------------------------ routes
 
 # ------------------------------------------------------------------------ chat completions
@@ -217,8 +224,10 @@ async def _complete(state: State, job: Job, remaining: int, kwargs: dict[str, An
         result["usage"] = usage
     settlement, cost = await settle(state, job, content, usage, done.offer)
     result["model"] = state.settings.model_name
+    result["usage"] = dict(result["usage"]) | cost_fields(cost)
     headers = job.headers(remaining + job.amount - cost) | {
         "x-decentral-settlement-tx": settlement,
+        "x-decentral-cost": str(cost),
         # W3C Server-Timing: the model call alone, so a client sees what the gateway adds around it
         "server-timing": f"inference;dur={done.inference_s * 1000:.2f}",
     }
@@ -316,7 +325,7 @@ async def _stream(
                 "choices": [],
             }
             if req.stream_options is not None and req.stream_options.include_usage:
-                yield f"data: {json.dumps(base | {'usage': usage})}\n\n".encode()
+                yield f"data: {json.dumps(base | {'usage': usage | cost_fields(cost)})}\n\n".encode()
             final = base | {
                 "decentral": {
                     "job_id": job.uuid,
@@ -418,7 +427,12 @@ async def job_status(request: Request) -> Response:
             "status": record["state"],
             "open_on_chain": onchain is not None,
             "locked": record["amount"],
-            "usage": {"prompt_tokens": record["prompt_tokens"], "completion_tokens": record["completion_tokens"]},
+            "usage": {
+                "prompt_tokens": record["prompt_tokens"],
+                "completion_tokens": record["completion_tokens"],
+                "total_tokens": (record["prompt_tokens"] or 0) + (record["completion_tokens"] or 0),
+            }
+            | cost_fields(record["cost"] or 0),
             "receipt": receipt,
             "error": record["error"],
         }
