@@ -747,3 +747,158 @@ def test_an_unreachable_chain_is_a_503_to_retry(stack, workers, tmp_path):
     assert down.value.status_code == 503 and down.value.body["code"] == "chain_unavailable"
     assert down.value.body["details"]["retry_after"] > 0
     assert account.status_code == 503 and account.json()["error"]["code"] == "chain_unavailable"
+
+
+# ------------------------------------------------------------- async tasks and idempotency
+
+
+def _task(server_url: str, key: str, task_id: str, until: str = "completed", timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = httpx.get(f"{server_url}/v1/tasks/{task_id}", headers={"x-api-key": key}).json()
+        if task.get("status") in (until, "failed") or time.monotonic() > deadline:
+            return task
+        time.sleep(0.05)
+
+
+def test_an_async_task_answers_202_at_once_and_its_result_verifies(stack, workers, tmp_path):
+    """Relay's async mode through the openai SDK: 202 with the task, its job and its lock
+    signature; the task completes with the completion and a receipt that verifies; it survives
+    a gateway restart (the journal); another wallet's key sees nothing; stream + async is a 400."""
+    g = stack["g"]
+    server, key, settings = _second_gateway(stack, workers, tmp_path)
+    with server:
+        with openai.OpenAI(base_url=server.url() + "/v1", api_key=key, max_retries=0) as client:
+            raw = client.chat.completions.with_raw_response.create(
+                model=MODEL, messages=ASK, max_tokens=12, temperature=0, extra_body={"async": True}
+            )
+            assert raw.http_response.status_code == 202
+            accepted = raw.http_response.json()
+            assert accepted["object"] == "task" and accepted["status"] in ("pending", "running")
+            assert accepted["job_id"] == raw.headers["x-decentral-job-id"]
+            assert accepted["lock_tx"] == raw.headers["x-decentral-tx-signature"]
+            assert raw.headers["location"] == f"/v1/tasks/{accepted['id']}"
+            task = _task(server.url(), key, accepted["id"])  # waits for its settlement to land
+            before = _credits(stack, g.clients[0].pubkey)
+            with pytest.raises(openai.BadRequestError) as both:
+                client.chat.completions.create(
+                    model=MODEL, messages=ASK, max_tokens=4, stream=True, extra_body={"async": True}
+                )
+            assert both.value.body["param"] == "async"
+    assert task["status"] == "completed", task
+    content = task["result"]["choices"][0]["message"]["content"]
+    receipt = task["receipt"]
+    assert receipt["job_id"] == accepted["job_id"] and receipt["lock_tx"] == accepted["lock_tx"]
+    assert task["result"]["usage"]["cost_details"]["credits"] == receipt["cost"] > 0
+    headers = {
+        "x-decentral-job-id": receipt["job_id"],
+        "x-decentral-tx-signature": receipt["lock_tx"],
+        "x-decentral-settlement-tx": receipt["settlement_tx"],
+        "x-decentral-worker": receipt["worker"],
+        "x-decentral-job-nonce": str(receipt["nonce"]),
+    }
+    assert verify(stack, headers, content).verified
+    # the 400 locked nothing
+    after = _credits(stack, g.clients[0].pubkey)
+    assert (after.free, after.locks) == (before.free, before.locks)
+    # a restarted gateway still serves the task from its journal
+    server, _, settings = _second_gateway(stack, workers, tmp_path)
+    store = KeyStore(settings.keys_db)
+    stranger = store.create(Pubkey.new_unique())
+    store.close()
+    with server:
+        again = httpx.get(f"{server.url()}/v1/tasks/{accepted['id']}", headers={"x-api-key": key}).json()
+        other = httpx.get(f"{server.url()}/v1/tasks/{accepted['id']}", headers={"x-api-key": stranger})
+        unknown = httpx.get(f"{server.url()}/v1/tasks/task_nope", headers={"x-api-key": key})
+    assert again == task
+    assert other.status_code == 404 and other.json()["error"]["code"] == "task_not_found"
+    assert unknown.status_code == 404
+
+
+def test_an_interrupted_task_is_failed_and_refunded_at_restart(stack, workers, tmp_path):
+    """A task whose gateway stopped before its result: at the next start its job is refunded
+    (the journal's recovery) and the task says failed, not pending for ever."""
+    from decentral_chain.gateway.tasks import TaskStore
+
+    server, key, settings = _second_gateway(stack, workers, tmp_path)
+    with server:
+        pass  # the journal and task tables exist
+    store = TaskStore(settings.journal_db, settings.task_retention)
+    orphan = store.create(str(stack["g"].clients[0].pubkey), "task", "0" * 64, None)
+    sync = store.create(str(stack["g"].clients[0].pubkey), "sync", "0" * 64, "k-1")
+    store.close()
+    server, _, _ = _second_gateway(stack, workers, tmp_path)
+    with server:
+        task = httpx.get(f"{server.url()}/v1/tasks/{orphan.task_id}", headers={"x-api-key": key}).json()
+    assert task["status"] == "failed" and task["error"]["code"] == "task_interrupted"
+    store = TaskStore(settings.journal_db, settings.task_retention)
+    assert store.get(sync.task_id) is None  # an unfinished synchronous request is forgotten: its key is free
+    store.close()
+
+
+def test_tasks_expire_after_their_retention(stack, workers, tmp_path):
+    server, key, _ = _second_gateway(stack, workers, tmp_path, task_retention=1.0)
+    with server:
+        accepted = httpx.post(
+            f"{server.url()}/v1/chat/completions",
+            headers={"x-api-key": key},
+            json={"model": MODEL, "messages": ASK, "max_tokens": 2, "async": True},
+        ).json()
+        assert _task(server.url(), key, accepted["id"])["status"] == "completed"
+        time.sleep(1.2)
+        gone = httpx.get(f"{server.url()}/v1/tasks/{accepted['id']}", headers={"x-api-key": key})
+    assert gone.status_code == 404
+
+
+def test_an_idempotent_retry_returns_the_first_answer_and_charges_once(stack, workers, tmp_path):
+    g = stack["g"]
+    server, key, _ = _second_gateway(stack, workers, tmp_path)
+    with server:
+        with openai.OpenAI(base_url=server.url() + "/v1", api_key=key, max_retries=0) as client:
+            client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=2)  # credits read, settled
+            httpx.get(f"{server.url()}/v1/account", headers={"x-api-key": key})
+            before = _credits(stack, g.clients[0].pubkey).free
+            idem = {"Idempotency-Key": f"order-{uuid.uuid4()}"}
+            first = client.chat.completions.with_raw_response.create(
+                model=MODEL, messages=ASK, max_tokens=10, extra_headers=idem
+            )
+            again = client.chat.completions.with_raw_response.create(
+                model=MODEL, messages=ASK, max_tokens=10, extra_headers=idem
+            )
+            assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
+            assert again.parse().model_dump() == first.parse().model_dump()
+            for name in ("x-decentral-job-id", "x-decentral-settlement-tx", "x-decentral-cost"):
+                assert again.headers[name] == first.headers[name]
+            with pytest.raises(openai.BadRequestError) as other_body:
+                client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=11, extra_headers=idem)
+            assert other_body.value.body["param"] == "Idempotency-Key"
+            # a stream under a key: the retry gets the same events, nothing run again
+            skey = {"Idempotency-Key": f"stream-{uuid.uuid4()}"}
+            streams = []
+            for _ in range(2):
+                with client.chat.completions.with_streaming_response.create(
+                    model=MODEL, messages=ASK, max_tokens=6, stream=True, extra_headers=skey
+                ) as response:
+                    streams.append([c.model_dump() for c in response.parse()])
+            assert streams[0] == streams[1]
+            final = streams[0][-1]["decentral"]
+            httpx.get(f"{server.url()}/v1/account", headers={"x-api-key": key})  # settlements landed
+        after = _credits(stack, g.clients[0].pubkey).free
+    assert before - after == int(first.headers["x-decentral-cost"]) + final["cost"]  # each charged once
+    report = verify(stack, first.headers, first.parse().choices[0].message.content)
+    assert report.verified
+
+
+def test_an_idempotent_async_retry_returns_the_same_task(stack, workers, tmp_path):
+    server, key, _ = _second_gateway(stack, workers, tmp_path)
+    body = {"model": MODEL, "messages": ASK, "max_tokens": 4, "async": True}
+    headers = {"x-api-key": key, "Idempotency-Key": "same-task"}
+    with server:
+        first = httpx.post(f"{server.url()}/v1/chat/completions", headers=headers, json=body)
+        again = httpx.post(f"{server.url()}/v1/chat/completions", headers=headers, json=body)
+        too_long = headers | {"Idempotency-Key": "k" * 256}
+        bad = httpx.post(f"{server.url()}/v1/chat/completions", headers=too_long, json=body)
+        _task(server.url(), key, first.json()["id"])
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"] and again.json()["job_id"] == first.json()["job_id"]
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "Idempotency-Key"

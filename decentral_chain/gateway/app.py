@@ -35,6 +35,7 @@ from decentral_chain.gateway.journal import Journal
 from decentral_chain.gateway.keys import KeyStore
 from decentral_chain.gateway.lifecycle import recover
 from decentral_chain.gateway.metrics import Metrics
+from decentral_chain.gateway.tasks import TaskStore
 from decentral_chain.gateway.tokens import Tokenizer
 from decentral_chain.gateway.workers import WorkerPool
 
@@ -78,6 +79,11 @@ class GatewaySettings(BaseModel):
     )
     keys_db: Path = Field(description="SQLite file of hashed API keys")
     journal_db: Path = Field(description="SQLite file of the job journal")
+    task_retention: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Seconds async tasks and Idempotency-Key results are kept (then 404 / the key is free again)",
+    )
 
 
 @dataclass
@@ -90,6 +96,7 @@ class State:
     escrow: EscrowClient
     credits: CreditsBook
     tokenizer: Any  # the gateway's own token counter (the model's vocabulary)
+    tasks: TaskStore
     metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task] = field(default_factory=set)
     settling: dict[str, tuple[Pubkey, asyncio.Task]] = field(default_factory=dict)  # job → (client, its send)
@@ -188,6 +195,7 @@ def create_app(
                 escrow,
                 CreditsBook(escrow, max_age=settings.credits_max_age),
                 own_count,
+                TaskStore(settings.journal_db, settings.task_retention),
             )
             gateway_metrics(state)
             app.state.gateway = state
@@ -196,6 +204,7 @@ def create_app(
             recovered = await recover(state)
             if any(recovered.values()):
                 logger.warning("resolved jobs left open by the last run: %s", recovered)
+            routes.recover_tasks(state)
             watcher = asyncio.create_task(watch_workers(state))
             try:
                 yield
@@ -209,6 +218,7 @@ def create_app(
                     await w.aclose()
                 state.keys.close()
                 state.journal.close()
+                state.tasks.close()
 
     return Starlette(
         routes=[
@@ -217,6 +227,8 @@ def create_app(
             Route("/v1/models", routes.models, methods=["GET"]),
             Route("/v1/account", routes.account, methods=["GET"]),
             Route("/v1/jobs/{job_id}", routes.job_status, methods=["GET"]),
+            Route("/v1/tasks/{task_id}", routes.task_status, methods=["GET"]),
+            Route("/v2/openai/v1/tasks/{task_id}", routes.task_status, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),
         ],

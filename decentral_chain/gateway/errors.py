@@ -50,6 +50,14 @@ class JobNotFound(GatewayError):
     status, type, code = 404, "invalid_request_error", "job_not_found"
 
 
+class TaskNotFound(GatewayError):
+    status, type, code = 404, "invalid_request_error", "task_not_found"
+
+
+class IdempotencyKeyInUse(GatewayError):
+    status, type, code = 409, "invalid_request_error", "idempotency_key_in_use"
+
+
 class WorkerFailed(GatewayError):
     status, type, code = 502, "server_error", "worker_failed"
 

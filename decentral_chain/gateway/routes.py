@@ -14,12 +14,13 @@ overstates is not paid (refund) and not routed to for a while.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -40,6 +41,7 @@ from decentral_chain.gateway.lifecycle import (
 )
 from decentral_chain.gateway.metrics import CONTENT_TYPE
 from decentral_chain.gateway.schemas import ChatCompletionRequest
+from decentral_chain.gateway.tasks import KeyInUse, Task
 from decentral_chain.worker.protocol import model_list
 
 if TYPE_CHECKING:
@@ -148,9 +150,219 @@ async def chat_completions(request: Request) -> Response:
         req = await _parse(request)
         if req.model != state.settings.model_name:
             raise gw.ModelNotFound(f"The model `{req.model}` does not exist", param="model")
+        if req.run_async and req.stream:
+            raise gw.InvalidRequest("async cannot be combined with stream: poll the task instead", param="async")
+        idem = _idempotency_key(request)
+        record = None
+        if idem is not None or req.run_async:
+            body_hash = hashlib.sha256(await request.body()).hexdigest()
+            if idem is not None and (earlier := state.tasks.by_key(str(client), idem)) is not None:
+                credits_read.cancel()
+                return _replay(earlier, body_hash)
+            try:
+                record = state.tasks.create(str(client), "task" if req.run_async else "sync", body_hash, idem)
+            except KeyInUse:
+                raise gw.IdempotencyKeyInUse(
+                    "A request with this Idempotency-Key is still running; retry when it has finished",
+                    param="Idempotency-Key",
+                ) from None
     except BaseException:
         credits_read.cancel()
         raise
+    if req.run_async:
+        assert record is not None
+        return await _start_task(state, client, req, credits_read, record)
+    try:
+        response = await _run(state, client, req, credits_read)
+    except BaseException:
+        if record is not None:  # not completed: the key may be used again
+            state.tasks.forget(record.task_id)
+        raise
+    if record is not None:
+        return _recorded(state, record, response)
+    return response
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not 1 <= len(key) <= 255:
+        raise gw.InvalidRequest("Idempotency-Key must be 1 to 255 characters", param="Idempotency-Key")
+    return key
+
+
+def _replay(earlier: Task, body_hash: str) -> Response:
+    """A retried request with a known Idempotency-Key: the first one's answer, nothing run again."""
+    if earlier.body_hash != body_hash:
+        raise gw.InvalidRequest(
+            "This Idempotency-Key was used with a different request body; use a new key for a new request",
+            param="Idempotency-Key",
+        )
+    if earlier.kind == "task":
+        return JSONResponse(_task_json(earlier), status_code=202, headers={"idempotent-replayed": "true"})
+    if earlier.status != "completed" or earlier.body is None:
+        raise gw.IdempotencyKeyInUse(
+            "A request with this Idempotency-Key is still running; retry when it has finished",
+            param="Idempotency-Key",
+        )
+    headers = {k: v for k, v in earlier.headers.items() if k not in ("content-length", "content-type")}
+    media = earlier.headers.get("content-type", "application/json")
+    return Response(earlier.body, status_code=earlier.status_code or 200, headers=headers | {
+        "idempotent-replayed": "true"}, media_type=media)  # fmt: skip
+
+
+def _recorded(state: State, record: Task, response: Response) -> Response:
+    """Keep a completed answer under its Idempotency-Key (a stream once it reached [DONE])."""
+    headers = dict(response.headers)
+    if not isinstance(response, StreamingResponse):
+        state.tasks.finish(record.task_id, "completed", response.status_code, bytes(response.body), headers)
+        return response
+    inner = response.body_iterator
+
+    async def recording() -> AsyncIterator[Any]:
+        parts: list[bytes] = []
+        complete = False
+        try:
+            async for piece in inner:
+                data = piece if isinstance(piece, bytes) else str(piece).encode()
+                parts.append(data)
+                yield piece
+            complete = bool(parts) and parts[-1].startswith(b"data: [DONE]")
+        finally:
+            if complete:
+                state.tasks.finish(record.task_id, "completed", response.status_code, b"".join(parts), headers)
+            else:
+                state.tasks.forget(record.task_id)
+
+    response.body_iterator = recording()
+    return response
+
+
+async def _start_task(
+    state: State, client: Pubkey, req: ChatCompletionRequest, credits_read: asyncio.Task, record: Task
+) -> Response:
+    """Relay's async mode: lock the job, answer 202 with the task, its job and lock signature,
+    and run it in the background; the result (or the error, its job refunded) goes to the task."""
+    opened: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def on_open(job: Job) -> None:
+        state.tasks.started(record.task_id, job.uuid, job.lock_tx)
+        state.tasks.running(record.task_id)
+        if not opened.done():
+            opened.set_result(job)
+
+    def on_result(result: dict[str, Any]) -> None:  # kept before settling: a restart can still deliver it
+        state.tasks.finish_pending(record.task_id, json.dumps(result).encode())
+
+    async def run() -> None:
+        try:
+            response = await _run(state, client, req, credits_read, on_open=on_open, on_result=on_result)
+            state.tasks.finish(record.task_id, "completed", 200, bytes(response.body), dict(response.headers))
+        except gw.GatewayError as exc:
+            body = json.dumps(gw.envelope(exc)).encode()
+            state.tasks.finish(record.task_id, "failed", exc.status, body, exc.headers)
+            if not opened.done():
+                opened.set_exception(exc)
+        except Exception as exc:
+            logger.exception("task %s failed", record.task_id)
+            error = gw.GatewayError("Internal error; the job's credits are refunded")
+            state.tasks.finish(record.task_id, "failed", 500, json.dumps(gw.envelope(error)).encode(), {})
+            if not opened.done():
+                opened.set_exception(error)
+            raise exc
+
+    runner = state.spawn(run())
+    await asyncio.wait([opened, runner], return_when=asyncio.FIRST_COMPLETED)
+    if not opened.done() or opened.exception() is not None:  # refused before anything was locked
+        state.tasks.forget(record.task_id)
+        if opened.done():
+            raise opened.exception()  # type: ignore[misc]
+        raise gw.GatewayError("Internal error")
+    task = state.tasks.get(record.task_id)
+    assert task is not None
+    job: Job = opened.result()
+    headers = {"location": f"/v1/tasks/{record.task_id}", "x-decentral-job-id": job.uuid,
+               "x-decentral-tx-signature": job.lock_tx}  # fmt: skip
+    return JSONResponse(_task_json(task), status_code=202, headers=headers)
+
+
+def _task_json(task: Task) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": task.task_id,
+        "task_id": task.task_id,
+        "object": "task",
+        "status": task.status,
+        "created": int(task.created),
+        "job_id": task.job_id,
+        "lock_tx": task.lock_tx,
+    }
+    if task.status == "completed" and task.body is not None:
+        h = task.headers
+        out["result"] = json.loads(task.body)
+        out["receipt"] = {
+            "job_id": h.get("x-decentral-job-id"),
+            "lock_tx": h.get("x-decentral-tx-signature"),
+            "settlement_tx": h.get("x-decentral-settlement-tx"),
+            "worker": h.get("x-decentral-worker"),
+            "nonce": int(h["x-decentral-job-nonce"]) if h.get("x-decentral-job-nonce") else None,
+            "cost": int(h["x-decentral-cost"]) if h.get("x-decentral-cost") else None,
+        }
+    elif task.status == "failed" and task.body is not None:
+        out["error"] = json.loads(task.body).get("error")
+    return out
+
+
+async def task_status(request: Request) -> Response:
+    state = _state(request)
+    wallet = _client_wallet(request, state)
+    task = state.tasks.get(request.path_params["task_id"])
+    if task is None or task.kind != "task" or task.client != str(wallet):  # a key sees its own wallet's tasks
+        raise gw.TaskNotFound(f"No task {request.path_params['task_id']}", param="task_id")
+    if task.job_id is not None:
+        await state.landed(job_uuid=task.job_id)
+    return JSONResponse(_task_json(task))
+
+
+def recover_tasks(state: State) -> None:
+    """At start, after the jobs were resolved: an unfinished task whose job was settled for its
+    result is completed with it; any other is failed (its job refunded). Unfinished
+    idempotent requests are forgotten (their clients are gone; a retry runs anew)."""
+    for task in state.tasks.unfinished():
+        if task.kind != "task":
+            state.tasks.forget(task.task_id)
+            continue
+        row = state.journal.get(task.job_id) if task.job_id else None
+        if row is not None and row["state"] == "settled" and task.body is not None:
+            result = json.loads(task.body)
+            result["usage"] = dict(result.get("usage") or {}) | cost_fields(row["cost"] or 0)
+            headers = {
+                "x-decentral-job-id": row["job_id"],
+                "x-decentral-tx-signature": row["lock_tx"],
+                "x-decentral-settlement-tx": row["settlement_tx"],
+                "x-decentral-worker": row["worker"],
+                "x-decentral-job-nonce": str(row["nonce"]),
+                "x-decentral-cost": str(row["cost"]),
+            }
+            state.tasks.finish(task.task_id, "completed", 200, json.dumps(result).encode(), headers)
+            continue
+        error = gw.GatewayError("The gateway restarted before this task finished; its job's credits are refunded")
+        error.code = "task_interrupted"
+        state.tasks.finish(task.task_id, "failed", 500, json.dumps(gw.envelope(error)).encode(), {})
+
+
+async def _run(
+    state: State,
+    client: Pubkey,
+    req: ChatCompletionRequest,
+    credits_read: asyncio.Task,
+    *,
+    on_open: Callable[[Job], None] | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> Response:
+    """Run one chat completion on a worker: its job opened, run, settled (or refunded and
+    retried on another worker when one fails before its first token)."""
     tried: list[Any] = []
     while True:
         worker = None
@@ -176,10 +388,12 @@ async def chat_completions(request: Request) -> Response:
             if worker is not None:
                 state.pool.release(worker)
             raise
+        if on_open is not None:
+            on_open(job)
         try:
             if req.stream:
                 return await _stream(state, req, job, remaining, kwargs)
-            return await _complete(state, job, remaining, kwargs)
+            return await _complete(state, job, remaining, kwargs, on_result)
         except WorkerUnavailable as exc:  # nothing was produced: refund, and try another worker
             logger.warning("job %s: %s; refunding and retrying elsewhere", job.uuid, exc)
             state.metrics.inc("decentral:failures_total", reason="worker_unavailable")
@@ -192,7 +406,13 @@ async def chat_completions(request: Request) -> Response:
             credits_read = asyncio.create_task(state.credits.free(client))
 
 
-async def _complete(state: State, job: Job, remaining: int, kwargs: dict[str, Any]) -> Response:
+async def _complete(
+    state: State,
+    job: Job,
+    remaining: int,
+    kwargs: dict[str, Any],
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> Response:
     worker = job.worker
     try:
         done = await asyncio.wait_for(
@@ -222,6 +442,8 @@ async def _complete(state: State, job: Job, remaining: int, kwargs: dict[str, An
             state.spawn(refund(state, job, str(exc)))
             raise gw.WorkerFailed(f"{exc}; the job's credits are refunded", headers=job.headers(remaining)) from None
         result["usage"] = usage
+    if on_result is not None:
+        on_result(result)
     settlement, cost = await settle(state, job, content, usage, done.offer)
     result["model"] = state.settings.model_name
     result["usage"] = dict(result["usage"]) | cost_fields(cost)

@@ -28,7 +28,7 @@ class StreamOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     model: str
     messages: list[Message] = Field(min_length=1)
@@ -45,6 +45,7 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1)
     user: str | None = Field(default=None, max_length=256)  # the end user, as OpenAI takes it: accepted
+    run_async: bool = Field(default=False, alias="async")  # Relay's async mode: 202 and a task to poll
 
     @model_validator(mode="after")
     def _stops(self) -> ChatCompletionRequest:
