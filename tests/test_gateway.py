@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -217,11 +218,21 @@ def test_x_api_key_wins_and_relays_path_is_served(stack):
 
 
 def test_what_the_gateway_cannot_honour_is_named_not_ignored(stack):
-    """tools, logprobs, n > 1 and a max_tokens beyond the context are 400s naming the param
-    (and the limit), before anything is locked."""
+    """The legacy functions, logprobs, n > 1, a max_tokens beyond the context and malformed
+    tools / schemas are 400s naming the param (and the limit), before anything is locked."""
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
     cases = [
-        ({"tools": [tool]}, "tools"),
+        ({"functions": [tool["function"]]}, "functions"),
+        ({"tools": [tool], "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tools": [tool, tool]}, "tools"),
+        ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools.0.function.name"),
+        ({"tools": [tool], "response_format": {"type": "json_object"}}, "response_format"),
+        ({"response_format": {"type": "json_schema"}}, "response_format"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/nope"}}}},
+            "response_format.json_schema.schema",
+        ),
         ({"logprobs": True}, "logprobs"),
         ({"n": 2}, "n"),
         ({"max_tokens": 100_000}, "max_tokens"),
@@ -902,3 +913,161 @@ def test_an_idempotent_async_retry_returns_the_same_task(stack, workers, tmp_pat
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"] and again.json()["job_id"] == first.json()["job_id"]
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "Idempotency-Key"
+
+
+# ------------------------------------------------------------------ tools and JSON schemas
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]},
+    },
+}
+WEATHER_ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def _receipt_of_output(stack, headers, output: str):
+    report = verify(stack, headers, output)
+    assert report.verified, report.to_dict()
+    return report
+
+
+def test_tools_give_tool_calls_whose_arguments_match_the_schema(stack):
+    """required / a named function / auto, through the openai SDK: tool_calls with JSON
+    arguments that parse and match the function's schema, finish_reason tool_calls; the
+    receipt verifies against the model's output (decentral.output); a follow-up turn with the
+    tool's result answers in words."""
+    with sdk(stack) as client:
+        for choice, tools_given in (
+            ("required", [WEATHER, TIME]),
+            ({"type": "function", "function": {"name": "get_weather"}}, [WEATHER, TIME]),
+        ):
+            raw = client.chat.completions.with_raw_response.create(
+                model=MODEL, messages=WEATHER_ASK, tools=tools_given, tool_choice=choice, max_tokens=60, temperature=0
+            )
+            completion = raw.parse()
+            message = completion.choices[0].message
+            assert completion.choices[0].finish_reason == "tool_calls" and message.content is None
+            [call] = message.tool_calls
+            assert call.type == "function" and call.id.startswith("call_")
+            args = json.loads(call.function.arguments)
+            if call.function.name == "get_weather":
+                assert set(args) == {"city", "unit"} and args["unit"] in ("celsius", "fahrenheit")
+                assert isinstance(args["city"], str)
+            else:
+                assert call.function.name == "get_time" and isinstance(args["zone"], str)
+            if isinstance(choice, dict):
+                assert call.function.name == "get_weather"
+            output = completion.model_extra["decentral"]["output"]
+            assert json.loads(output) == {"name": call.function.name, "arguments": args}
+            _receipt_of_output(stack, raw.headers, output)
+        # the tool's result goes back; auto lets the model answer in words or call again
+        follow = client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                *WEATHER_ASK,
+                {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21, "sky": "clear"}'},
+            ],
+            tools=[WEATHER],
+            tool_choice="auto",
+            max_tokens=60,
+            temperature=0,
+        )
+        reply = follow.choices[0].message
+        assert reply.content or reply.tool_calls
+        if reply.tool_calls:
+            assert follow.choices[0].finish_reason == "tool_calls"
+            json.loads(reply.tool_calls[0].function.arguments)
+        # none: no tool is called, the answer is plain text
+        plain = client.chat.completions.create(
+            model=MODEL, messages=WEATHER_ASK, tools=[WEATHER], tool_choice="none", max_tokens=8
+        )
+        assert plain.choices[0].message.tool_calls is None and "decentral" not in (plain.model_extra or {})
+
+
+def test_streamed_tool_calls_are_assembled_by_the_sdk(stack):
+    with (
+        sdk(stack) as client,
+        client.chat.completions.with_streaming_response.create(
+            model=MODEL,
+            messages=WEATHER_ASK,
+            tools=[WEATHER],
+            tool_choice="required",
+            max_tokens=60,
+            temperature=0,
+            stream=True,
+        ) as response,
+    ):
+        headers = response.headers
+        chunks = list(response.parse())
+    calls = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    assert calls[0][0].id.startswith("call_") and calls[0][0].function.name == "get_weather"
+    arguments = "".join(piece[0].function.arguments or "" for piece in calls)
+    assert set(json.loads(arguments)) == {"city", "unit"}
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finish == ["tool_calls"]
+    final = chunks[-1].model_extra["decentral"]
+    assert json.loads(final["output"])["arguments"] == json.loads(arguments)
+    receipt_headers = dict(headers) | {
+        "x-decentral-settlement-tx": final["settlement_tx"],
+        "x-decentral-job-nonce": str(final["nonce"]),
+    }
+    _receipt_of_output(stack, receipt_headers, final["output"])
+
+    # and the async SDK's stream helper accumulates the same call
+    async def run():
+        client = openai.AsyncOpenAI(base_url=stack["url"] + "/v1", api_key=stack["key"], max_retries=0)
+        async with client.chat.completions.stream(
+            model=MODEL, messages=WEATHER_ASK, tools=[WEATHER], tool_choice="required", max_tokens=60
+        ) as stream:
+            done = await stream.get_final_completion()
+        await client.close()
+        return done
+
+    done = asyncio.run(run())
+    assert done.choices[0].message.tool_calls[0].function.name == "get_weather"
+    json.loads(done.choices[0].message.tool_calls[0].function.arguments)
+
+
+def test_json_schema_output_always_matches_its_schema(stack):
+    schema = {
+        "type": "object",
+        "properties": {
+            "answer": {"type": "integer"},
+            "confidence": {"type": "string", "enum": ["low", "high"]},
+        },
+        "required": ["answer", "confidence"],
+        "additionalProperties": False,
+    }
+    with sdk(stack) as client:
+        for seed in (1, 2, 3):
+            raw = client.chat.completions.with_raw_response.create(
+                model=MODEL,
+                messages=ASK,
+                max_tokens=40,
+                seed=seed,
+                temperature=1.0,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "sum", "schema": schema, "strict": True},
+                },
+            )
+            content = raw.parse().choices[0].message.content
+            data = json.loads(content)
+            assert set(data) == {"answer", "confidence"}
+            assert isinstance(data["answer"], int) and data["confidence"] in ("low", "high")
+            assert verify(stack, raw.headers, content).verified  # the hash is over the content, as usual

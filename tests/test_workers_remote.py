@@ -284,6 +284,70 @@ def test_both_workers_are_paid_and_every_receipt_passes_every_check(net):
     assert 'decentral:consents_total{outcome="offered"}' in worker_metrics  # signed with the result
 
 
+def test_tool_calls_and_json_schemas_run_on_remote_workers_and_verify(net):
+    """The grammar travels to remote workers (one in-process llama.cpp, one in front of
+    llama_cpp.server): tool calls whose arguments match their schema, streamed and not, and a
+    json_schema answer, on both; each receipt verifies against the output the worker signed."""
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                "required": ["a", "b"],
+            },
+        },
+    }
+    ask = [{"role": "user", "content": "Add 2 and 3."}]
+    schema = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
+    outputs: dict[str, str] = {}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+
+        def call(i: int) -> None:
+            if i % 3 == 0:
+                stream = net.sdk.chat.completions.create(
+                    model=MODEL, messages=ask, tools=[tool], tool_choice="required", max_tokens=40, stream=True
+                )
+                chunks = list(stream)
+                final = chunks[-1].model_extra["decentral"]
+                args = "".join(
+                    p.function.arguments or ""
+                    for c in chunks
+                    if c.choices and c.choices[0].delta.tool_calls
+                    for p in c.choices[0].delta.tool_calls
+                )
+                assert set(json.loads(args)) == {"a", "b"}
+                outputs[final["job_id"]] = final["output"]
+            elif i % 3 == 1:
+                raw = net.sdk.chat.completions.with_raw_response.create(
+                    model=MODEL, messages=ask, tools=[tool], tool_choice="required", max_tokens=40
+                )
+                [c] = raw.parse().choices[0].message.tool_calls
+                assert c.function.name == "add" and set(json.loads(c.function.arguments)) == {"a", "b"}
+                outputs[raw.headers["x-decentral-job-id"]] = raw.parse().model_extra["decentral"]["output"]
+            else:
+                raw = net.sdk.chat.completions.with_raw_response.create(
+                    model=MODEL,
+                    messages=ask,
+                    max_tokens=20,
+                    response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+                )
+                content = raw.parse().choices[0].message.content
+                assert isinstance(json.loads(content)["sum"], int)
+                outputs[raw.headers["x-decentral-job-id"]] = content
+
+        list(pool.map(call, range(6)))
+    workers = set()
+    for job_id, output in outputs.items():
+        receipt = _receipt(net, job_id)
+        report = net.run(verify_receipt(net.rpc, receipt, response=output.encode()))
+        assert report.verified, report.failures
+        workers.add(receipt.worker)
+    assert workers == {str(w.pubkey()) for w in net.workers}
+    _invariant(net)
+
+
 def test_a_worker_takes_requests_only_from_its_gateway_and_never_twice(net):
     job = {"job_id": str(uuid.uuid4())}
     body = json.dumps({"messages": ASK, "max_tokens": 2, "decentral": job}, separators=(",", ":")).encode()

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from decentral_chain.errors import NoWorkerFree, UsageDisputed, WorkerLost, WorkerUnavailable
 from decentral_chain.gateway import errors as gw
+from decentral_chain.gateway import tools
 from decentral_chain.gateway.lifecycle import (
     Job,
     chain_errors,
@@ -76,11 +77,8 @@ def _client_wallet(request: Request, state: State) -> Pubkey:
 
 #: OpenAI request parameters this gateway does not implement (yet): a 400 naming each
 UNSUPPORTED_PARAMS = (
-    "tools",
-    "tool_choice",
-    "functions",
+    "functions",  # the deprecated forms of tools / tool_choice
     "function_call",
-    "parallel_tool_calls",
     "logprobs",
     "top_logprobs",
     "logit_bias",
@@ -103,18 +101,18 @@ async def _parse(request: Request) -> ChatCompletionRequest:
                     f"{name} is not supported by this gateway; nothing was run or charged", param=name
                 )
     try:
-        return ChatCompletionRequest.model_validate(body)
+        req = ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
         raise gw.InvalidRequest(f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
+    tools.validate(req)
+    return req
 
 
 def llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
-        "messages": [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
-        ],
+        "messages": tools.chat_messages(req),
         "max_tokens": max_tokens,
         "temperature": req.temperature,
         "top_p": req.top_p,
@@ -124,8 +122,8 @@ def llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
     }
     if req.seed is not None:
         kwargs["seed"] = req.seed
-    if req.response_format is not None and req.response_format.type == "json_object":
-        kwargs["response_format"] = {"type": "json_object"}
+    if (response_format := tools.response_format(req)) is not None:
+        kwargs["response_format"] = response_format
     return kwargs
 
 
@@ -393,7 +391,7 @@ async def _run(
         try:
             if req.stream:
                 return await _stream(state, req, job, remaining, kwargs)
-            return await _complete(state, job, remaining, kwargs, on_result)
+            return await _complete(state, req, job, remaining, kwargs, on_result)
         except WorkerUnavailable as exc:  # nothing was produced: refund, and try another worker
             logger.warning("job %s: %s; refunding and retrying elsewhere", job.uuid, exc)
             state.metrics.inc("decentral:failures_total", reason="worker_unavailable")
@@ -408,6 +406,7 @@ async def _run(
 
 async def _complete(
     state: State,
+    req: ChatCompletionRequest,
     job: Job,
     remaining: int,
     kwargs: dict[str, Any],
@@ -447,6 +446,10 @@ async def _complete(
     settlement, cost = await settle(state, job, content, usage, done.offer)
     result["model"] = state.settings.model_name
     result["usage"] = dict(result["usage"]) | cost_fields(cost)
+    if req.tool_mode is not None:  # the constrained output as tool_calls or content; the output itself kept
+        choice = result["choices"][0]
+        choice["message"], choice["finish_reason"] = tools.answer(content, choice.get("finish_reason"))
+        result["decentral"] = {"output": content}
     headers = job.headers(remaining + job.amount - cost) | {
         "x-decentral-settlement-tx": settlement,
         "x-decentral-cost": str(cost),
@@ -508,7 +511,11 @@ async def _stream(
         state.pool.release(worker)
         raise
 
+    tool_mode = req.tool_mode is not None
+
     async def events() -> AsyncIterator[bytes]:
+        finish: str | None = None
+        handed = False
         parts: list[str] = []
         completion_tokens = 0
         claimed: Any = None
@@ -525,15 +532,26 @@ async def _stream(
                     continue
                 chunk["model"] = state.settings.model_name
                 delta = chunk["choices"][0].get("delta", {}).get("content")
-                yield f"data: {json.dumps(chunk)}\n\n".encode()
+                if tool_mode:  # the output becomes tool calls once whole: nothing is sent before
+                    finish = chunk["choices"][0].get("finish_reason") or finish
+                else:
+                    yield f"data: {json.dumps(chunk)}\n\n".encode()
                 if delta:
                     parts.append(delta)
                     completion_tokens += 1  # llama.cpp streams one token per chunk
-                    state.journal.deliver(job.uuid, delta, completion_tokens)
+                    if not tool_mode:
+                        state.journal.deliver(job.uuid, delta, completion_tokens)
                 chunk = await anext(chunks, None)
             state.pool.release(worker)
             released = True
             content = "".join(parts)
+            if tool_mode:
+                message, reason = tools.answer(content, finish)
+                base = {k: first[k] for k in ("id", "object", "created")} | {"model": state.settings.model_name}
+                for piece in tools.stream_chunks(base, message, reason):
+                    yield f"data: {json.dumps(piece)}\n\n".encode()
+                state.journal.deliver(job.uuid, content, completion_tokens)
+                handed = True
             usage = job.usage(completion_tokens)
             if worker.remote:
                 usage = _checked_usage(state, job, content, completion_tokens, claimed)
@@ -557,6 +575,7 @@ async def _stream(
                     "worker": str(worker.wallet),
                     "nonce": job.nonce,
                 }
+                | ({"output": content} if tool_mode else {})
             }
             yield f"data: {json.dumps(final)}\n\n".encode()
             yield b"data: [DONE]\n\n"
@@ -579,8 +598,9 @@ async def _stream(
             if not released:
                 state.pool.release(worker)
             if not settled:  # the client went away: charge what was delivered
-                content = "".join(parts)
-                tokens = completion_tokens
+                # a tool call is handed whole or not at all
+                content = "".join(parts) if not tool_mode or handed else ""
+                tokens = completion_tokens if not tool_mode or handed else 0
                 if worker.remote:
                     tokens = min(tokens, state.tokenizer.count(content))
                 state.spawn(settle_partial(state, job, content, tokens))
