@@ -218,7 +218,7 @@ def test_x_api_key_wins_and_relays_path_is_served(stack):
 
 
 def test_what_the_gateway_cannot_honour_is_named_not_ignored(stack):
-    """The legacy functions, logprobs, n > 1, a max_tokens beyond the context and malformed
+    """The legacy functions, logprobs, n > 10 or streamed n > 1, a max_tokens beyond the context and malformed
     tools / schemas are 400s naming the param (and the limit), before anything is locked."""
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
     cases = [
@@ -234,7 +234,8 @@ def test_what_the_gateway_cannot_honour_is_named_not_ignored(stack):
             "response_format.json_schema.schema",
         ),
         ({"logprobs": True}, "logprobs"),
-        ({"n": 2}, "n"),
+        ({"n": 11}, "n"),
+        ({"n": 2, "stream": True}, "n"),
         ({"max_tokens": 100_000}, "max_tokens"),
         ({"max_completion_tokens": 5_000}, "max_completion_tokens"),
     ]
@@ -1071,3 +1072,27 @@ def test_json_schema_output_always_matches_its_schema(stack):
             assert set(data) == {"answer", "confidence"}
             assert isinstance(data["answer"], int) and data["confidence"] in ("low", "high")
             assert verify(stack, raw.headers, content).verified  # the hash is over the content, as usual
+
+
+def test_n_choices_are_one_job_settled_on_their_total(stack):
+    """n = 3 through the SDK: three choices (their own seeds), one job whose lock covered
+    three times max_tokens and whose settlement bills the prompt once and the three
+    completions' tokens; the receipt verifies over the JSON array of the three texts."""
+    with sdk(stack) as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=ASK, max_tokens=12, n=3, seed=7, temperature=1.0
+        )
+    completion = raw.parse()
+    assert [c.index for c in completion.choices] == [0, 1, 2]
+    texts = [c.message.content for c in completion.choices]
+    output = completion.model_extra["decentral"]["output"]
+    assert output == json.dumps(texts, ensure_ascii=False, separators=(",", ":"))
+    report = verify(stack, raw.headers, output)
+    assert report.verified, report.to_dict()
+    usage = completion.usage
+    assert report.facts["completion_tokens"] == usage.completion_tokens <= 36
+    assert report.facts["prompt_tokens"] == usage.prompt_tokens
+    expected = -(-(usage.prompt_tokens * 1_000 + usage.completion_tokens * 2_000) // 1000)
+    assert report.facts["cost"] == expected == int(raw.headers["x-decentral-cost"])
+    ceiling = -(-(usage.prompt_tokens * 1_000 + 3 * 12 * 2_000) // 1000)
+    assert report.facts["locked"] == ceiling

@@ -286,8 +286,9 @@ def test_both_workers_are_paid_and_every_receipt_passes_every_check(net):
 
 def test_tool_calls_and_json_schemas_run_on_remote_workers_and_verify(net):
     """The grammar travels to remote workers (one in-process llama.cpp, one in front of
-    llama_cpp.server): tool calls whose arguments match their schema, streamed and not, and a
-    json_schema answer, on both; each receipt verifies against the output the worker signed."""
+    llama_cpp.server): tool calls whose arguments match their schema, streamed and not, a
+    json_schema answer and n = 2 choices, on both; each receipt verifies against the output
+    the worker signed."""
     tool = {
         "type": "function",
         "function": {
@@ -338,6 +339,19 @@ def test_tool_calls_and_json_schemas_run_on_remote_workers_and_verify(net):
                 outputs[raw.headers["x-decentral-job-id"]] = content
 
         list(pool.map(call, range(6)))
+
+        def choices(i: int) -> None:  # n = 2 on each remote worker: the texts' JSON array is the result
+            raw = net.sdk.chat.completions.with_raw_response.create(
+                model=MODEL, messages=ask, max_tokens=8, n=2, seed=i
+            )
+            completion = raw.parse()
+            assert len(completion.choices) == 2
+            texts = [c.message.content for c in completion.choices]
+            output = completion.model_extra["decentral"]["output"]
+            assert json.loads(output) == texts
+            outputs[raw.headers["x-decentral-job-id"]] = output
+
+        list(pool.map(choices, range(4)))
     workers = set()
     for job_id, output in outputs.items():
         receipt = _receipt(net, job_id)

@@ -145,7 +145,8 @@ async def open_job(
             param=param,
         )
     kwargs["max_tokens"] = min(kwargs["max_tokens"], room)  # the default, when none was asked for
-    ceiling = max(1, price(state.settings, prompt_tokens, kwargs["max_tokens"]))
+    # one job for every choice: the ceiling covers n of them (the prompt is billed once)
+    ceiling = max(1, price(state.settings, prompt_tokens, req.n * kwargs["max_tokens"]))
     with chain_errors():
         free, remembered = await credits_read
         if free < ceiling and remembered:  # the reading may predate a deposit: the chain decides

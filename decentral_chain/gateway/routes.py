@@ -43,7 +43,7 @@ from decentral_chain.gateway.lifecycle import (
 from decentral_chain.gateway.metrics import CONTENT_TYPE
 from decentral_chain.gateway.schemas import ChatCompletionRequest
 from decentral_chain.gateway.tasks import KeyInUse, Task
-from decentral_chain.worker.protocol import model_list
+from decentral_chain.worker.protocol import model_list, result_text
 
 if TYPE_CHECKING:
     from decentral_chain.gateway.app import State
@@ -124,6 +124,8 @@ def llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
         kwargs["seed"] = req.seed
     if (response_format := tools.response_format(req)) is not None:
         kwargs["response_format"] = response_format
+    if req.n > 1:
+        kwargs["n"] = req.n
     return kwargs
 
 
@@ -148,6 +150,8 @@ async def chat_completions(request: Request) -> Response:
         req = await _parse(request)
         if req.model != state.settings.model_name:
             raise gw.ModelNotFound(f"The model `{req.model}` does not exist", param="model")
+        if req.n > 1 and req.stream:
+            raise gw.InvalidRequest("n > 1 cannot be streamed by this gateway; ask without stream", param="n")
         if req.run_async and req.stream:
             raise gw.InvalidRequest("async cannot be combined with stream: poll the task instead", param="async")
         idem = _idempotency_key(request)
@@ -432,11 +436,12 @@ async def _complete(
         state.pool.release(worker)
     await locked(state, job)
     result = done.result
-    content = result["choices"][0]["message"].get("content") or ""
+    texts = [c["message"].get("content") or "" for c in result["choices"]]
+    content = result_text(texts)  # what the result hash covers (n > 1: the texts as a JSON array)
     usage = result["usage"]
     if worker.remote:  # its usage is a claim: bill the gateway's own count, never more than claimed
         try:
-            usage = _checked_usage(state, job, content, None, usage)
+            usage = _checked_usage(state, job, "".join(texts), None, usage)
         except UsageDisputed as exc:
             state.spawn(refund(state, job, str(exc)))
             raise gw.WorkerFailed(f"{exc}; the job's credits are refunded", headers=job.headers(remaining)) from None
@@ -447,8 +452,9 @@ async def _complete(
     result["model"] = state.settings.model_name
     result["usage"] = dict(result["usage"]) | cost_fields(cost)
     if req.tool_mode is not None:  # the constrained output as tool_calls or content; the output itself kept
-        choice = result["choices"][0]
-        choice["message"], choice["finish_reason"] = tools.answer(content, choice.get("finish_reason"))
+        for choice, text in zip(result["choices"], texts, strict=True):
+            choice["message"], choice["finish_reason"] = tools.answer(text, choice.get("finish_reason"))
+    if req.tool_mode is not None or len(texts) > 1:
         result["decentral"] = {"output": content}
     headers = job.headers(remaining + job.amount - cost) | {
         "x-decentral-settlement-tx": settlement,

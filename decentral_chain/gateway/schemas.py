@@ -97,7 +97,7 @@ class ChatCompletionRequest(BaseModel):
     response_format: ResponseFormat | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(default=1, ge=1, le=1)
+    n: int = Field(default=1, ge=1, le=10)
     user: str | None = Field(default=None, max_length=256)  # the end user, as OpenAI takes it: accepted
     run_async: bool = Field(default=False, alias="async")  # Relay's async mode: 202 and a task to poll
     tools: list[Tool] | None = Field(default=None, max_length=128)

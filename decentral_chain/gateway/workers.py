@@ -37,6 +37,7 @@ from solders.pubkey import Pubkey
 from decentral_chain.errors import NoWorkerFree, WorkerError
 from decentral_chain.gateway.consent import ConsentSigner, Produced
 from decentral_chain.gateway.tokens import Tokenizer
+from decentral_chain.worker.protocol import choice_kwargs, merge_choices
 
 T = TypeVar("T")
 _STOP = object()
@@ -202,9 +203,12 @@ class Worker:
 
 
 def _timed_completion(llama: Any, kwargs: dict[str, Any]) -> tuple[dict, float]:
-    """create_chat_completion on the worker thread, and how long exactly that call took."""
+    """create_chat_completion on the worker thread (``n`` times for n choices, one after the
+    other), and how long exactly that took."""
     start = time.perf_counter()
-    result = llama.create_chat_completion(**kwargs)
+    n = int(kwargs.get("n") or 1)
+    results = [llama.create_chat_completion(**choice_kwargs(kwargs, i)) for i in range(n)]
+    result = results[0] if n == 1 else merge_choices(results)
     return result, time.perf_counter() - start
 
 

@@ -20,6 +20,7 @@ import httpx
 from decentral_chain.errors import WorkerError
 from decentral_chain.gateway.tokens import Tokenizer
 from decentral_chain.gateway.workers import Worker, WorkerPool
+from decentral_chain.worker.protocol import choice_kwargs, merge_choices
 
 
 class LlamaEngine:
@@ -81,14 +82,21 @@ class HttpEngine:
         return body
 
     async def complete(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """One completion; for ``n`` choices, n of them one after the other (engines such as
+        llama_cpp.server answer one choice per request)."""
         start = time.perf_counter()
-        try:
-            reply = await self.http.post(f"{self.url}/v1/chat/completions", json=self._body(kwargs, False))
-        except httpx.HTTPError as exc:
-            raise WorkerError(f"inference server {self.url}: {type(exc).__name__}: {exc}") from exc
-        if reply.status_code != 200:
-            raise WorkerError(f"inference server {self.url} answered {reply.status_code}: {reply.text[:200]}")
-        return reply.json(), time.perf_counter() - start
+        n = int(kwargs.get("n") or 1)
+        results = []
+        for i in range(n):
+            body = self._body(choice_kwargs(kwargs, i), False)
+            try:
+                reply = await self.http.post(f"{self.url}/v1/chat/completions", json=body)
+            except httpx.HTTPError as exc:
+                raise WorkerError(f"inference server {self.url}: {type(exc).__name__}: {exc}") from exc
+            if reply.status_code != 200:
+                raise WorkerError(f"inference server {self.url} answered {reply.status_code}: {reply.text[:200]}")
+            results.append(reply.json())
+        return (results[0] if n == 1 else merge_choices(results)), time.perf_counter() - start
 
     async def stream(self, kwargs: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         try:

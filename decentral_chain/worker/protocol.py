@@ -16,7 +16,9 @@ timestamp is within ``MAX_SKEW_S`` of its clock and the nonce was not seen in th
 
 The completion body carries ``decentral: {"job_id": <uuid>, "prompt_tokens": <the
 gateway's count>}``; the worker answers in OpenAI's shapes with ``usage`` by its own count
-(the last chunk of a stream carries it). ``POST /v1/consent`` takes ``{"job_id", "message":
+(the last chunk of a stream carries it). ``n`` > 1 (not streamed) runs the choices one after
+the other and answers them together; the text the worker signs for is :func:`result_text`.
+``POST /v1/consent`` takes ``{"job_id", "message":
 <base64 settlement message>}`` and answers ``{"signature": <base58>}`` or a 409 naming what
 the worker refuses to sign.
 """
@@ -24,6 +26,7 @@ the worker refuses to sign.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from collections import OrderedDict
@@ -55,6 +58,43 @@ def sign_request(keypair: Keypair, method: str, path: str, body: bytes) -> dict[
     timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
     signature = keypair.sign_message(request_message(timestamp, nonce, method, path, body))
     return {TIMESTAMP: timestamp, NONCE: nonce, SIGNATURE: str(signature)}
+
+
+MAX_CHOICES = 10  # n, as OpenAI allows it here
+
+
+def result_text(texts: list[str]) -> str:
+    """What a job's result hash covers: the one choice's text, or for ``n`` > 1 the choices'
+    texts as a compact JSON array in index order (UTF-8, not ASCII-escaped) — gateway and
+    worker compute it the same way."""
+    if len(texts) == 1:
+        return texts[0]
+    return json.dumps(texts, ensure_ascii=False, separators=(",", ":"))
+
+
+def merge_choices(results: list[dict]) -> dict:
+    """``n`` completions of one prompt as one OpenAI response: choices in order, the prompt
+    counted once, the completion tokens summed."""
+    first = results[0]
+    choices = []
+    for i, r in enumerate(results):
+        choice = dict(r["choices"][0])
+        choice["index"] = i
+        choices.append(choice)
+    usages = [r.get("usage") or {} for r in results]
+    prompt = usages[0].get("prompt_tokens")
+    completion = sum(int(u.get("completion_tokens") or 0) for u in usages)
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+    usage["total_tokens"] = None if prompt is None else prompt + completion
+    return first | {"choices": choices, "usage": usage}
+
+
+def choice_kwargs(kwargs: dict, i: int) -> dict:
+    """The i-th of n runs: its own seed (seed + i when one was given), one choice."""
+    out = {k: v for k, v in kwargs.items() if k != "n"}
+    if i and out.get("seed") is not None:
+        out["seed"] = out["seed"] + i
+    return out
 
 
 def model_list(model_id: str, owned_by: str, info: dict) -> dict:

@@ -51,7 +51,7 @@ from decentral_chain.gateway.metrics import CONTENT_TYPE, Metrics
 from decentral_chain.localnet.spl import create_associated_token_account
 from decentral_chain.rpc import PROCESSED
 from decentral_chain.worker.ledger import Ledger, Output
-from decentral_chain.worker.protocol import RequestRefused, RequestVerifier, model_list
+from decentral_chain.worker.protocol import MAX_CHOICES, RequestRefused, RequestVerifier, model_list, result_text
 
 logger = logging.getLogger(__name__)
 #: what a worker passes on to its engine (anything else in the body is not the engine's business)
@@ -65,6 +65,7 @@ ENGINE_PARAMS = (
     "presence_penalty",
     "seed",
     "response_format",
+    "n",
 )
 
 
@@ -173,6 +174,9 @@ async def chat_completions(request: Request) -> Response:
     kwargs = {k: data[k] for k in ENGINE_PARAMS if k in data}
     if not isinstance(kwargs.get("messages"), list):
         return _error(400, "messages: a list is required", "invalid_request")
+    n = kwargs.get("n", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CHOICES or (n > 1 and data.get("stream")):
+        return _error(400, f"n: 1 to {MAX_CHOICES}, and 1 when streamed", "invalid_request")
     if state.busy >= state.settings.parallel:
         return _error(503, "every slot of this worker is busy", "no_slot_free")
     output = state.ledger.start(job_uuid, None)
@@ -184,7 +188,7 @@ async def chat_completions(request: Request) -> Response:
         return await _stream(state, output, lock, kwargs, blockhash)
     try:
         result, inference_s = await state.engine.complete(kwargs)
-        content = result["choices"][0]["message"].get("content") or ""
+        content = result_text([c["message"].get("content") or "" for c in result["choices"]])
         usage = result.get("usage") or {}
         _count_prompt(state, output, kwargs, usage)
         output.add(content, int(usage.get("completion_tokens", 0)))
