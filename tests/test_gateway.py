@@ -218,8 +218,9 @@ def test_x_api_key_wins_and_relays_path_is_served(stack):
 
 
 def test_what_the_gateway_cannot_honour_is_named_not_ignored(stack):
-    """The legacy functions, logprobs, n > 10 or streamed n > 1, a max_tokens beyond the context and malformed
-    tools / schemas are 400s naming the param (and the limit), before anything is locked."""
+    """The legacy functions, logit_bias, top_logprobs without logprobs or above 20, n > 10 or
+    streamed n > 1, a max_tokens beyond the context and malformed tools / schemas are 400s
+    naming the param (and the limit), before anything is locked."""
     tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}
     cases = [
         ({"functions": [tool["function"]]}, "functions"),
@@ -233,7 +234,9 @@ def test_what_the_gateway_cannot_honour_is_named_not_ignored(stack):
             {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "#/nope"}}}},
             "response_format.json_schema.schema",
         ),
-        ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"logit_bias": {"42": 5}}, "logit_bias"),
         ({"n": 11}, "n"),
         ({"n": 2, "stream": True}, "n"),
         ({"max_tokens": 100_000}, "max_tokens"),
@@ -1096,3 +1099,34 @@ def test_n_choices_are_one_job_settled_on_their_total(stack):
     assert report.facts["cost"] == expected == int(raw.headers["x-decentral-cost"])
     ceiling = -(-(usage.prompt_tokens * 1_000 + 3 * 12 * 2_000) // 1000)
     assert report.facts["locked"] == ceiling
+
+
+def test_logprobs_are_shaped_as_openai_shapes_them(stack):
+    """logprobs / top_logprobs through the SDK, plain and streamed: one entry per token of the
+    content (their bytes make up the text), log-probabilities <= 0, top_logprobs sorted, of
+    the size asked for, and the sampled token's logprob at most the best one's."""
+    import math
+
+    with sdk(stack) as client:
+        completion = client.chat.completions.create(
+            model=MODEL, messages=ASK, max_tokens=10, logprobs=True, top_logprobs=3, temperature=0
+        )
+        content = completion.choices[0].message.content
+        entries = completion.choices[0].logprobs.content
+        assert b"".join(bytes(e.bytes) for e in entries).decode() == content
+        for e in entries:
+            assert e.logprob <= 0 and len(e.top_logprobs) == 3
+            tops = [t.logprob for t in e.top_logprobs]
+            assert tops == sorted(tops, reverse=True) and e.logprob <= tops[0] + 1e-6
+            assert math.isclose(e.logprob, tops[0], abs_tol=1e-4)  # greedy: the best token was taken
+        streamed = list(
+            client.chat.completions.create(
+                model=MODEL, messages=ASK, max_tokens=10, logprobs=True, temperature=0, stream=True
+            )
+        )
+        tokens = [e for c in streamed if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+        text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+        assert text == content and [e.token for e in tokens] == [e.token for e in entries]
+        assert all(e.top_logprobs == [] for e in tokens)
+        plain = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4)
+        assert plain.choices[0].logprobs is None

@@ -79,8 +79,6 @@ def _client_wallet(request: Request, state: State) -> Pubkey:
 UNSUPPORTED_PARAMS = (
     "functions",  # the deprecated forms of tools / tool_choice
     "function_call",
-    "logprobs",
-    "top_logprobs",
     "logit_bias",
     "audio",
     "modalities",
@@ -126,6 +124,9 @@ def llama_kwargs(req: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
         kwargs["response_format"] = response_format
     if req.n > 1:
         kwargs["n"] = req.n
+    if req.logprobs:
+        kwargs["logprobs"] = True
+        kwargs["top_logprobs"] = req.top_logprobs or 0
     return kwargs
 
 

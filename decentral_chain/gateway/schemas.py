@@ -100,6 +100,8 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=10)
     user: str | None = Field(default=None, max_length=256)  # the end user, as OpenAI takes it: accepted
     run_async: bool = Field(default=False, alias="async")  # Relay's async mode: 202 and a task to poll
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     tools: list[Tool] | None = Field(default=None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None

@@ -35,6 +35,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from decentral_chain.errors import NoWorkerFree, WorkerError
+from decentral_chain.gateway import logprobs
 from decentral_chain.gateway.consent import ConsentSigner, Produced
 from decentral_chain.gateway.tokens import Tokenizer
 from decentral_chain.worker.protocol import choice_kwargs, merge_choices
@@ -105,7 +106,7 @@ class Worker:
     def stream_chat(
         self, job_uuid: str, prompt_tokens: int, kwargs: dict[str, Any], blockhash=None
     ) -> AsyncIterator[dict]:
-        return self.stream(lambda llama: llama.create_chat_completion(stream=True, **kwargs))
+        return self.stream(lambda llama: _stream_chat(llama, kwargs))
 
     def start(self, timeout: float = 120.0) -> Worker:
         self._thread.start()
@@ -204,12 +205,31 @@ class Worker:
 
 def _timed_completion(llama: Any, kwargs: dict[str, Any]) -> tuple[dict, float]:
     """create_chat_completion on the worker thread (``n`` times for n choices, one after the
-    other), and how long exactly that took."""
+    other; with logprobs when asked), and how long exactly that took."""
     start = time.perf_counter()
     n = int(kwargs.get("n") or 1)
-    results = [llama.create_chat_completion(**choice_kwargs(kwargs, i)) for i in range(n)]
+    results = [_one_choice(llama, choice_kwargs(kwargs, i)) for i in range(n)]
     result = results[0] if n == 1 else merge_choices(results)
     return result, time.perf_counter() - start
+
+
+def _one_choice(llama: Any, kwargs: dict[str, Any]) -> dict:
+    with logprobs.recording(llama, kwargs) as (call, recorder):
+        result = llama.create_chat_completion(**call)
+    if recorder is not None:
+        text = result["choices"][0]["message"].get("content") or ""
+        result["choices"][0]["logprobs"] = logprobs.shape(recorder.content(text))
+    return result
+
+
+def _stream_chat(llama: Any, kwargs: dict[str, Any]) -> Iterator[dict]:
+    """A streamed completion; with logprobs, each chunk carries those of its tokens."""
+    with logprobs.recording(llama, kwargs) as (call, recorder):
+        for chunk in llama.create_chat_completion(stream=True, **call):
+            if recorder is not None and chunk.get("choices"):
+                delta = chunk["choices"][0].get("delta", {})
+                chunk["choices"][0]["logprobs"] = logprobs.shape(recorder.new()) if delta.get("content") else None
+            yield chunk
 
 
 class WorkerPool:

@@ -66,6 +66,8 @@ ENGINE_PARAMS = (
     "seed",
     "response_format",
     "n",
+    "logprobs",
+    "top_logprobs",
 )
 
 
