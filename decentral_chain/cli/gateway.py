@@ -67,6 +67,13 @@ GATEWAY_MODULES = ("llama_cpp", "starlette", "uvicorn")
 )
 @click.option("--n-ctx", default=2048, show_default=True, type=click.IntRange(256, 131072))
 @click.option(
+    "--webhooks-allow-private",
+    is_flag=True,
+    envvar="DECENTRAL_WEBHOOKS_ALLOW_PRIVATE",
+    help="Let webhooks go to loopback / private / link-local addresses (a local setup); "
+    "also DECENTRAL_WEBHOOKS_ALLOW_PRIVATE=1.",
+)
+@click.option(
     "--gateway-keypair",
     type=click.Path(dir_okay=False, path_type=Path),
     default=LOCALNET_DIR / "gateway-keypair.json",
@@ -90,6 +97,7 @@ def gateway(
     gateway_keypair: Path,
     price_prompt: int,
     price_completion: int,
+    webhooks_allow_private: bool,
 ) -> None:
     """Serve the OpenAI-compatible API; every completion settles on chain."""
     if ctx.invoked_subcommand is not None:
@@ -138,6 +146,7 @@ def gateway(
         price_per_1k_prompt=price_prompt,
         price_per_1k_completion=price_completion,
         health_interval=health_interval,
+        webhooks_allow_private=webhooks_allow_private,
     )
     gateway_key = read_keypair(gateway_keypair)
     tokenizer = workers[0].tokenizer if workers else Tokenizer.load(path)

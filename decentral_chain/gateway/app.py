@@ -29,7 +29,7 @@ from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.client import EscrowClient
 from decentral_chain.errors import DecentralError
 from decentral_chain.gateway import errors as gw
-from decentral_chain.gateway import routes
+from decentral_chain.gateway import notify, routes
 from decentral_chain.gateway.credits import CreditsBook
 from decentral_chain.gateway.journal import Journal
 from decentral_chain.gateway.keys import KeyStore
@@ -37,6 +37,7 @@ from decentral_chain.gateway.lifecycle import recover
 from decentral_chain.gateway.metrics import Metrics
 from decentral_chain.gateway.tasks import TaskStore
 from decentral_chain.gateway.tokens import Tokenizer
+from decentral_chain.gateway.webhooks import Deliverer, WebhookStore
 from decentral_chain.gateway.workers import WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,16 @@ class GatewaySettings(BaseModel):
     )
     keys_db: Path = Field(description="SQLite file of hashed API keys")
     journal_db: Path = Field(description="SQLite file of the job journal")
+    webhooks_allow_private: bool = Field(
+        default=False, description="Webhooks may go to loopback / private / link-local addresses"
+    )
+    webhook_retry_base: float = Field(default=1.0, gt=0, description="Seconds before a webhook's first retry")
+    webhook_retry_cap: float = Field(default=300.0, gt=0, description="Longest wait between webhook retries")
+    webhook_max_attempts: int = Field(default=12, ge=1, description="Attempts before an event is marked failed")
+    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds a receiver has to answer")
+    webhook_poll_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between reads of watched wallets' credits (deposits, low credits)"
+    )
     task_retention: float = Field(
         default=86_400.0,
         gt=0,
@@ -97,6 +108,8 @@ class State:
     credits: CreditsBook
     tokenizer: Any  # the gateway's own token counter (the model's vocabulary)
     tasks: TaskStore
+    webhooks: WebhookStore
+    deliverer: Deliverer
     metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task] = field(default_factory=set)
     settling: dict[str, tuple[Pubkey, asyncio.Task]] = field(default_factory=dict)  # job → (client, its send)
@@ -186,6 +199,7 @@ def create_app(
             raise gw.GatewayError("remote workers need the gateway's own tokenizer (the model file)")
         async with escrow:
             await check_deadline(escrow, settings)
+            webhooks = WebhookStore(settings.journal_db)
             state = State(
                 settings,
                 gateway,
@@ -196,7 +210,17 @@ def create_app(
                 CreditsBook(escrow, max_age=settings.credits_max_age),
                 own_count,
                 TaskStore(settings.journal_db, settings.task_retention),
+                webhooks,
+                Deliverer(
+                    webhooks,
+                    allow_private=settings.webhooks_allow_private,
+                    retry_base=settings.webhook_retry_base,
+                    retry_cap=settings.webhook_retry_cap,
+                    max_attempts=settings.webhook_max_attempts,
+                    timeout=settings.webhook_timeout,
+                ),
             )
+            state.journal.listener = lambda job_id, new: notify.on_job(state, job_id, new)
             gateway_metrics(state)
             app.state.gateway = state
             remote = [w for w in workers if w.remote]
@@ -206,10 +230,14 @@ def create_app(
                 logger.warning("resolved jobs left open by the last run: %s", recovered)
             routes.recover_tasks(state)
             watcher = asyncio.create_task(watch_workers(state))
+            delivering = asyncio.create_task(state.deliverer.run())
+            watching = asyncio.create_task(notify.watch_credits(state))
             try:
                 yield
             finally:
                 watcher.cancel()
+                delivering.cancel()
+                watching.cancel()
                 for task in list(state.background):
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(task, timeout=settings.confirm_timeout)
@@ -219,6 +247,8 @@ def create_app(
                 state.keys.close()
                 state.journal.close()
                 state.tasks.close()
+                await state.deliverer.aclose()
+                state.webhooks.close()
 
     return Starlette(
         routes=[
@@ -228,6 +258,10 @@ def create_app(
             Route("/v1/account", routes.account, methods=["GET"]),
             Route("/v1/jobs/{job_id}", routes.job_status, methods=["GET"]),
             Route("/v1/tasks/{task_id}", routes.task_status, methods=["GET"]),
+            Route("/v1/webhooks", notify.create_webhook, methods=["POST"]),
+            Route("/v1/webhooks", notify.list_webhooks, methods=["GET"]),
+            Route("/v1/webhooks/{webhook_id}", notify.get_webhook, methods=["GET"]),
+            Route("/v1/webhooks/{webhook_id}", notify.delete_webhook, methods=["DELETE"]),
             Route("/v2/openai/v1/tasks/{task_id}", routes.task_status, methods=["GET"]),
             Route("/health", routes.health, methods=["GET"]),
             Route("/metrics", routes.metrics, methods=["GET"]),

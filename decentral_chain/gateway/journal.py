@@ -21,12 +21,16 @@ settlement — is only found in journals of earlier versions; it is settled the 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 FINAL = ("settled", "refunded", "rejected")
+NOTIFIED = ("settled", "refunded", "refunding", "rejected")
+logger = logging.getLogger(__name__)
 COLUMNS = (
     "job_id",
     "client",
@@ -50,6 +54,10 @@ COLUMNS = (
 
 
 class Journal:
+    #: called as listener(job_id, state) after a job enters settled / refunded / refunding /
+    #: rejected (the webhooks' job events)
+    listener: Callable[[str, str], None] | None = None
+
     def __init__(self, path: Path | str) -> None:
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -89,10 +97,18 @@ class Journal:
 
     def update(self, job_id: str, state: str, **fields: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
+        notify = state in NOTIFIED and self.listener is not None
+        before = self.db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)).fetchall() if notify else []
         self.db.execute(
             f"UPDATE jobs SET state = ?, updated = ?{', ' + sets if sets else ''} WHERE job_id = ?",
             (state, time.time(), *fields.values(), job_id),
         )
+        if notify and before and before[0][0] != state:
+            assert self.listener is not None
+            try:
+                self.listener(job_id, state)
+            except Exception:  # an event that cannot be queued must not undo the job's state
+                logger.exception("job %s: %s event not queued", job_id, state)
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         # fetchall: an unfinished statement would pin a stale WAL snapshot

@@ -60,8 +60,8 @@ def _state(request: Request) -> State:
     return request.app.state.gateway
 
 
-def _client_wallet(request: Request, state: State) -> Pubkey:
-    """The key's wallet: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>`` (when both
+def api_key(request: Request) -> str:
+    """The request's key: ``X-API-Key: <key>`` or ``Authorization: Bearer <key>`` (when both
     are sent, X-API-Key wins, as on Relay's API)."""
     key = request.headers.get("x-api-key", "").strip()
     if not key:
@@ -69,7 +69,12 @@ def _client_wallet(request: Request, state: State) -> Pubkey:
         key = bearer.strip() if scheme.lower() == "bearer" else ""
     if not key:
         raise gw.Unauthorized("Missing API key: send X-API-Key: <key> or Authorization: Bearer <key>")
-    wallet = state.keys.wallet(key)
+    return key
+
+
+def _client_wallet(request: Request, state: State) -> Pubkey:
+    """The key's wallet."""
+    wallet = state.keys.wallet(api_key(request))
     if wallet is None:
         raise gw.Unauthorized("Incorrect API key provided")
     return wallet
