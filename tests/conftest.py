@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from solders.instruction import Instruction
@@ -266,3 +267,20 @@ def pytest_sessionfinish(session, exitstatus):
         f = getattr(utils, name, None)
         if f is not None:
             f.close()
+
+
+JS = Path(__file__).resolve().parent / "js"
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    """tests/js's pinned npm packages (web3.js, @coral-xyz/anchor, openai), installed with
+    `npm ci` from its lock file when missing."""
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("node and npm are required for the JavaScript client tests (see README)")
+    if not all((JS / "node_modules" / name).exists() for name in ("@solana/web3.js", "@coral-xyz/anchor", "openai")):
+        subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=JS, check=True, timeout=300)
+    return JS / "node_modules"

@@ -4,11 +4,8 @@ paths, unpatched — confirmTransaction included, which subscribes on RPC port +
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from decentral_chain.localnet.chain import LocalChain
 from decentral_chain.localnet.genesis import build_genesis
@@ -17,15 +14,6 @@ from decentral_chain.localnet.server import ServerThread, create_app, free_port_
 from tests.conftest import FAST_CHAIN
 
 JS = Path(__file__).resolve().parent / "js"
-
-
-@pytest.fixture(scope="module")
-def node_modules() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("node and npm are required for the web3.js test (see README)")
-    if not all((JS / "node_modules" / name).exists() for name in ("@solana/web3.js", "@coral-xyz/anchor")):
-        subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=JS, check=True, timeout=300)
-    return JS / "node_modules"
 
 
 def test_web3js_sends_confirms_and_reads(program_elf, node_modules):
