@@ -96,7 +96,57 @@ FIELDS = [
     "stream_options",
     "n",
     "model",
+    "logprobs",
+    "top_logprobs",
+    "parallel_tool_calls",
+    "async",
+    "user",
 ]
+schema = st.one_of(
+    st.none(),
+    st.just({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}),
+    st.just({"$ref": "#/nowhere"}),
+    weird,
+)
+tool = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["function", "fn", 3]),
+            "function": st.one_of(
+                st.fixed_dictionaries(
+                    {"name": st.sampled_from(["f", "get_x", "bad name", "", "g" * 65]), "parameters": schema}
+                ),
+                weird,
+            ),
+        }
+    ),
+    weird,
+)
+STRUCTURED = {
+    "tools": st.one_of(st.lists(tool, max_size=3), weird),
+    "tool_choice": st.one_of(
+        st.sampled_from(["auto", "none", "required", "sometimes"]),
+        st.fixed_dictionaries(
+            {"type": st.just("function"), "function": st.fixed_dictionaries({"name": st.sampled_from(["f", "g"])})}
+        ),
+        weird,
+    ),
+    "response_format": st.one_of(
+        st.fixed_dictionaries(
+            {
+                "type": st.sampled_from(["json_schema", "json_object", "text", "xml"]),
+                "json_schema": st.one_of(
+                    st.fixed_dictionaries({"name": st.sampled_from(["s", "bad name"]), "schema": schema}), weird
+                ),
+            }
+        ),
+        weird,
+    ),
+    "n": st.one_of(st.integers(-2, 12), weird),
+}
+idempotency_keys = st.one_of(
+    st.none(), st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_ ", min_size=0, max_size=300)
+)
 
 
 @st.composite
@@ -104,8 +154,8 @@ def bodies(draw):
     if draw(st.booleans()):
         return draw(st.one_of(weird, st.text(max_size=50)))  # not even an object
     body = {"model": MODEL, "messages": draw(messages), "max_tokens": draw(st.integers(1, 4))}
-    for name in draw(st.lists(st.sampled_from(FIELDS), max_size=4, unique=True)):
-        body[name] = draw(weird)
+    for name in draw(st.lists(st.sampled_from(FIELDS + list(STRUCTURED)), max_size=4, unique=True)):
+        body[name] = draw(STRUCTURED[name]) if name in STRUCTURED else draw(weird)
     return body
 
 
@@ -116,8 +166,8 @@ def test_no_5xx_and_no_lost_credit(stack):
     with httpx.Client(timeout=60) as http:
 
         @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(body=bodies())
-        @example(body={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+        @given(body=bodies(), idem=idempotency_keys)
+        @example(body={"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}, idem=None)
         @example(
             body={
                 "model": MODEL,
@@ -125,16 +175,32 @@ def test_no_5xx_and_no_lost_credit(stack):
                 "max_tokens": 2,
                 "stream": True,
                 "stream_options": {"include_usage": True},
-            }
+            },
+            idem=None,
         )
-        def hit(body):
-            reply = http.post(
-                f"{url}/v1/chat/completions",
-                content=json.dumps(body).encode(),
-                headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
-            )
+        @example(
+            body={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 2,
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+                "async": True,
+            },
+            idem="fuzz-key",
+        )
+        def hit(body, idem):
+            headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+            if idem is not None:
+                headers["idempotency-key"] = idem
+            reply = http.post(f"{url}/v1/chat/completions", content=json.dumps(body).encode(), headers=headers)
             statuses.append(reply.status_code)
             assert reply.status_code < 500, (body, reply.text)
+            if reply.status_code == 202:  # an async task holds the one worker: let it finish
+                task_url = f"{url}/v1/tasks/{reply.json()['id']}"
+                deadline = time.monotonic() + 30
+                while http.get(task_url, headers=headers).json()["status"] not in ("completed", "failed"):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
             if reply.status_code >= 400:
                 error = reply.json()["error"]
                 assert set(error) >= {"message", "type", "param", "code"}
@@ -155,6 +221,55 @@ def test_no_5xx_and_no_lost_credit(stack):
     credits = g.credits(g.clients[0].pubkey)
     assert credits.locked == 0
     assert token_balance(g.svm, g.vault) == credits.free
+
+
+webhook_bodies = st.one_of(
+    weird,
+    st.fixed_dictionaries(
+        {
+            "url": st.one_of(
+                st.sampled_from(
+                    [
+                        "http://127.0.0.1/",
+                        "http://localhost:8000/x",
+                        "http://[::1]/",
+                        "http://169.254.169.254/",
+                        "https://10.0.0.1/",
+                        "gopher://x",
+                        "http://",
+                        "http://a b/",
+                    ]
+                ),
+                weird,
+            ),
+            "events": st.one_of(
+                st.lists(st.sampled_from(["job.settled", "job.failed", "credits.low", "nope"]), max_size=4), weird
+            ),
+        },
+        optional={"credits_low_threshold": st.one_of(st.integers(-5, 10**15), weird)},
+    ),
+)
+
+
+def test_webhook_and_task_routes_answer_hostile_input_with_4xx(stack):
+    """/v1/webhooks bodies (no private destination is allowed here) and /v1/tasks ids: never
+    a 5xx, always OpenAI's envelope, and no webhook ever created for a private address."""
+    url, key = stack["url"], stack["key"]
+
+    with httpx.Client(timeout=30) as http:
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(body=webhook_bodies, task_id=st.text(alphabet="abcdef0123456789_tk", max_size=40))
+        def hit(body, task_id):
+            auth = {"x-api-key": key}
+            reply = http.post(f"{url}/v1/webhooks", content=json.dumps(body).encode(), headers=auth)
+            assert reply.status_code == 400, (body, reply.text)
+            assert set(reply.json()["error"]) >= {"message", "type", "param", "code"}
+            task = http.get(f"{url}/v1/tasks/{task_id}" if task_id else f"{url}/v1/tasks/x", headers=auth)
+            assert task.status_code == 404 and task.json()["error"]["code"] == "task_not_found"
+
+        hit()
+        assert http.get(f"{url}/v1/webhooks", headers={"x-api-key": key}).json()["data"] == []
 
 
 def test_all_workers_busy_is_503_with_retry_after(stack):
