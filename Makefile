@@ -36,6 +36,7 @@ $(CURRENT_STAMP): pyproject.toml requirements-current.lock
 build: setup
 	$(BIN)/decentral program build
 	$(BIN)/python -m decentral_chain.gateway.model
+	$(BIN)/python -m decentral_chain.gateway.embedding_model
 
 demo: build
 	$(BIN)/decentral demo

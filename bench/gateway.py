@@ -4,7 +4,8 @@
     python bench/gateway.py --json     {"added_latency_ms_p50": <ms>, "tokens_per_s_ratio": <r>,
                                         "jobs_per_s_8_clients": <n>,
                                         "remote_added_latency_ms_p50": <ms>,
-                                        "jobs_per_s_2_remote_workers": <n>}
+                                        "jobs_per_s_2_remote_workers": <n>,
+                                        "embeddings_per_s": <n>, "embeddings_per_s_ratio": <r>}
 
 added_latency_ms_p50   per request, the latency the client observes (HTTP, auth, credits check,
                        prompt count, lock signed and sent, the model call, settlement signed)
@@ -26,6 +27,11 @@ remote_added_latency_ms_p50
                        HTTP), minus the in-process figure above
 jobs_per_s_2_remote_workers
                        settled jobs per second with 8 concurrent clients through that gateway
+embeddings_per_s       inputs embedded per second through the gateway's /v1/embeddings (one
+                       settled job per request), requests of 32 short inputs, median of
+                       EMBEDDING_ROUNDS
+embeddings_per_s_ratio that / llama-cpp-python's create_embedding on the same 32 inputs
+                       directly (same GGUF, same threads), paired in alternating order
 Same model (SmolLM2-135M Q4_1), same prompts, temperature 0 and a seed, so both sides
 generate the same tokens.
 """
@@ -90,6 +96,8 @@ MAX_TOKENS = 32
 REPEATS = 3  # pairs per prompt, in alternating order
 QUIET_S = 0.05  # pause before each measured request: the previous request's background work ends
 CLIENTS = 8
+EMBEDDING_BATCH = 32  # short inputs per /v1/embeddings request
+EMBEDDING_ROUNDS = 12
 WORKERS = 2  # gateway workers (the latency pairs use one at a time: the pool hands out the warm one)
 JOBS_PER_CLIENT = 6
 
@@ -303,8 +311,11 @@ def measure() -> dict:
 
         jobs = asyncio.run(clients())
         remote_jobs = asyncio.run(clients(remote_base + "/v1/chat/completions"))
-        http.close()
         direct.close()
+        http.close()
+        http = HTTPConnection(host, int(port), timeout=120)  # a fresh kept-alive connection
+        embedded, embedded_direct = embeddings(http, auth)
+        http.close()
     return {
         "added_latency_ms_p50": round(statistics.median(around), 2),
         "paired_difference_ms_p50": round(statistics.median(added), 2),
@@ -315,7 +326,54 @@ def measure() -> dict:
         "jobs_per_s_8_clients": round(jobs, 1),
         "remote_added_latency_ms_p50": round(statistics.median(around_remote) - statistics.median(around), 2),
         "jobs_per_s_2_remote_workers": round(remote_jobs, 1),
+        "embeddings_per_s": round(embedded, 1),
+        "embeddings_per_s_ratio": round(embedded / embedded_direct, 3),
     }
+
+
+def embeddings(http: HTTPConnection, auth: dict) -> tuple[float, float]:
+    """Inputs per second through /v1/embeddings and through llama-cpp-python directly."""
+    from llama_cpp import Llama
+
+    from decentral_chain.gateway.embedding_model import MODEL_ID, embedding_model_path
+
+    direct = Llama(
+        model_path=str(embedding_model_path()),
+        embedding=True,
+        n_ctx=512,
+        n_batch=512,
+        n_ubatch=512,
+        n_threads=2,
+        n_threads_batch=2,
+        verbose=False,
+    )
+    inputs = [f"short input number {i}: the cat sat on the mat" for i in range(EMBEDDING_BATCH)]
+    payload = json.dumps({"model": MODEL_ID, "input": inputs})
+
+    def through_gateway() -> float:
+        start = time.perf_counter()
+        http.request("POST", "/v1/embeddings", body=payload, headers={**auth, "content-type": "application/json"})
+        reply = http.getresponse()
+        data = reply.read()
+        if reply.status != 200:
+            raise RuntimeError(f"the gateway answered {reply.status}: {data[:200]!r}")
+        return time.perf_counter() - start
+
+    def directly() -> float:
+        start = time.perf_counter()
+        direct.create_embedding(inputs)
+        return time.perf_counter() - start
+
+    through_gateway(), directly()  # warm both
+    times: dict = {through_gateway: [], directly: []}
+    for i in range(EMBEDDING_ROUNDS):
+        for side in (through_gateway, directly) if i % 2 == 0 else (directly, through_gateway):
+            time.sleep(QUIET_S)
+            times[side].append(side())
+    direct.close()
+    return EMBEDDING_BATCH / statistics.median(times[through_gateway]), EMBEDDING_BATCH / statistics.median(
+        times[directly]
+    )
 
 
 def main() -> None:
@@ -345,6 +403,8 @@ def main() -> None:
         f"{result['jobs_per_s_2_remote_workers']:.1f}",
         "",
     )
+    table.add_row("embeddings/s through the gateway (32 inputs a request)", f"{result['embeddings_per_s']:.0f}", "")
+    table.add_row("embeddings/s through the gateway ÷ direct", f"{result['embeddings_per_s_ratio']:.3f}", "≥ 0.9")
     Console().print(table)
 
 

@@ -47,6 +47,8 @@ def test_compute_units_json_has_exactly_the_keys_and_meets_the_cu_targets():
                 "jobs_per_s_8_clients",
                 "remote_added_latency_ms_p50",
                 "jobs_per_s_2_remote_workers",
+                "embeddings_per_s",
+                "embeddings_per_s_ratio",
             },
         ),
         ("install.py", {"core_install_s", "core_size_mb", "full_install_s", "full_size_mb", "verify_help_s"}),

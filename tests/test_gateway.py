@@ -70,7 +70,11 @@ def stack(workers, tmp_path_factory):
             await escrow.deposit(g.clients[0].keypair, 5 * USDC)
 
     asyncio.run(deposit())
-    gateway = ServerThread((create_app(settings, g.gateway, ws), 0))
+    from decentral_chain.gateway.embedding_model import embedding_model_path
+    from decentral_chain.gateway.embeddings import Embedder
+
+    embedder = Embedder(embedding_model_path(), g.workers[0].keypair, price_per_1k=20).start()
+    gateway = ServerThread((create_app(settings, g.gateway, ws, embedder=embedder), 0))
     gateway.__enter__()
     yield {
         "url": gateway.url(),
@@ -83,6 +87,7 @@ def stack(workers, tmp_path_factory):
         "journal_db": settings.journal_db,
     }
     gateway.__exit__(None, None, None)
+    embedder.close()
     rpc.__exit__(None, None, None)
 
 

@@ -1,11 +1,15 @@
 """The official `openai` Node SDK (npm, pinned in tests/js) against the gateway: tools (sync
-and streamed), n, json_schema, an async task and an idempotent retry; every receipt verifies."""
+and streamed), n, json_schema, an async task, an idempotent retry and embeddings; every
+receipt verifies."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
+
+import numpy as np
 
 from decentral_chain.receipts import Receipt
 from decentral_chain.verify import verify_receipt
@@ -56,6 +60,14 @@ def test_the_node_sdk_gets_tools_n_schemas_tasks_and_idempotent_retries(stack, n
         )
     )
     assert report.verified, report.to_dict()
+    emb = out["embeddings"]
+    vectors = np.array(emb["vectors"], dtype=np.float32)
+    assert vectors.shape == (2, 384) and np.array_equal(vectors, np.array(emb["floats"], dtype=np.float32))
+    packed = vectors.astype("<f4").tobytes()
+    assert hashlib.sha256(packed).hexdigest() == emb["headers"]["x-decentral-result-hash"]
+    receipt = Receipt.from_headers({k: v for k, v in emb["headers"].items() if v is not None})
+    assert asyncio.run(verify_receipt(stack["rpc"], receipt, response=packed)).verified
+    assert emb["usage"]["prompt_tokens"] > 0
     idem = out["idempotent"]
     assert idem["replayed"] == "true" and idem["again"] == idem["first"]
     _verified(stack, idem["first"]["headers"], idem["first"]["content"])

@@ -67,6 +67,20 @@ GATEWAY_MODULES = ("llama_cpp", "starlette", "uvicorn")
 )
 @click.option("--n-ctx", default=2048, show_default=True, type=click.IntRange(256, 131072))
 @click.option(
+    "--embeddings/--no-embeddings",
+    default=True,
+    show_default=True,
+    help="Serve /v1/embeddings (all-MiniLM-L6-v2, fetched, converted and checked), paid to the "
+    "first worker keypair's wallet.",
+)
+@click.option(
+    "--price-embedding",
+    default=20,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Credits per 1,000 embedded input tokens.",
+)
+@click.option(
     "--webhooks-allow-private",
     is_flag=True,
     envvar="DECENTRAL_WEBHOOKS_ALLOW_PRIVATE",
@@ -98,6 +112,8 @@ def gateway(
     price_prompt: int,
     price_completion: int,
     webhooks_allow_private: bool,
+    embeddings: bool,
+    price_embedding: int,
 ) -> None:
     """Serve the OpenAI-compatible API; every completion settles on chain."""
     if ctx.invoked_subcommand is not None:
@@ -147,6 +163,7 @@ def gateway(
         price_per_1k_completion=price_completion,
         health_interval=health_interval,
         webhooks_allow_private=webhooks_allow_private,
+        embedding_price_per_1k=price_embedding,
     )
     gateway_key = read_keypair(gateway_keypair)
     tokenizer = workers[0].tokenizer if workers else Tokenizer.load(path)
@@ -155,8 +172,17 @@ def gateway(
         RemoteWorker(url, gateway_key, tokenizer, model_name=model_name, price=price, job_timeout=settings.job_timeout)
         for url in urls
     ]
-    app = create_app(settings, gateway_key, workers, tokenizer=tokenizer)
-    where = f"{n_workers} in-process, {len(urls)} remote worker(s)"
+    embedder = None
+    payee = (files or [LOCALNET_DIR / "worker-1-keypair.json"])[0]
+    if embeddings and payee.exists():
+        from decentral_chain.gateway.embedding_model import embedding_model_path
+        from decentral_chain.gateway.embeddings import Embedder
+
+        embedder = Embedder(embedding_model_path(), read_keypair(payee), price_embedding).start()
+    elif embeddings:
+        click.echo(f"no embeddings: no worker keypair to pay them to ({payee})", err=True)
+    app = create_app(settings, gateway_key, workers, tokenizer=tokenizer, embedder=embedder)
+    where = f"{n_workers} in-process, {len(urls)} remote worker(s)" + (", embeddings" if embedder else "")
     click.echo(f"gateway {gateway_key.pubkey()} on http://{host}:{port}/v1 ({where}, model {model_name})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -28,8 +28,8 @@ from starlette.routing import Route
 from decentral_chain.abi import PROGRAM_ID
 from decentral_chain.client import EscrowClient
 from decentral_chain.errors import DecentralError
+from decentral_chain.gateway import embeddings, notify, routes
 from decentral_chain.gateway import errors as gw
-from decentral_chain.gateway import notify, routes
 from decentral_chain.gateway.credits import CreditsBook
 from decentral_chain.gateway.journal import Journal
 from decentral_chain.gateway.keys import KeyStore
@@ -80,6 +80,7 @@ class GatewaySettings(BaseModel):
     )
     keys_db: Path = Field(description="SQLite file of hashed API keys")
     journal_db: Path = Field(description="SQLite file of the job journal")
+    embedding_price_per_1k: int = Field(default=20, ge=0, description="Credits per 1,000 embedded input tokens")
     webhooks_allow_private: bool = Field(
         default=False, description="Webhooks may go to loopback / private / link-local addresses"
     )
@@ -110,6 +111,7 @@ class State:
     tasks: TaskStore
     webhooks: WebhookStore
     deliverer: Deliverer
+    embedder: Any = None  # the embedding model (embeddings.Embedder), if served
     metrics: Metrics = field(default_factory=Metrics)
     background: set[asyncio.Task] = field(default_factory=set)
     settling: dict[str, tuple[Pubkey, asyncio.Task]] = field(default_factory=dict)  # job → (client, its send)
@@ -184,6 +186,7 @@ def create_app(
     *,
     max_waiting: int = 8,
     tokenizer: Tokenizer | None = None,
+    embedder: Any = None,
 ) -> Starlette:
     """The ASGI app; its lifespan owns the key store, journal, client and worker pool.
     ``workers``: in-process :class:`~.workers.Worker` and/or :class:`~.remote.RemoteWorker`;
@@ -221,6 +224,7 @@ def create_app(
                 ),
             )
             state.journal.listener = lambda job_id, new: notify.on_job(state, job_id, new)
+            state.embedder = embedder
             gateway_metrics(state)
             app.state.gateway = state
             remote = [w for w in workers if w.remote]
@@ -254,6 +258,7 @@ def create_app(
         routes=[
             Route("/v1/chat/completions", routes.chat_completions, methods=["POST"]),
             Route("/v2/openai/v1/chat/completions", routes.chat_completions, methods=["POST"]),  # Relay's path
+            Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
             Route("/v1/models", routes.models, methods=["GET"]),
             Route("/v1/account", routes.account, methods=["GET"]),
             Route("/v1/jobs/{job_id}", routes.job_status, methods=["GET"]),

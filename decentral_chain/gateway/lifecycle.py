@@ -147,6 +147,23 @@ async def open_job(
     kwargs["max_tokens"] = min(kwargs["max_tokens"], room)  # the default, when none was asked for
     # one job for every choice: the ceiling covers n of them (the prompt is billed once)
     ceiling = max(1, price(state.settings, prompt_tokens, req.n * kwargs["max_tokens"]))
+    return await lock_job(state, client, worker, prompt_tokens, ceiling, credits_read, stream=req.stream)
+
+
+async def lock_job(
+    state: State,
+    client: Pubkey,
+    worker: Any,
+    prompt_tokens: int,
+    ceiling: int,
+    credits_read: asyncio.Task,
+    *,
+    stream: bool,
+) -> tuple[Job, int]:
+    """Check the client's credits against ``ceiling`` (402 otherwise), sign the lock naming
+    ``worker``, journal it and send it (confirming in the background while the work runs).
+    Returns the job and the credits left free. The caller cancels ``credits_read`` if this
+    raises."""
     with chain_errors():
         free, remembered = await credits_read
         if free < ceiling and remembered:  # the reading may predate a deposit: the chain decides
@@ -167,7 +184,7 @@ async def open_job(
     job.blockhash = (pending.transaction.message.recent_blockhash, pending.last_valid_block_height)
 
     async def submit_and_confirm() -> None:  # runs while the model does; settlement waits for it
-        if not req.stream:
+        if not stream:
             # let the model's thread start first: it needs the GIL for its own Python (chat
             # template, tokenizing) before llama.cpp releases it, and sending the lock on this
             # thread at that moment delays it (~1 ms, measured); a stream waits for its lock
@@ -192,15 +209,25 @@ async def open_job(
 
 
 async def settle(
-    state: State, job: Job, content: str, usage: dict[str, int], offer: dict[str, Any] | None = None
+    state: State,
+    job: Job,
+    content: str | bytes,
+    usage: dict[str, int],
+    offer: dict[str, Any] | None = None,
+    *,
+    rates: tuple[int, int] | None = None,
 ) -> tuple[str, int]:
     """Settle at the real price (never above the lock), co-signed by the worker (with the
-    settlement it offered already signed, if that is exactly this one). Returns the
-    settlement's signature, final once signed; the transaction is on its way, not awaited."""
-    cost = min(job.amount, price(state.settings, usage["prompt_tokens"], usage["completion_tokens"]))
+    settlement it offered already signed, if that is exactly this one). ``content`` is what
+    the result hash covers (text as UTF-8, or bytes as they are); ``rates`` per 1,000 prompt /
+    completion tokens, by default the gateway's chat price. Returns the settlement's
+    signature, final once signed; the transaction is on its way, not awaited."""
+    if rates is None:
+        rates = (state.settings.price_per_1k_prompt, state.settings.price_per_1k_completion)
+    cost = min(job.amount, price_at(*rates, usage["prompt_tokens"], usage["completion_tokens"]))
     state.metrics.inc("llamacpp:prompt_tokens_total", usage["prompt_tokens"])
     state.metrics.inc("llamacpp:tokens_predicted_total", usage["completion_tokens"])
-    digest = hashlib.sha256(content.encode()).digest()
+    digest = hashlib.sha256(content if isinstance(content, bytes) else content.encode()).digest()
     await job.lock_confirmed  # landed while the model ran (callers checked it with locked)
     if job.nonce is None:  # the read after the lock failed: the chain knows
         onchain = await state.escrow.get_job(job.job_id, commitment=PROCESSED)

@@ -631,7 +631,24 @@ async def models(request: Request) -> Response:
         "workers": [str(w.wallet) for w in state.pool.workers if w.healthy],
         "context_length": state.context_length,
     }
-    return JSONResponse(model_list(s.model_name, "decentral", info))
+    listing = model_list(s.model_name, "decentral", info)
+    if state.embedder is not None:
+        from decentral_chain.gateway.embedding_model import DIMENSIONS, MODEL_ID
+
+        embedding = {
+            "type": "embedding",
+            "dimensions": DIMENSIONS,
+            "price_per_1k_input_tokens": s.embedding_price_per_1k,
+            "currency": "credits (µUSDC)",
+            "context_length": state.embedder.context_length,
+            "workers": [str(state.embedder.wallet)],
+        }
+        first = listing["data"][0]
+        listing["data"].append(
+            {"id": MODEL_ID, "object": "model", "created": first.get("created", 0), "owned_by": "decentral"}
+            | {"decentral": embedding}
+        )
+    return JSONResponse(listing)
 
 
 async def account(request: Request) -> Response:

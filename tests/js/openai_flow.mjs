@@ -1,6 +1,6 @@
 // The official `openai` Node SDK (pinned in package.json) against the gateway, unpatched:
 // tools (sync and streamed, assembled by the SDK's stream helper), n, json_schema, async
-// tasks and idempotent retries. Prints what it got (with receipt headers) as one JSON line;
+// tasks, idempotent retries and embeddings. Prints what it got (with receipt headers) as one JSON line;
 // the Python test checks every receipt with `decentral verify`'s verifier.
 import OpenAI from "openai";
 
@@ -100,6 +100,21 @@ const out = {};
     first: { id: first.data.id, content: first.data.choices[0].message.content, headers: receiptHeaders(first.response.headers) },
     again: { id: again.data.id, content: again.data.choices[0].message.content, headers: receiptHeaders(again.response.headers) },
     replayed: again.response.headers.get("idempotent-replayed"),
+  };
+}
+
+// embeddings: the SDK asks for base64 and decodes it; float asked explicitly
+{
+  const inputs = ["The cat sits on the mat.", "Receipts anyone can verify."];
+  const { data, response } = await client.embeddings
+    .create({ model: "all-minilm-l6-v2", input: inputs })
+    .withResponse();
+  const floats = await client.embeddings.create({ model: "all-minilm-l6-v2", input: inputs, encoding_format: "float" });
+  out.embeddings = {
+    vectors: data.data.map((d) => Array.from(d.embedding)),
+    floats: floats.data.map((d) => d.embedding),
+    usage: data.usage,
+    headers: { ...receiptHeaders(response.headers), "x-decentral-result-hash": response.headers.get("x-decentral-result-hash") },
   };
 }
 
