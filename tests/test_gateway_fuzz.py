@@ -145,7 +145,7 @@ STRUCTURED = {
     "n": st.one_of(st.integers(-2, 12), weird),
 }
 idempotency_keys = st.one_of(
-    st.none(), st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_ ", min_size=0, max_size=300)
+    st.none(), st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=300)
 )
 
 

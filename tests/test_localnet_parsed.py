@@ -177,7 +177,11 @@ def test_a_transaction_of_known_programs_is_parsed_as_agave_parses_it(rpc_localn
     [same] = [t for t in block["transactions"] if t["transaction"]["signatures"][0] == sig]
     assert same["transaction"] == tx["transaction"] and same["meta"] == tx["meta"]
     # and the memo shows in getSignaturesForAddress as Agave formats it
-    [entry] = [e for e in rpc(url, "getSignaturesForAddress", [str(mint.pubkey())])["result"] if e["signature"] == sig]
+    [entry] = [
+        e
+        for e in rpc(url, "getSignaturesForAddress", [str(mint.pubkey()), {"commitment": "confirmed"}])["result"]
+        if e["signature"] == sig
+    ]
     assert entry["memo"] == "[14] hello, auditor"
 
 
