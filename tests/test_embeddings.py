@@ -262,3 +262,19 @@ def test_base64_is_little_endian_float32(served):
     raw = base64.b64decode(reply.json()["data"][0]["embedding"])
     assert len(raw) == 384 * 4
     assert hashlib.sha256(raw).hexdigest() == reply.headers["x-decentral-result-hash"]
+
+
+def test_an_idempotent_embedding_retry_is_the_first_answer_charged_once(served):
+    auth = {"x-api-key": served["key"], "idempotency-key": "embed-once"}
+    body = {"model": MODEL, "input": TEXTS[:2], "encoding_format": "base64"}
+    first = httpx.post(f"{served['url']}/v1/embeddings", headers=auth, json=body)
+    httpx.get(f"{served['url']}/v1/account", headers=auth)  # its settlement landed
+    before = httpx.get(f"{served['url']}/v1/account", headers=auth).json()["credits_remaining"]
+    again = httpx.post(f"{served['url']}/v1/embeddings", headers=auth, json=body)
+    other = httpx.post(f"{served['url']}/v1/embeddings", headers=auth, json=body | {"input": "other"})
+    after = httpx.get(f"{served['url']}/v1/account", headers=auth).json()["credits_remaining"]
+    assert first.status_code == again.status_code == 200 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["x-decentral-settlement-tx"] == first.headers["x-decentral-settlement-tx"]
+    assert other.status_code == 400 and other.json()["error"]["param"] == "Idempotency-Key"
+    assert before == after  # the retry charged nothing

@@ -191,10 +191,28 @@ def _check(body: Any, embedder: Embedder) -> tuple[str, list[list[int]]]:
 
 
 async def embeddings(request: Request) -> Response:
-    from decentral_chain.gateway.routes import _client_wallet, cost_fields
+    """The route: with an Idempotency-Key, a retry gets the first answer (never a second job)."""
+    from decentral_chain.gateway.routes import _client_wallet, idempotent_start
 
     state: State = request.app.state.gateway
     client = _client_wallet(request, state)
+    record, replay = idempotent_start(state, request, client, hashlib.sha256(await request.body()).hexdigest())
+    if replay is not None:
+        return replay
+    try:
+        response = await _embeddings(request, state, client)
+    except BaseException:
+        if record is not None:
+            state.tasks.forget(record.task_id)
+        raise
+    if record is not None:
+        state.tasks.finish(record.task_id, "completed", 200, bytes(response.body), dict(response.headers))
+    return response
+
+
+async def _embeddings(request: Request, state: State, client: Any) -> JSONResponse:
+    from decentral_chain.gateway.routes import cost_fields
+
     embedder = state.embedder
     if embedder is None:
         raise gw.ModelNotFound("This gateway serves no embedding model", param="model")

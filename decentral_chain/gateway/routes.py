@@ -191,6 +191,26 @@ async def chat_completions(request: Request) -> Response:
     return response
 
 
+def idempotent_start(
+    state: State, request: Request, client: Pubkey, body_hash: str
+) -> tuple[Task | None, Response | None]:
+    """For a POST with an Idempotency-Key: (its new record, None), or (None, the first
+    answer) when the key was used before; (None, None) without a key."""
+    idem = _idempotency_key(request)
+    if idem is None:
+        return None, None
+    earlier = state.tasks.by_key(str(client), idem)
+    if earlier is not None:
+        return None, _replay(earlier, body_hash)
+    try:
+        return state.tasks.create(str(client), "sync", body_hash, idem), None
+    except KeyInUse:
+        raise gw.IdempotencyKeyInUse(
+            "A request with this Idempotency-Key is still running; retry when it has finished",
+            param="Idempotency-Key",
+        ) from None
+
+
 def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is None:
