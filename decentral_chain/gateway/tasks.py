@@ -25,7 +25,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-STATES = ("pending", "running", "completed", "failed")
+from decentral_chain.gateway.journal import open_db
+
 COLUMNS = (
     "task_id",
     "client",
@@ -61,10 +62,6 @@ class Task:
     updated: float
     expires: float
 
-    @property
-    def done(self) -> bool:
-        return self.status in ("completed", "failed")
-
 
 class KeyInUse(Exception):
     """Another request holds this Idempotency-Key (a race on insert)."""
@@ -73,9 +70,7 @@ class KeyInUse(Exception):
 class TaskStore:
     def __init__(self, path: Path | str, retention: float) -> None:
         self.retention = retention
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = open_db(path)
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS tasks (task_id TEXT PRIMARY KEY, client TEXT NOT NULL, idem_key TEXT, "
             "body_hash TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, job_id TEXT, lock_tx TEXT, "

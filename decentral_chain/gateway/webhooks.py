@@ -41,7 +41,6 @@ import json
 import logging
 import secrets
 import socket
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +49,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+
+from decentral_chain.gateway.journal import open_db
 
 logger = logging.getLogger(__name__)
 
@@ -158,9 +159,7 @@ class WebhookStore:
     """Webhooks, their per-wallet watch state and the outbox, in the journal's SQLite file."""
 
     def __init__(self, path: Path | str) -> None:
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = open_db(path)
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS webhooks (webhook_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, "
             "wallet TEXT NOT NULL, url TEXT NOT NULL, events TEXT NOT NULL, secret TEXT NOT NULL, "

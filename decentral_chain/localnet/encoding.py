@@ -197,15 +197,19 @@ def message_json(msg: Message | MessageV0) -> dict:
         ],
     }
     if isinstance(msg, MessageV0):
-        out["addressTableLookups"] = [
-            {
-                "accountKey": str(lu.account_key),
-                "writableIndexes": list(bytes(lu.writable_indexes)),
-                "readonlyIndexes": list(bytes(lu.readonly_indexes)),
-            }
-            for lu in msg.address_table_lookups
-        ]
+        out["addressTableLookups"] = address_table_lookups_json(msg)
     return out
+
+
+def address_table_lookups_json(msg: MessageV0) -> list[dict]:
+    return [
+        {
+            "accountKey": str(lu.account_key),
+            "writableIndexes": list(bytes(lu.writable_indexes)),
+            "readonlyIndexes": list(bytes(lu.readonly_indexes)),
+        }
+        for lu in msg.address_table_lookups
+    ]
 
 
 def version(tx: VersionedTransaction) -> Any:

@@ -19,7 +19,7 @@ from solders.message import Message, MessageV0
 from solders.pubkey import Pubkey
 
 from decentral_chain.abi import SYSTEM_PROGRAM_ID, TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
-from decentral_chain.localnet.encoding import b58, token_amount
+from decentral_chain.localnet.encoding import address_table_lookups_json, b58, token_amount
 
 ATA_PROGRAM_ID = Pubkey.from_string("ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL")
 MEMO_V1_PROGRAM_ID = Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo")
@@ -475,14 +475,7 @@ def parsed_message_json(msg: Message | MessageV0) -> dict:
         ],
     }
     if isinstance(msg, MessageV0):
-        out["addressTableLookups"] = [
-            {
-                "accountKey": str(lu.account_key),
-                "writableIndexes": list(bytes(lu.writable_indexes)),
-                "readonlyIndexes": list(bytes(lu.readonly_indexes)),
-            }
-            for lu in msg.address_table_lookups
-        ]
+        out["addressTableLookups"] = address_table_lookups_json(msg)
     return out
 
 
