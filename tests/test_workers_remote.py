@@ -58,6 +58,8 @@ class Network:
             **os.environ,
             "DECENTRAL_GATEWAY_KEYS_DB": str(tmp / "keys.db"),
             "DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp / "journal.db"),
+            # the gateway CLI reads it: webhooks to this machine's receivers are allowed
+            "DECENTRAL_WEBHOOKS_ALLOW_PRIVATE": "1",
         }
         self.ports = {name: free_port_pair() for name in ("rpc", "backend", "a", "b", "gateway")}
 
@@ -360,6 +362,31 @@ def test_tool_calls_and_json_schemas_run_on_remote_workers_and_verify(net):
         workers.add(receipt.worker)
     assert workers == {str(w.pubkey()) for w in net.workers}
     _invariant(net)
+
+
+def test_the_cli_gateway_allows_private_webhooks_by_environment_and_delivers(net):
+    """`decentral gateway` started with DECENTRAL_WEBHOOKS_ALLOW_PRIVATE=1 takes a webhook on
+    127.0.0.1 and delivers a job run by a remote worker to it, signed."""
+    from standardwebhooks import Webhook as Verifier
+
+    from tests.test_gateway_webhooks import Receiver
+
+    receiver = Receiver().start()
+    try:
+        made = httpx.post(
+            f"{net.url('gateway')}/v1/webhooks",
+            headers={"x-api-key": net.key},
+            json={"url": receiver.url, "events": ["job.settled"]},
+        )
+        assert made.status_code == 201, made.text
+        job_id, _ = _ask(net, 99, stream=False)
+        [event] = [e for e in receiver.wait("job.settled", 1) if e["json"]["data"]["job_id"] == job_id] or [None]
+    finally:
+        receiver.stop()
+        httpx.delete(f"{net.url('gateway')}/v1/webhooks/{made.json()['id']}", headers={"x-api-key": net.key})
+    assert event is not None
+    assert Verifier(made.json()["secret"]).verify(event["body"], event["headers"]) == event["json"]
+    assert event["json"]["data"]["receipt"]["worker"] in {str(w.pubkey()) for w in net.workers}
 
 
 def test_a_worker_takes_requests_only_from_its_gateway_and_never_twice(net):
