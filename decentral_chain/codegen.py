@@ -94,31 +94,53 @@ def _struct_c(s: Struct, suffix: str) -> list[str]:
 
 #: Anchor's log line for an error (anchor-lang's ``AnchorError::log``), which
 #: ``@coral-xyz/anchor``'s translateError and anchorpy parse into a typed error
-ANCHOR_ERROR_LOG = "AnchorError occurred. Error Code: {name}. Error Number: {code}. Error Message: {msg}."
+ANCHOR_ERROR_LOG = "AnchorError {origin}. Error Code: {name}. Error Number: {code}. Error Message: {msg}."
 
 
-def anchor_error_line(name: str) -> str:
-    return ANCHOR_ERROR_LOG.format(name=name, code=abi.ERROR_CODES[name], msg=dict(abi.ERRORS)[name])
+def anchor_error_line(name: str, account: str | None = None) -> str:
+    """The line the program logs for error ``name``: Anchor's ``AnchorError occurred. ...``,
+    or, for an account constraint, ``AnchorError caused by account: <account>. ...``."""
+    origin = "occurred" if account is None else f"caused by account: {account}"
+    return ANCHOR_ERROR_LOG.format(origin=origin, name=name, code=abi.ERROR_CODES[name], msg=dict(abi.ERRORS)[name])
+
+
+#: Every account name of the IDL, in one order: a failed constraint's account is found by
+#: its index here, which the instruction's flag table carries.
+ACCOUNT_NAMES: tuple[str, ...] = tuple(sorted({acc.name for ix in abi.INSTRUCTIONS for acc in ix.accounts}))
+ACC_NAME_SHIFT = 2  # above ACC_SIGNER | ACC_WRITABLE in a flag byte
 
 
 def _anchor_error_text() -> list[str]:
-    """Each error's name and message, concatenated, with their end offsets: entrypoint.c
-    builds Anchor's log line from them (the fixed words are written once, not 47 times)."""
-    text, ends = "", []
+    """Each error's name and message, concatenated, with where each error starts and how long
+    its name is: entrypoint.c builds Anchor's log line from them (the fixed words are written
+    once, not 47 times); and the account names, for the `caused by account` form."""
+    text, starts, name_lens = "", [], []
     for name, msg in abi.ERRORS:
-        text += name
-        ends.append(len(text.encode()))
-        text += msg
-        ends.append(len(text.encode()))
-    longest = max(len(anchor_error_line(name).encode()) for name, _ in abi.ERRORS)
+        starts.append(len(text.encode()))
+        name_lens.append(len(name.encode()))
+        text += name + msg
+    starts.append(len(text.encode()))
+    longest_account = max(ACCOUNT_NAMES, key=len)
+    longest = max(len(anchor_error_line(name, longest_account).encode()) for name, _ in abi.ERRORS)
+    names, name_ends = "", [0, 0]
+    for account in ACCOUNT_NAMES:
+        names += account
+        name_ends.append(len(names))
+    if name_ends[-1] > 255 or (len(ACCOUNT_NAMES) << ACC_NAME_SHIFT) > 255:
+        raise ValueError("account names no longer fit the u8 tables")
     literal = text.replace("\\", "\\\\").replace('"', '\\"')
     return [
-        "/* AnchorError log lines: names and messages in code order, [name, message] end offsets. */",
+        "/* AnchorError log lines: names and messages in code order; error i is [START[i], START[i + 1]),",
+        " * its name the first NAME_LEN[i] bytes. */",
         f"#define ERROR_COUNT {len(abi.ERRORS)}",
         f"#define ERROR_FIRST {min(abi.ERROR_CODES.values())}",
         f"#define ERROR_LOG_MAX {longest}",
         f'static const char ERROR_TEXT[] = "{literal}";',
-        f"static const uint16_t ERROR_TEXT_END[{len(ends)}] = {{{', '.join(map(str, ends))}}};",
+        f"static const uint16_t ERROR_TEXT_START[{len(starts)}] = {{{', '.join(map(str, starts))}}};",
+        f"static const uint8_t ERROR_NAME_LEN[{len(name_lens)}] = {{{', '.join(map(str, name_lens))}}};",
+        "/* Account names (a constraint's error names its account): name i is [END[i + 1], END[i + 2]). */",
+        f'static const char ACCOUNT_NAME_TEXT[] = "{names}";',
+        f"static const uint8_t ACCOUNT_NAME_END[{len(name_ends)}] = {{{', '.join(map(str, name_ends))}}};",
     ]
 
 
@@ -219,7 +241,10 @@ def _ix_c(ix: InstructionSpec) -> list[str]:
     lines.append(f"  SolAccount *at[{U}_NUM_ACCOUNTS];")
     lines.append(f"}} {P}Accounts;")
     flags = ", ".join(
-        "|".join(f for f, on in (("ACC_SIGNER", acc.signer), ("ACC_WRITABLE", acc.writable)) if on) or "0"
+        "|".join(
+            [f for f, on in (("ACC_SIGNER", acc.signer), ("ACC_WRITABLE", acc.writable)) if on]
+            + [f"{ACCOUNT_NAMES.index(acc.name)} << ACC_NAME_SHIFT"]
+        )
         for acc in ix.accounts
     )
     lines.append(f"static const uint8_t {U}_FLAGS[{U}_NUM_ACCOUNTS] = {{{flags}}};")
@@ -325,6 +350,14 @@ def render_ix_header() -> str:
     out.append(" * then every signer, then every writable account, each with its own error. */")
     out.append("#define ACC_SIGNER 1")
     out.append("#define ACC_WRITABLE 2")
+    out.append("/* The rest of a flag byte: the account's name (index into ACCOUNT_NAME_END). A failed")
+    out.append(" * constraint's error carries its account's name index + 1 in bits 48.. (ON_ACCOUNT);")
+    out.append(" * entrypoint.c logs Anchor's `AnchorError caused by account: <name>.` and strips it. */")
+    out.append(f"#define ACC_NAME_SHIFT {ACC_NAME_SHIFT}")
+    out.append("#define ACCOUNT_ERROR_SHIFT 48")
+    out.append(
+        "#define ON_ACCOUNT(err, flags) ((err) | ((uint64_t)(((flags) >> ACC_NAME_SHIFT) + 1) << ACCOUNT_ERROR_SHIFT))"
+    )
     out.append("")
     out.append("/* Account types and constraints (abi.py's `type` and `constraints`), checked in table")
     out.append(" * order by check_accounts() (validate.c): Anchor's #[account(...)] as data. An operand is")

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from solders.instruction import Instruction
@@ -211,16 +212,25 @@ def raw_genesis(program_elf: bytes) -> Genesis:
     return build_genesis(program_elf, initialize=False)
 
 
+ANY_ACCOUNT = object()
+
+
 @contextmanager
-def raises_escrow(error: EscrowError) -> Iterator[None]:
+def raises_escrow(error: EscrowError, account: Any = ANY_ACCOUNT) -> Iterator[None]:
     """Assert that the block fails with exactly this custom error of the escrow, and that the
-    program logged it as Anchor does (the line Anchor's clients make an AnchorError of)."""
-    from decentral_chain.codegen import anchor_error_line
+    program logged it as Anchor does (the line Anchor's clients make an AnchorError of):
+    ``AnchorError occurred. ...`` or, for a failed account constraint, ``AnchorError caused
+    by account: <name>. ...``. ``account``: the name the line must give (None: the
+    `occurred` form); by default either form, with any account of the IDL."""
+    from decentral_chain.codegen import ACCOUNT_NAMES, anchor_error_line
 
     with pytest.raises(ProgramError) as info:
         yield
     assert info.value.error == error, f"expected {error.name}, got {info.value}\n" + "\n".join(info.value.logs)
-    assert f"Program log: {anchor_error_line(error.name)}" in (info.value.logs or []), info.value.logs
+    lines = [line for line in info.value.logs or [] if line.startswith("Program log: AnchorError")]
+    assert len(lines) == 1, info.value.logs
+    names = (None, *ACCOUNT_NAMES) if account is ANY_ACCOUNT else (account,)
+    assert lines[0] in {f"Program log: {anchor_error_line(error.name, a)}" for a in names}, lines[0]
 
 
 def valid_instructions(chain: Chain) -> dict[str, tuple[Instruction, list[Keypair]]]:

@@ -124,7 +124,7 @@ def test_account_data_matching_settlement_pays_only_the_bound_worker(chain):
     with raises_escrow(E.TreasuryMismatch):
         chain.settle(job_id, 2 * USDC, treasury=attacker.token)
     ix = replace_account(chain.settle_ix(job_id, USDC), index_of("settle_job", "vault"), attacker.token)
-    with raises_escrow(E.VaultMismatch):
+    with raises_escrow(E.VaultMismatch, account="vault"):
         chain.send(ix, chain.gateway, chain.worker.keypair)
     assert snapshot(chain) == before
     chain.settle(job_id, 2 * USDC)
@@ -259,7 +259,7 @@ def test_arbitrary_cpi_token_program(chain):
             owner=chain.client.pubkey, source=chain.client.token, amount=USDC, program_id=chain.program_id
         )
         ix = replace_account(ix, index_of("deposit", "token_program"), fake)
-        with raises_escrow(E.InvalidTokenProgram):
+        with raises_escrow(E.InvalidTokenProgram, account="token_program"):
             chain.send(ix, chain.client.keypair)
 
 
@@ -420,7 +420,7 @@ def test_cost_above_locked_is_refused(chain):
 def test_withdraw_only_from_free_credits(chain):
     chain.deposit(amount=10 * USDC)
     chain.lock(amount=4 * USDC)
-    with raises_escrow(E.InsufficientCredits):
+    with raises_escrow(E.InsufficientCredits, account=None):  # not a constraint: `occurred`
         chain.withdraw(amount=6 * USDC + 1)
     chain.withdraw(amount=6 * USDC)
     assert (chain.free(), chain.locked()) == (0, 4 * USDC)
@@ -591,7 +591,7 @@ def test_settlement_needs_the_bound_workers_own_signature(chain):
     unsigned = replace_account(
         chain.settle_ix(job_id, USDC), index_of("settle_job", "worker"), chain.worker.pubkey, is_signer=False
     )
-    with raises_escrow(E.MissingSigner):
+    with raises_escrow(E.MissingSigner, account="worker"):
         chain.send(unsigned, chain.gateway)  # the gateway alone
     assert snapshot(chain) == before
     chain.settle(job_id, USDC)
@@ -672,6 +672,11 @@ def test_account_position_requires_its_flag(chain, name, index, flag):
     ix, signers = valid_instructions(chain)[name]
     fee_payer = funded(chain)
     meta = ix.accounts[index]
+    # the line names the first account of that key the instruction wants with this flag
+    spec = next(i for i in INSTRUCTIONS if i.name == name).accounts
+    culprit = next(
+        spec[i].name for i, m in enumerate(ix.accounts) if m.pubkey == meta.pubkey and getattr(spec[i], flag)
+    )
     if flag == "signer":
         ix = replace_account(ix, index, meta.pubkey, is_signer=False)
         # the key must not sign anywhere else in the instruction either
@@ -683,7 +688,7 @@ def test_account_position_requires_its_flag(chain, name, index, flag):
         metas = [AccountMeta(m.pubkey, m.is_signer, False) if m.pubkey == meta.pubkey else m for m in ix.accounts]
         ix = Instruction(ix.program_id, bytes(ix.data), metas)
         expected = E.AccountNotWritable
-    with raises_escrow(expected):
+    with raises_escrow(expected, account=culprit):
         chain.send(ix, fee_payer, *signers)
 
 
@@ -692,5 +697,5 @@ def test_missing_last_account_is_refused(chain, name):
     ix, signers = valid_instructions(chain)[name]
     short = Instruction(ix.program_id, bytes(ix.data), list(ix.accounts)[:-1])
     left = {meta.pubkey for meta in short.accounts}
-    with raises_escrow(E.NotEnoughAccounts):
+    with raises_escrow(E.NotEnoughAccounts, account=None):  # no account to name
         chain.send(short, funded(chain), *(s for s in signers if s.pubkey() in left))

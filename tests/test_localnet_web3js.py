@@ -104,3 +104,7 @@ def test_anchor_client_gets_typed_errors_from_the_program_log(program_elf, node_
     assert error["number"] == abi.ERROR_CODES["InsufficientCredits"]
     assert error["message"] == dict(abi.ERRORS)["InsufficientCredits"]
     assert error["programErrorStack"] == [str(g.program_id)]
+    # a failed constraint: Anchor's `caused by account` line, the account as the error's origin
+    constraint = result["constraint"]
+    assert constraint["anchorError"] is True, constraint
+    assert constraint["code"] == "TokenOwnerMismatch" and constraint["origin"] == "destination"

@@ -1,7 +1,8 @@
 // @coral-xyz/anchor against the localnet with our Anchor >= 0.30 IDL, unpatched: Program,
 // program.methods with PDAs resolved by Anchor, the typed account fetcher, events through
 // addEventListener (logsSubscribe over PubSub) and EventParser (a fetched transaction's logs),
-// and a failing instruction turned into a typed AnchorError from the program's log line.
+// and failing instructions turned into typed AnchorErrors from the program's log line (a
+// failed account constraint with the account as its origin).
 import anchorModule from "@coral-xyz/anchor"; // CommonJS: its exports are the default export
 
 import { Connection, Keypair, PublicKey } from "@solana/web3.js";
@@ -53,7 +54,20 @@ try {
     programErrorStack: (e.programErrorStack ?? []).map(String),
   };
 }
+// a failed account constraint: withdrawing into a token account that is not the owner's (the
+// vault) is Anchor's "caused by account" form, which names the account as the error's origin
+const [vault] = PublicKey.findProgramAddressSync([Buffer.from("vault")], program.programId);
+let constraint = null;
+try {
+  await program.methods.withdraw(new anchor.BN(1)).accounts({ owner: owner.publicKey, destination: vault }).rpc();
+} catch (e) {
+  constraint = {
+    anchorError: e instanceof anchor.AnchorError,
+    code: e.error?.errorCode?.code ?? null,
+    origin: e.error?.origin ?? null,
+  };
+}
 console.log(
-  JSON.stringify({ deposit, free: credits.free.toString(), owner: credits.owner.toBase58(), listened, parsed, error }),
+  JSON.stringify({ deposit, free: credits.free.toString(), owner: credits.owner.toBase58(), listened, parsed, error, constraint }),
 );
 process.exit(0); // the event listener's websocket would keep node alive

@@ -28,7 +28,7 @@
 
 /* Custom program errors, returned as Custom(code). */
 typedef enum {
-  ERR_INSTRUCTION_MISSING = 6000, /* Instruction data is shorter than the 8-byte discriminator */
+  ERR_INSTRUCTION_MISSING = 6000, /* Instruction data is shorter than a discriminator */
   ERR_UNKNOWN_INSTRUCTION = 6001, /* Unknown instruction discriminator */
   ERR_INVALID_INSTRUCTION_DATA = 6002, /* Instruction arguments do not match the expected layout */
   ERR_NOT_ENOUGH_ACCOUNTS = 6003, /* Fewer accounts than the instruction requires */
@@ -38,10 +38,10 @@ typedef enum {
   ERR_ACCOUNT_DISCRIMINATOR_MISMATCH = 6007, /* Account discriminator does not match the expected type */
   ERR_INVALID_ACCOUNT_SIZE = 6008, /* Account data length does not match the expected type */
   ERR_ACCOUNT_ALREADY_INITIALIZED = 6009, /* Account is already initialized */
-  ERR_INVALID_PDA = 6010, /* Account is not the expected canonical program-derived address */
-  ERR_INVALID_TOKEN_PROGRAM = 6011, /* Token program is not the classic SPL Token program */
-  ERR_INVALID_SYSTEM_PROGRAM = 6012, /* System program account is not the system program */
-  ERR_INVALID_PROGRAM_ACCOUNT = 6013, /* Program account is not this program under the upgradeable loader */
+  ERR_INVALID_PDA = 6010, /* Account is not the expected canonical PDA */
+  ERR_INVALID_TOKEN_PROGRAM = 6011, /* Account is not the classic SPL Token program */
+  ERR_INVALID_SYSTEM_PROGRAM = 6012, /* Account is not the system program */
+  ERR_INVALID_PROGRAM_ACCOUNT = 6013, /* Program account is not this upgradeable program */
   ERR_INVALID_PROGRAM_DATA = 6014, /* ProgramData account does not belong to this program */
   ERR_NOT_UPGRADE_AUTHORITY = 6015, /* Signer is not the program's upgrade authority */
   ERR_NOT_ADMIN = 6016, /* Signer is not the config admin */
@@ -65,24 +65,29 @@ typedef enum {
   ERR_CREDITS_MISMATCH = 6034, /* Credits account does not belong to the job's client */
   ERR_PAYER_MISMATCH = 6035, /* Payer is not the account that paid the job's rent */
   ERR_JOB_ALREADY_EXISTS = 6036, /* A job with this id is already open */
-  ERR_JOB_NOT_EXPIRED = 6037, /* The job has not expired; only the gateway may refund it now */
-  ERR_INVALID_WORKER = 6038, /* Worker must be a wallet other than the config and vault */
+  ERR_JOB_NOT_EXPIRED = 6037, /* The job has not expired: only the gateway may refund it */
+  ERR_INVALID_WORKER = 6038, /* Worker must be a wallet, not the config or vault */
   ERR_INVALID_JOB_ID = 6039, /* Job id must not be all zeros */
-  ERR_DUPLICATE_ACCOUNT = 6040, /* The same account was passed for two distinct roles */
-  ERR_INVALID_TREASURY = 6041, /* Treasury must not be the vault nor a token account of the config */
+  ERR_DUPLICATE_ACCOUNT = 6040, /* One account was passed for two roles */
+  ERR_INVALID_TREASURY = 6041, /* Treasury must not be the vault or a config token account */
   ERR_NO_PENDING_ADMIN = 6042, /* No admin handover is pending */
   ERR_JOB_EXPIRED = 6043, /* The job expired: it can only be refunded now */
-  ERR_INVALID_GATEWAY = 6044, /* Gateway must be a key that can sign: not zero, the config or the vault */
-  ERR_WORKER_MISMATCH = 6045, /* The co-signing worker is not the worker bound to the job */
+  ERR_INVALID_GATEWAY = 6044, /* Gateway must be a signing key: not zero, the config or the vault */
+  ERR_WORKER_MISMATCH = 6045, /* The co-signing worker is not the job's worker */
   ERR_LIFECYCLE_MISMATCH = 6046, /* The settlement names another lifecycle of this job */
 } EscrowError;
 
-/* AnchorError log lines: names and messages in code order, [name, message] end offsets. */
+/* AnchorError log lines: names and messages in code order; error i is [START[i], START[i + 1]),
+ * its name the first NAME_LEN[i] bytes. */
 #define ERROR_COUNT 47
 #define ERROR_FIRST 6000
-#define ERROR_LOG_MAX 157
-static const char ERROR_TEXT[] = "InstructionMissingInstruction data is shorter than the 8-byte discriminatorUnknownInstructionUnknown instruction discriminatorInvalidInstructionDataInstruction arguments do not match the expected layoutNotEnoughAccountsFewer accounts than the instruction requiresMissingSignerA required signer did not signAccountNotWritableAn account that must be writable is read-onlyAccountOwnedByWrongProgramAccount is not owned by the expected programAccountDiscriminatorMismatchAccount discriminator does not match the expected typeInvalidAccountSizeAccount data length does not match the expected typeAccountAlreadyInitializedAccount is already initializedInvalidPdaAccount is not the expected canonical program-derived addressInvalidTokenProgramToken program is not the classic SPL Token programInvalidSystemProgramSystem program account is not the system programInvalidProgramAccountProgram account is not this program under the upgradeable loaderInvalidProgramDataProgramData account does not belong to this programNotUpgradeAuthoritySigner is not the program's upgrade authorityNotAdminSigner is not the config adminNotPendingAdminSigner is not the proposed adminNotGatewaySigner is not the config gatewayNotJobPartySigner is neither the gateway nor the job's clientProgramPausedThe program is pausedZeroAmountAmount must be greater than zeroInsufficientCreditsNot enough free creditsCostExceedsLockedCost exceeds the amount locked for the jobArithmeticOverflowArithmetic overflowInvalidFeeBpsFee exceeds 10,000 basis pointsInvalidRefundTimeoutRefund timeout is outside the allowed rangeInvalidMintMint is not an initialized classic SPL Token mintInvalidTokenAccountNot an initialized, unfrozen classic SPL Token accountMintMismatchToken account mint is not the config mintTokenOwnerMismatchToken account is not owned by the expected walletVaultMismatchVault is not the config vaultTreasuryMismatchTreasury is not the config treasuryCreditsOwnerMismatchCredits account does not belong to the signerCreditsMismatchCredits account does not belong to the job's clientPayerMismatchPayer is not the account that paid the job's rentJobAlreadyExistsA job with this id is already openJobNotExpiredThe job has not expired; only the gateway may refund it nowInvalidWorkerWorker must be a wallet other than the config and vaultInvalidJobIdJob id must not be all zerosDuplicateAccountThe same account was passed for two distinct rolesInvalidTreasuryTreasury must not be the vault nor a token account of the configNoPendingAdminNo admin handover is pendingJobExpiredThe job expired: it can only be refunded nowInvalidGatewayGateway must be a key that can sign: not zero, the config or the vaultWorkerMismatchThe co-signing worker is not the worker bound to the jobLifecycleMismatchThe settlement names another lifecycle of this job";
-static const uint16_t ERROR_TEXT_END[94] = {18, 75, 93, 126, 148, 202, 219, 263, 276, 306, 324, 369, 395, 439, 467, 521, 539, 591, 616, 646, 656, 717, 736, 786, 806, 854, 875, 939, 957, 1008, 1027, 1072, 1080, 1110, 1125, 1157, 1167, 1199, 1210, 1260, 1273, 1294, 1304, 1336, 1355, 1378, 1395, 1437, 1455, 1474, 1487, 1518, 1538, 1581, 1592, 1641, 1660, 1714, 1726, 1767, 1785, 1834, 1847, 1876, 1892, 1927, 1947, 1992, 2007, 2058, 2071, 2120, 2136, 2170, 2183, 2242, 2255, 2310, 2322, 2350, 2366, 2416, 2431, 2495, 2509, 2537, 2547, 2591, 2605, 2675, 2689, 2745, 2762, 2812};
+#define ERROR_LOG_MAX 179
+static const char ERROR_TEXT[] = "InstructionMissingInstruction data is shorter than a discriminatorUnknownInstructionUnknown instruction discriminatorInvalidInstructionDataInstruction arguments do not match the expected layoutNotEnoughAccountsFewer accounts than the instruction requiresMissingSignerA required signer did not signAccountNotWritableAn account that must be writable is read-onlyAccountOwnedByWrongProgramAccount is not owned by the expected programAccountDiscriminatorMismatchAccount discriminator does not match the expected typeInvalidAccountSizeAccount data length does not match the expected typeAccountAlreadyInitializedAccount is already initializedInvalidPdaAccount is not the expected canonical PDAInvalidTokenProgramAccount is not the classic SPL Token programInvalidSystemProgramAccount is not the system programInvalidProgramAccountProgram account is not this upgradeable programInvalidProgramDataProgramData account does not belong to this programNotUpgradeAuthoritySigner is not the program's upgrade authorityNotAdminSigner is not the config adminNotPendingAdminSigner is not the proposed adminNotGatewaySigner is not the config gatewayNotJobPartySigner is neither the gateway nor the job's clientProgramPausedThe program is pausedZeroAmountAmount must be greater than zeroInsufficientCreditsNot enough free creditsCostExceedsLockedCost exceeds the amount locked for the jobArithmeticOverflowArithmetic overflowInvalidFeeBpsFee exceeds 10,000 basis pointsInvalidRefundTimeoutRefund timeout is outside the allowed rangeInvalidMintMint is not an initialized classic SPL Token mintInvalidTokenAccountNot an initialized, unfrozen classic SPL Token accountMintMismatchToken account mint is not the config mintTokenOwnerMismatchToken account is not owned by the expected walletVaultMismatchVault is not the config vaultTreasuryMismatchTreasury is not the config treasuryCreditsOwnerMismatchCredits account does not belong to the signerCreditsMismatchCredits account does not belong to the job's clientPayerMismatchPayer is not the account that paid the job's rentJobAlreadyExistsA job with this id is already openJobNotExpiredThe job has not expired: only the gateway may refund itInvalidWorkerWorker must be a wallet, not the config or vaultInvalidJobIdJob id must not be all zerosDuplicateAccountOne account was passed for two rolesInvalidTreasuryTreasury must not be the vault or a config token accountNoPendingAdminNo admin handover is pendingJobExpiredThe job expired: it can only be refunded nowInvalidGatewayGateway must be a signing key: not zero, the config or the vaultWorkerMismatchThe co-signing worker is not the job's workerLifecycleMismatchThe settlement names another lifecycle of this job";
+static const uint16_t ERROR_TEXT_START[48] = {0, 66, 117, 193, 254, 297, 360, 430, 512, 582, 637, 688, 751, 804, 872, 941, 1005, 1043, 1090, 1132, 1193, 1227, 1269, 1311, 1370, 1407, 1451, 1514, 1574, 1647, 1700, 1767, 1809, 1860, 1925, 1991, 2053, 2103, 2171, 2232, 2272, 2324, 2395, 2437, 2491, 2569, 2628, 2695};
+static const uint8_t ERROR_NAME_LEN[47] = {18, 18, 22, 17, 13, 18, 26, 28, 18, 25, 10, 19, 20, 21, 18, 19, 8, 15, 10, 11, 13, 10, 19, 17, 18, 13, 20, 11, 19, 12, 18, 13, 16, 20, 15, 13, 16, 13, 13, 12, 16, 15, 14, 10, 14, 14, 17};
+/* Account names (a constraint's error names its account): name i is [END[i + 1], END[i + 2]). */
+static const char ACCOUNT_NAME_TEXT[] = "adminauthorityconfigcreditsdestinationgatewayjobmintnew_adminownerpayerprogramprogram_datasourcesystem_programtoken_programtreasuryvaultworkerworker_token";
+static const uint8_t ACCOUNT_NAME_END[22] = {0, 0, 5, 14, 20, 27, 38, 45, 48, 52, 61, 66, 71, 78, 90, 96, 110, 123, 131, 136, 142, 154};
 
 #define BPS_DENOMINATOR 10000
 #define MAX_FEE_BPS 10000

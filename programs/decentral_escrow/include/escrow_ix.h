@@ -7,6 +7,12 @@
  * then every signer, then every writable account, each with its own error. */
 #define ACC_SIGNER 1
 #define ACC_WRITABLE 2
+/* The rest of a flag byte: the account's name (index into ACCOUNT_NAME_END). A failed
+ * constraint's error carries its account's name index + 1 in bits 48.. (ON_ACCOUNT);
+ * entrypoint.c logs Anchor's `AnchorError caused by account: <name>.` and strips it. */
+#define ACC_NAME_SHIFT 2
+#define ACCOUNT_ERROR_SHIFT 48
+#define ON_ACCOUNT(err, flags) ((err) | ((uint64_t)(((flags) >> ACC_NAME_SHIFT) + 1) << ACCOUNT_ERROR_SHIFT))
 
 /* Account types and constraints (abi.py's `type` and `constraints`), checked in table
  * order by check_accounts() (validate.c): Anchor's #[account(...)] as data. An operand is
@@ -81,7 +87,7 @@ typedef union {
   };
   SolAccount *at[INITIALIZE_NUM_ACCOUNTS];
 } InitializeAccounts;
-static const uint8_t INITIALIZE_FLAGS[INITIALIZE_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0, 0, 0, 0, 0, 0, 0};
+static const uint8_t INITIALIZE_FLAGS[INITIALIZE_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE|0 << ACC_NAME_SHIFT, ACC_WRITABLE|2 << ACC_NAME_SHIFT, ACC_WRITABLE|17 << ACC_NAME_SHIFT, 7 << ACC_NAME_SHIFT, 5 << ACC_NAME_SHIFT, 16 << ACC_NAME_SHIFT, 11 << ACC_NAME_SHIFT, 12 << ACC_NAME_SHIFT, 15 << ACC_NAME_SHIFT, 14 << ACC_NAME_SHIFT};
 typedef struct {
   uint16_t fee_bps;
   int64_t refund_timeout;
@@ -126,7 +132,7 @@ typedef union {
   };
   SolAccount *at[DEPOSIT_NUM_ACCOUNTS];
 } DepositAccounts;
-static const uint8_t DEPOSIT_FLAGS[DEPOSIT_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0, 0};
+static const uint8_t DEPOSIT_FLAGS[DEPOSIT_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE|9 << ACC_NAME_SHIFT, ACC_WRITABLE|2 << ACC_NAME_SHIFT, ACC_WRITABLE|3 << ACC_NAME_SHIFT, ACC_WRITABLE|13 << ACC_NAME_SHIFT, ACC_WRITABLE|17 << ACC_NAME_SHIFT, 15 << ACC_NAME_SHIFT, 14 << ACC_NAME_SHIFT};
 typedef struct {
   uint64_t amount;
 } DepositArgs;
@@ -167,7 +173,7 @@ typedef union {
   };
   SolAccount *at[WITHDRAW_NUM_ACCOUNTS];
 } WithdrawAccounts;
-static const uint8_t WITHDRAW_FLAGS[WITHDRAW_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0};
+static const uint8_t WITHDRAW_FLAGS[WITHDRAW_NUM_ACCOUNTS] = {ACC_SIGNER|9 << ACC_NAME_SHIFT, ACC_WRITABLE|2 << ACC_NAME_SHIFT, ACC_WRITABLE|3 << ACC_NAME_SHIFT, ACC_WRITABLE|4 << ACC_NAME_SHIFT, ACC_WRITABLE|17 << ACC_NAME_SHIFT, 15 << ACC_NAME_SHIFT};
 typedef struct {
   uint64_t amount;
 } WithdrawArgs;
@@ -206,7 +212,7 @@ typedef union {
   };
   SolAccount *at[LOCK_JOB_NUM_ACCOUNTS];
 } LockJobAccounts;
-static const uint8_t LOCK_JOB_FLAGS[LOCK_JOB_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE, 0, ACC_WRITABLE, ACC_WRITABLE, 0};
+static const uint8_t LOCK_JOB_FLAGS[LOCK_JOB_NUM_ACCOUNTS] = {ACC_SIGNER|ACC_WRITABLE|5 << ACC_NAME_SHIFT, 2 << ACC_NAME_SHIFT, ACC_WRITABLE|3 << ACC_NAME_SHIFT, ACC_WRITABLE|6 << ACC_NAME_SHIFT, 14 << ACC_NAME_SHIFT};
 typedef struct {
   uint8_t job_id[16];
   uint64_t amount;
@@ -254,7 +260,7 @@ typedef union {
   };
   SolAccount *at[SETTLE_JOB_NUM_ACCOUNTS];
 } SettleJobAccounts;
-static const uint8_t SETTLE_JOB_FLAGS[SETTLE_JOB_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, 0, ACC_SIGNER};
+static const uint8_t SETTLE_JOB_FLAGS[SETTLE_JOB_NUM_ACCOUNTS] = {ACC_SIGNER|5 << ACC_NAME_SHIFT, ACC_WRITABLE|2 << ACC_NAME_SHIFT, ACC_WRITABLE|6 << ACC_NAME_SHIFT, ACC_WRITABLE|3 << ACC_NAME_SHIFT, ACC_WRITABLE|17 << ACC_NAME_SHIFT, ACC_WRITABLE|19 << ACC_NAME_SHIFT, ACC_WRITABLE|16 << ACC_NAME_SHIFT, ACC_WRITABLE|10 << ACC_NAME_SHIFT, 15 << ACC_NAME_SHIFT, ACC_SIGNER|18 << ACC_NAME_SHIFT};
 typedef struct {
   uint64_t cost;
   uint8_t result_hash[32];
@@ -303,7 +309,7 @@ typedef union {
   };
   SolAccount *at[REFUND_JOB_NUM_ACCOUNTS];
 } RefundJobAccounts;
-static const uint8_t REFUND_JOB_FLAGS[REFUND_JOB_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE, ACC_WRITABLE};
+static const uint8_t REFUND_JOB_FLAGS[REFUND_JOB_NUM_ACCOUNTS] = {ACC_SIGNER|1 << ACC_NAME_SHIFT, ACC_WRITABLE|2 << ACC_NAME_SHIFT, ACC_WRITABLE|6 << ACC_NAME_SHIFT, ACC_WRITABLE|3 << ACC_NAME_SHIFT, ACC_WRITABLE|10 << ACC_NAME_SHIFT};
 static const Check REFUND_JOB_CHECKS[5] = {
   {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
   {CHECK_TYPE, 2, 0, TYPE_JOB, 0, 0}, /* job: Job */
@@ -329,7 +335,7 @@ typedef union {
   };
   SolAccount *at[UPDATE_CONFIG_NUM_ACCOUNTS];
 } UpdateConfigAccounts;
-static const uint8_t UPDATE_CONFIG_FLAGS[UPDATE_CONFIG_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
+static const uint8_t UPDATE_CONFIG_FLAGS[UPDATE_CONFIG_NUM_ACCOUNTS] = {ACC_SIGNER|0 << ACC_NAME_SHIFT, ACC_WRITABLE|2 << ACC_NAME_SHIFT};
 typedef struct {
   OptU16 fee_bps;
   OptI64 refund_timeout;
@@ -361,7 +367,7 @@ typedef union {
   };
   SolAccount *at[SET_TREASURY_NUM_ACCOUNTS];
 } SetTreasuryAccounts;
-static const uint8_t SET_TREASURY_FLAGS[SET_TREASURY_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE, 0};
+static const uint8_t SET_TREASURY_FLAGS[SET_TREASURY_NUM_ACCOUNTS] = {ACC_SIGNER|0 << ACC_NAME_SHIFT, ACC_WRITABLE|2 << ACC_NAME_SHIFT, 16 << ACC_NAME_SHIFT};
 static const Check SET_TREASURY_CHECKS[6] = {
   {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
   {CHECK_TYPE, 2, 0, TYPE_TOKEN_ACCOUNT, 0, 0}, /* treasury: TokenAccount */
@@ -388,7 +394,7 @@ typedef union {
   };
   SolAccount *at[PROPOSE_ADMIN_NUM_ACCOUNTS];
 } ProposeAdminAccounts;
-static const uint8_t PROPOSE_ADMIN_FLAGS[PROPOSE_ADMIN_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
+static const uint8_t PROPOSE_ADMIN_FLAGS[PROPOSE_ADMIN_NUM_ACCOUNTS] = {ACC_SIGNER|0 << ACC_NAME_SHIFT, ACC_WRITABLE|2 << ACC_NAME_SHIFT};
 typedef struct {
   SolPubkey new_admin;
 } ProposeAdminArgs;
@@ -415,7 +421,7 @@ typedef union {
   };
   SolAccount *at[ACCEPT_ADMIN_NUM_ACCOUNTS];
 } AcceptAdminAccounts;
-static const uint8_t ACCEPT_ADMIN_FLAGS[ACCEPT_ADMIN_NUM_ACCOUNTS] = {ACC_SIGNER, ACC_WRITABLE};
+static const uint8_t ACCEPT_ADMIN_FLAGS[ACCEPT_ADMIN_NUM_ACCOUNTS] = {ACC_SIGNER|8 << ACC_NAME_SHIFT, ACC_WRITABLE|2 << ACC_NAME_SHIFT};
 static const Check ACCEPT_ADMIN_CHECKS[1] = {
   {CHECK_TYPE, 1, 0, TYPE_CONFIG, 0, 0}, /* config: Config */
 };

@@ -1,5 +1,6 @@
 /* entrypoint.c - deserialize, split the 8-byte discriminator, dispatch; a custom error is
- * also logged as Anchor logs it, so Anchor's clients turn it into a typed AnchorError. */
+ * also logged as Anchor logs it (naming the account of a failed constraint), so Anchor's
+ * clients turn it into a typed AnchorError. */
 #include "escrow_ix.h"
 
 static uint64_t dispatch(SolParameters *p) {
@@ -20,25 +21,37 @@ static uint64_t dispatch(SolParameters *p) {
   }
 }
 
-/* "AnchorError occurred. Error Code: <Name>. Error Number: <n>. Error Message: <msg>."
- * (anchor-lang's AnchorError::log), from the generated name / message table. */
-static void log_anchor_error(uint64_t code) {
-  static const char HEAD[] = "AnchorError occurred. Error Code: ";
-  static const char NUMBER[] = ". Error Number: ";
+/* line[n..] = src[0..len); the new length. */
+__attribute__((noinline)) static uint64_t put(char *line, uint64_t n, const char *src, uint64_t len) {
+  mem_copy(line + n, src, len);
+  return n + len;
+}
+
+/* "AnchorError occurred. Error Code: <Name>. Error Number: <n>. Error Message: <msg>." or, for
+ * an account constraint (``account``: its name index + 1), "AnchorError caused by account:
+ * <account>. Error Code: ..." (anchor-lang's AnchorError::log), from the generated tables. */
+static void log_anchor_error(uint64_t code, uint64_t account) {
+  static const char OCCURRED[] = "AnchorError occurred";
+  static const char CAUSED[] = "AnchorError caused by account: ";
+  static const char CODE[] = ". Error Code: ";
+  static const char NUMBER[] = ". Error Number: 60"; /* 6000..6099: the last two digits follow */
   static const char MESSAGE[] = ". Error Message: ";
-  _Static_assert(ERROR_FIRST + ERROR_COUNT <= 10000, "error numbers are logged with 4 digits");
+  _Static_assert(ERROR_FIRST == 6000 && ERROR_COUNT <= 100, "error numbers are 60xx");
   uint64_t i = code - ERROR_FIRST;
   if (i >= ERROR_COUNT) return;
-  uint64_t name = i ? ERROR_TEXT_END[2 * i - 1] : 0, msg = ERROR_TEXT_END[2 * i];
-  uint64_t end = ERROR_TEXT_END[2 * i + 1];
+  uint64_t name = ERROR_TEXT_START[i], msg = name + ERROR_NAME_LEN[i], end = ERROR_TEXT_START[i + 1];
+  /* account 0: no account, an empty name (ACCOUNT_NAME_END[0..1] is [0, 0)) */
+  uint64_t from = ACCOUNT_NAME_END[account], to = ACCOUNT_NAME_END[account + 1];
   char line[ERROR_LOG_MAX];
-  uint64_t n = 0;
-  mem_copy(line, HEAD, sizeof(HEAD) - 1), n += sizeof(HEAD) - 1;
-  mem_copy(line + n, ERROR_TEXT + name, msg - name), n += msg - name;
-  mem_copy(line + n, NUMBER, sizeof(NUMBER) - 1), n += sizeof(NUMBER) - 1;
-  for (uint64_t div = 1000; div; div /= 10) line[n++] = (char)('0' + code / div % 10); /* 6000..6999 */
-  mem_copy(line + n, MESSAGE, sizeof(MESSAGE) - 1), n += sizeof(MESSAGE) - 1;
-  mem_copy(line + n, ERROR_TEXT + msg, end - msg), n += end - msg;
+  uint64_t n = account ? put(line, 0, CAUSED, sizeof(CAUSED) - 1) : put(line, 0, OCCURRED, sizeof(OCCURRED) - 1);
+  n = put(line, n, ACCOUNT_NAME_TEXT + from, to - from);
+  n = put(line, n, CODE, sizeof(CODE) - 1);
+  n = put(line, n, ERROR_TEXT + name, msg - name);
+  n = put(line, n, NUMBER, sizeof(NUMBER) - 1);
+  line[n++] = (char)('0' + i / 10);
+  line[n++] = (char)('0' + i % 10);
+  n = put(line, n, MESSAGE, sizeof(MESSAGE) - 1);
+  n = put(line, n, ERROR_TEXT + msg, end - msg);
   line[n++] = '.';
   sol_log_(line, n);
 }
@@ -47,6 +60,10 @@ uint64_t entrypoint(uint8_t *input) {
   SolParameters p;
   sol_deserialize(input, &p);
   uint64_t result = dispatch(&p);
-  if (result) log_anchor_error(result);
+  if (result) {
+    uint64_t account = result >> ACCOUNT_ERROR_SHIFT; /* set by ON_ACCOUNT: a constraint's account */
+    result &= (1ULL << ACCOUNT_ERROR_SHIFT) - 1;
+    log_anchor_error(result, account);
+  }
   return result;
 }

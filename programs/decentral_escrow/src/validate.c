@@ -10,15 +10,17 @@
  */
 #include "validate.h"
 
-/* The IDL's account constraints (count, signer, writable), from the generated flag table. */
-static uint64_t bind_accounts(SolParameters *p, SolAccount **at, const uint8_t *flags, uint64_t n) {
+/* The IDL's account constraints (count, signer, writable), from the generated flag table;
+ * ``culprit`` gets the index of the account a failed check names. */
+static uint64_t bind_accounts(SolParameters *p, SolAccount **at, const uint8_t *flags, uint64_t n,
+                              uint64_t *culprit) {
   if (p->ka_num < n) return ERR_NOT_ENOUGH_ACCOUNTS;
   for (uint64_t i = 0; i < n; i++) {
     at[i] = p->ka[i];
-    if ((flags[i] & ACC_SIGNER) && !at[i]->is_signer) return ERR_MISSING_SIGNER;
+    if ((flags[i] & ACC_SIGNER) && !at[i]->is_signer) return *culprit = i, ERR_MISSING_SIGNER;
   }
   for (uint64_t i = 0; i < n; i++)
-    if ((flags[i] & ACC_WRITABLE) && !at[i]->is_writable) return ERR_ACCOUNT_NOT_WRITABLE;
+    if ((flags[i] & ACC_WRITABLE) && !at[i]->is_writable) return *culprit = i, ERR_ACCOUNT_NOT_WRITABLE;
   return 0;
 }
 
@@ -62,9 +64,12 @@ static const uint8_t *operand(SolAccount *const *at, uint8_t acc, uint8_t off) {
   return off == OFF_KEY ? at[acc]->key.x : at[acc]->data + off;
 }
 
-/* The generated Check table, in order; the first failing row's error is returned. */
-static uint64_t check_accounts(const SolParameters *p, SolAccount *const *at, const Check *c, uint64_t n) {
+/* The generated Check table, in order; the first failing row's error is returned and
+ * ``culprit`` is its (first) account. */
+static uint64_t check_accounts(const SolParameters *p, SolAccount *const *at, const Check *c, uint64_t n,
+                               uint64_t *culprit) {
   for (; n > 0; n--, c++) {
+    *culprit = c->a;
     if (c->op == CHECK_TYPE) {
       TRY(require_type(p, at[c->a], c->b));
       continue;
@@ -83,8 +88,10 @@ static uint64_t check_accounts(const SolParameters *p, SolAccount *const *at, co
 }
 
 static uint64_t parse(SolParameters *p, SolAccount **at, void *args, const IxSpec *ix) {
-  TRY(bind_accounts(p, at, ix->flags, ix->n_accounts));
-  TRY(check_accounts(p, at, ix->checks, ix->n_checks));
+  uint64_t culprit = 0, err = bind_accounts(p, at, ix->flags, ix->n_accounts, &culprit);
+  if (!err) err = check_accounts(p, at, ix->checks, ix->n_checks, &culprit);
+  /* a failed constraint names its account (Anchor's `AnchorError caused by account`) */
+  if (err) return err == ERR_NOT_ENOUGH_ACCOUNTS ? err : ON_ACCOUNT(err, ix->flags[culprit]);
   return read_args(p, (uint8_t *)args, ix->args, ix->n_args);
 }
 
