@@ -1,5 +1,6 @@
 """Crash safety: the gateway in a subprocess, killed with SIGKILL mid-stream, restarted.
-The job it left open is resolved at start and no credit is lost."""
+The job it left open is resolved at start and no credit is lost; the webhook events it had
+not delivered (its receiver was down) are sent from the outbox after the restart."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 import uuid
 
 import httpx
+from standardwebhooks import Webhook as Verifier
 
 from decentral_chain.client import EscrowClient
 from decentral_chain.gateway.journal import Journal
@@ -23,6 +25,7 @@ from decentral_chain.localnet.keys import read_keypair
 from decentral_chain.localnet.server import free_port_pair
 from decentral_chain.receipts import Receipt
 from decentral_chain.verify import verify_receipt
+from tests.test_gateway_webhooks import Receiver
 
 CLI = [sys.executable, "-m", "decentral_chain.cli"]
 
@@ -45,7 +48,11 @@ def test_sigkill_mid_stream_then_restart_settles_what_was_delivered(tmp_path):
         **os.environ,
         "DECENTRAL_GATEWAY_KEYS_DB": str(tmp_path / "keys.db"),
         "DECENTRAL_GATEWAY_JOURNAL_DB": str(tmp_path / "journal.db"),
+        "DECENTRAL_WEBHOOKS_ALLOW_PRIVATE": "1",  # the receiver is on this machine
     }
+    down = Receiver().start()
+    receiver_port = down.port
+    down.stop()  # the receiver is down until after the restart
     localnet = subprocess.Popen(
         [*CLI, "localnet", "--port", str(rpc_port), "--keys-dir", str(tmp_path)],
         stdout=subprocess.DEVNULL,
@@ -90,6 +97,22 @@ def test_sigkill_mid_stream_then_restart_settles_what_was_delivered(tmp_path):
             return proc
 
         gateway = start_gateway()
+        hook = httpx.post(
+            f"{url}/v1/webhooks",
+            headers={"authorization": f"Bearer {key}"},
+            json={"url": f"http://127.0.0.1:{receiver_port}/hooks", "events": ["job.settled"]},
+        )
+        assert hook.status_code == 201, hook.text
+        first = httpx.post(  # settled before the crash: its event waits in the outbox
+            f"{url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "smollm2-135m-instruct", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]},
+            timeout=60,
+        )
+        assert first.status_code == 200
+        wait_until(
+            lambda: httpx.get(f"{url}/v1/account", headers={"authorization": f"Bearer {key}"}).status_code == 200
+        )
         with httpx.stream(
             "POST",
             f"{url}/v1/chat/completions",
@@ -119,6 +142,8 @@ def test_sigkill_mid_stream_then_restart_settles_what_was_delivered(tmp_path):
         job, credits = asyncio.run(job_open())
         assert job is not None and credits.locked > 0
 
+        receiver = Receiver(port=receiver_port).start()  # back while the gateway was down
+        processes.append(receiver)
         start_gateway()  # recovery runs before the gateway serves
         journal = Journal(tmp_path / "journal.db")
         row = journal.get(job_id)
@@ -128,7 +153,8 @@ def test_sigkill_mid_stream_then_restart_settles_what_was_delivered(tmp_path):
         assert row["delivered_tokens"] >= 1 and row["completion_tokens"] == row["delivered_tokens"]
         assert row["result_hash"] == hashlib.sha256(row["delivered_text"].encode()).hexdigest()
         job, credits = asyncio.run(job_open())
-        assert job is None and credits.locked == 0 and credits.free == 2 * USDC - row["cost"]  # nothing lost
+        spent = row["cost"] + int(first.headers["x-decentral-cost"])  # the two jobs
+        assert job is None and credits.locked == 0 and credits.free == 2 * USDC - spent  # nothing lost
         receipt = Receipt(
             job_id=job_id,
             lock_tx=row["lock_tx"],
@@ -148,8 +174,18 @@ def test_sigkill_mid_stream_then_restart_settles_what_was_delivered(tmp_path):
                 return await escrow.token_balance(cfg.vault)
 
         assert asyncio.run(vault()) == credits.free  # vault = Σ free + Σ locked (one client)
+        # both job.settled events arrive, signed with the secret given before the crash: the
+        # one queued before the SIGKILL (from the outbox) and the recovered job's
+        events = receiver.wait("job.settled", 2)
+        verifier = Verifier(hook.json()["secret"])
+        assert {verifier.verify(e["body"], e["headers"])["data"]["job_id"] for e in events} == {
+            first.headers["x-decentral-job-id"],
+            job_id,
+        }
     finally:
         for proc in processes:
-            if proc.poll() is None:
+            if isinstance(proc, Receiver):
+                proc.stop()
+            elif proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=30)
