@@ -1135,3 +1135,27 @@ def test_logprobs_are_shaped_as_openai_shapes_them(stack):
         assert all(e.top_logprobs == [] for e in tokens)
         plain = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=4)
         assert plain.choices[0].logprobs is None
+
+
+def test_a_retry_while_the_first_is_running_is_a_409_and_relays_task_path_answers(stack, workers, tmp_path):
+    server, key, _ = _second_gateway(stack, workers, tmp_path)
+    headers = {"x-api-key": key, "Idempotency-Key": "in-flight"}
+    body = {"model": MODEL, "messages": ASK, "max_tokens": 40, "stream": True}
+    with server:
+        url = f"{server.url()}/v1/chat/completions"
+        with httpx.stream("POST", url, headers=headers, json=body, timeout=60) as first:
+            lines = first.iter_lines()
+            next(lines)  # the first is running: it holds the key
+            second = httpx.post(url, headers=headers, json=body, timeout=60)
+            rest = list(lines)
+        replay = httpx.post(url, headers=headers, json=body, timeout=60)  # once it finished: the same events
+        accepted = httpx.post(
+            f"{server.url()}/v2/openai/v1/chat/completions",
+            headers={"x-api-key": key},
+            json={"model": MODEL, "messages": ASK, "max_tokens": 2, "async": True},
+        ).json()
+        task = _task(server.url(), key, accepted["id"])
+        relay = httpx.get(f"{server.url()}/v2/openai/v1/tasks/{accepted['id']}", headers={"x-api-key": key}).json()
+    assert second.status_code == 409 and second.json()["error"]["code"] == "idempotency_key_in_use"
+    assert "data: [DONE]" in rest and replay.headers["idempotent-replayed"] == "true"
+    assert task["status"] == "completed" and relay == task
