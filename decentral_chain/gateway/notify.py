@@ -235,6 +235,9 @@ async def check_credits(state: State, wallet: str) -> None:
 async def watch_credits(state: State) -> None:
     """Every ``webhook_poll_interval``: the watched wallets' deposits and low credits."""
     while True:
-        for wallet in state.webhooks.watched_wallets():
-            await check_credits(state, wallet)
+        try:
+            for wallet in state.webhooks.watched_wallets():
+                await check_credits(state, wallet)
+        except Exception:  # keep watching: the next round reads again
+            logger.exception("credits watch round failed")
         await asyncio.sleep(state.settings.webhook_poll_interval)

@@ -306,9 +306,14 @@ class Deliverer:
 
     async def run(self) -> None:
         while True:
-            due = self.store.due(time.time())
-            if due:
-                await asyncio.gather(*(self._attempt(row) for row in due))
+            try:
+                due = self.store.due(time.time())
+                if due:
+                    await asyncio.gather(*(self._attempt(row) for row in due))
+                    continue
+            except Exception:  # a bad row or a busy database must not stop deliveries for good
+                logger.exception("webhook delivery round failed; retrying in a second")
+                await asyncio.sleep(1.0)
                 continue
             upcoming = self.store.next_due()
             wait = 1.0 if upcoming is None else min(1.0, max(0.0, upcoming - time.time()))
