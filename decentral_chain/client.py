@@ -282,7 +282,8 @@ class EscrowClient:
 
     # ----------------------------------------------------------------- reads
 
-    async def _account_data(self, key: Pubkey, commitment: str | None = None) -> bytes | None:
+    async def account_data(self, key: Pubkey, commitment: str | None = None) -> bytes | None:
+        """An account's raw data (None when it does not exist), at ``commitment``."""
         result = await self.rpc.call(
             "getAccountInfo", [str(key), {"encoding": "base64", "commitment": commitment or self.commitment}]
         )
@@ -293,18 +294,18 @@ class EscrowClient:
             raise DecodeError(f"malformed getAccountInfo answer for {key}") from exc
 
     async def get_config(self) -> Config:
-        data = await self._account_data(pda.config_address(self.program_id))
+        data = await self.account_data(pda.config_address(self.program_id))
         if data is None:
             raise DecentralError(f"escrow {self.program_id} is not initialized on this cluster")
         self._config = Config.from_bytes(data)
         return self._config
 
     async def get_credits(self, owner: Pubkey) -> Credits | None:
-        data = await self._account_data(pda.credits_address(owner, self.program_id))
+        data = await self.account_data(pda.credits_address(owner, self.program_id))
         return Credits.from_bytes(data) if data else None
 
     async def get_job(self, job_id: bytes, *, commitment: str | None = None) -> Job | None:
-        data = await self._account_data(pda.job_address(job_id, self.program_id), commitment)
+        data = await self.account_data(pda.job_address(job_id, self.program_id), commitment)
         return Job.from_bytes(data) if data else None
 
     async def token_balance(self, account: Pubkey) -> int:

@@ -419,7 +419,7 @@ async def ensure_payout_account(escrow: EscrowClient, keypair: Keypair) -> tuple
     config = await escrow.cached_config()
     owner = keypair.pubkey()
     account = pda.associated_token_address(owner, config.mint)
-    if await escrow._account_data(account) is not None:
+    if await escrow.account_data(account) is not None:
         return account, False
     balance = (await escrow.rpc.call("getBalance", [str(owner), {"commitment": escrow.commitment}]))["value"]
     if not isinstance(balance, int) or balance < 3_000_000:
