@@ -192,11 +192,11 @@ def _check(body: Any, embedder: Embedder) -> tuple[str, list[list[int]]]:
 
 async def embeddings(request: Request) -> Response:
     """The route: with an Idempotency-Key, a retry gets the first answer (never a second job)."""
-    from decentral_chain.gateway.routes import _client_wallet, idempotent_start
+    from decentral_chain.gateway.routes import _client_wallet, recorded_request
 
     state: State = request.app.state.gateway
     client = _client_wallet(request, state)
-    record, replay = idempotent_start(state, request, client, hashlib.sha256(await request.body()).hexdigest())
+    record, replay = await recorded_request(state, request, client)
     if replay is not None:
         return replay
     try:

@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from decentral_chain.errors import DecentralError
 from decentral_chain.gateway import errors as gw
 from decentral_chain.gateway.lifecycle import chain_errors
+from decentral_chain.gateway.routes import authenticate, job_receipt
 from decentral_chain.gateway.webhooks import (
     EVENTS,
     MAX_WEBHOOKS_PER_KEY,
@@ -56,23 +57,12 @@ def _state(request: Request) -> State:
     return request.app.state.gateway
 
 
-def _key(request: Request, state: State) -> tuple[str, Pubkey]:
-    """The API key (as for every route: X-API-Key wins over a Bearer key) and its wallet."""
-    from decentral_chain.gateway.routes import api_key
-
-    key = api_key(request)
-    wallet = state.keys.wallet(key)
-    if wallet is None:
-        raise gw.Unauthorized("Incorrect API key provided")
-    return key, wallet
-
-
 # ------------------------------------------------------------------------ routes
 
 
 async def create_webhook(request: Request) -> Response:
     state = _state(request)
-    key, wallet = _key(request, state)
+    key, wallet = authenticate(request, state)
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -116,13 +106,13 @@ async def create_webhook(request: Request) -> Response:
 
 async def list_webhooks(request: Request) -> Response:
     state = _state(request)
-    key, _ = _key(request, state)
+    key, _ = authenticate(request, state)
     return JSONResponse({"object": "list", "data": [w.public() for w in state.webhooks.of_key(key_digest(key))]})
 
 
 async def get_webhook(request: Request) -> Response:
     state = _state(request)
-    key, _ = _key(request, state)
+    key, _ = authenticate(request, state)
     webhook = state.webhooks.get(request.path_params["webhook_id"])
     if webhook is None or webhook.key_hash != key_digest(key):
         raise WebhookNotFound(f"No webhook {request.path_params['webhook_id']}", param="webhook_id")
@@ -131,7 +121,7 @@ async def get_webhook(request: Request) -> Response:
 
 async def delete_webhook(request: Request) -> Response:
     state = _state(request)
-    key, _ = _key(request, state)
+    key, _ = authenticate(request, state)
     webhook_id = request.path_params["webhook_id"]
     if not state.webhooks.delete(key_digest(key), webhook_id):
         raise WebhookNotFound(f"No webhook {webhook_id}", param="webhook_id")
@@ -151,21 +141,6 @@ def emit(state: State, wallet: str, event: str, data: dict[str, Any]) -> int:
     return len(hooks)
 
 
-def receipt(state: State, row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "job_id": row["job_id"],
-        "lock_tx": row["lock_tx"],
-        "settlement_tx": row["settlement_tx"],
-        "worker": row["worker"],
-        "client": row["client"],
-        "cost": row["cost"],
-        "result_hash": row["result_hash"],
-        "nonce": row["nonce"],
-        "outcome": "refunded" if row["state"] in ("refunding", "refunded") else "settled",
-        "program_id": state.settings.program_id,
-    }
-
-
 def on_job(state: State, job_id: str, new_state: str) -> None:
     """The journal's listener: a job entered ``new_state``."""
     row = state.journal.get(job_id)
@@ -177,7 +152,7 @@ def on_job(state: State, job_id: str, new_state: str) -> None:
     else:
         data = {
             "job_id": job_id,
-            "receipt": receipt(state, row),
+            "receipt": job_receipt(state, row),
             "usage": {"prompt_tokens": row["prompt_tokens"], "completion_tokens": row["completion_tokens"]},
         }
     emit(state, row["client"], event, data)

@@ -72,12 +72,18 @@ def api_key(request: Request) -> str:
     return key
 
 
-def _client_wallet(request: Request, state: State) -> Pubkey:
-    """The key's wallet."""
-    wallet = state.keys.wallet(api_key(request))
+def authenticate(request: Request, state: State) -> tuple[str, Pubkey]:
+    """The request's API key and the wallet it spends (401 without a valid key)."""
+    key = api_key(request)
+    wallet = state.keys.wallet(key)
     if wallet is None:
         raise gw.Unauthorized("Incorrect API key provided")
-    return wallet
+    return key, wallet
+
+
+def _client_wallet(request: Request, state: State) -> Pubkey:
+    """The key's wallet."""
+    return authenticate(request, state)[1]
 
 
 #: OpenAI request parameters this gateway does not implement (yet): a 400 naming each
@@ -109,6 +115,8 @@ async def _parse(request: Request) -> ChatCompletionRequest:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first["loc"]) or None
         raise gw.InvalidRequest(f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
+    if req.top_logprobs is not None and not req.logprobs:
+        raise gw.InvalidRequest("top_logprobs requires logprobs to be true", param="top_logprobs")
     tools.validate(req)
     return req
 
@@ -160,20 +168,10 @@ async def chat_completions(request: Request) -> Response:
             raise gw.InvalidRequest("n > 1 cannot be streamed by this gateway; ask without stream", param="n")
         if req.run_async and req.stream:
             raise gw.InvalidRequest("async cannot be combined with stream: poll the task instead", param="async")
-        idem = _idempotency_key(request)
-        record = None
-        if idem is not None or req.run_async:
-            body_hash = hashlib.sha256(await request.body()).hexdigest()
-            if idem is not None and (earlier := state.tasks.by_key(str(client), idem)) is not None:
-                credits_read.cancel()
-                return _replay(earlier, body_hash)
-            try:
-                record = state.tasks.create(str(client), "task" if req.run_async else "sync", body_hash, idem)
-            except KeyInUse:
-                raise gw.IdempotencyKeyInUse(
-                    "A request with this Idempotency-Key is still running; retry when it has finished",
-                    param="Idempotency-Key",
-                ) from None
+        record, replay = await recorded_request(state, request, client, kind="task" if req.run_async else "sync")
+        if replay is not None:
+            credits_read.cancel()
+            return replay
     except BaseException:
         credits_read.cancel()
         raise
@@ -191,19 +189,20 @@ async def chat_completions(request: Request) -> Response:
     return response
 
 
-def idempotent_start(
-    state: State, request: Request, client: Pubkey, body_hash: str
+async def recorded_request(
+    state: State, request: Request, client: Pubkey, *, kind: str = "sync"
 ) -> tuple[Task | None, Response | None]:
-    """For a POST with an Idempotency-Key: (its new record, None), or (None, the first
-    answer) when the key was used before; (None, None) without a key."""
+    """The record a request needs — one with an Idempotency-Key, or any async task (``kind``
+    "task") — or, when its key was used before, (None, the first answer); (None, None) for a
+    plain request."""
     idem = _idempotency_key(request)
-    if idem is None:
+    if idem is None and kind != "task":
         return None, None
-    earlier = state.tasks.by_key(str(client), idem)
-    if earlier is not None:
+    body_hash = hashlib.sha256(await request.body()).hexdigest()
+    if idem is not None and (earlier := state.tasks.by_key(str(client), idem)) is not None:
         return None, _replay(earlier, body_hash)
     try:
-        return state.tasks.create(str(client), "sync", body_hash, idem), None
+        return state.tasks.create(str(client), kind, body_hash, idem), None
     except KeyInUse:
         raise gw.IdempotencyKeyInUse(
             "A request with this Idempotency-Key is still running; retry when it has finished",
@@ -689,6 +688,22 @@ async def account(request: Request) -> Response:
     )
 
 
+def job_receipt(state: State, row: dict[str, Any]) -> dict[str, Any]:
+    """A journaled job's receipt, as /v1/jobs and the webhooks give it (Receipt.parse reads it)."""
+    return {
+        "job_id": row["job_id"],
+        "lock_tx": row["lock_tx"],
+        "settlement_tx": row["settlement_tx"],
+        "worker": row["worker"],
+        "client": row["client"],
+        "cost": row["cost"],
+        "result_hash": row["result_hash"],
+        "nonce": row["nonce"],
+        "outcome": "refunded" if row["state"] in ("refunding", "refunded") else "settled",
+        "program_id": state.settings.program_id,
+    }
+
+
 async def job_status(request: Request) -> Response:
     state = _state(request)
     wallet = _client_wallet(request, state)
@@ -697,18 +712,7 @@ async def job_status(request: Request) -> Response:
     record = state.journal.get(job_id)
     if record is None or record["client"] != str(wallet):  # a key sees its own wallet's jobs only
         raise gw.JobNotFound(f"No job {job_id}", param="job_id")
-    receipt = {
-        "job_id": record["job_id"],
-        "lock_tx": record["lock_tx"],
-        "settlement_tx": record["settlement_tx"],
-        "worker": record["worker"],
-        "client": record["client"],
-        "cost": record["cost"],
-        "result_hash": record["result_hash"],
-        "nonce": record["nonce"],
-        "outcome": "refunded" if record["state"] in ("refunding", "refunded") else "settled",
-        "program_id": state.settings.program_id,
-    }
+    receipt = job_receipt(state, record)
     with chain_errors():
         onchain = await state.escrow.get_job(uuid.UUID(job_id).bytes)
     return JSONResponse(

@@ -42,9 +42,7 @@ def check_schema(schema: Any, param: str) -> None:
 
 
 def validate(req: ChatCompletionRequest) -> None:
-    """Checks beyond the request model: each a 400 naming the parameter."""
-    if req.top_logprobs is not None and not req.logprobs:
-        raise gw.InvalidRequest("top_logprobs requires logprobs to be true", param="top_logprobs")
+    """The tools' and schemas' checks beyond the request model: each a 400 naming the parameter."""
     if req.tool_choice is not None and not req.tools:
         raise gw.InvalidRequest("tool_choice is only allowed when tools are specified", param="tool_choice")
     names = [t.function.name for t in req.tools or []]
